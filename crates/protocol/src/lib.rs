@@ -1,0 +1,315 @@
+//! Palaver's wire contract as Rust types (see `PROTOCOL.md`).
+//!
+//! Shared by the server, the load generator and the tests so that all three
+//! speak exactly the same JSON. Output is snake_case; input accepts the
+//! original clients' camelCase and snake_case for every field.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Socket.IO event names.
+pub mod events {
+    /// Client → server: send a message; server → client: a delivered message.
+    pub const MESSAGE: &str = "message";
+    /// Typing indicator (ephemeral).
+    pub const TYPING: &str = "typing";
+    /// Read receipt.
+    pub const READ: &str = "read";
+    /// Server → client: a user came online or went offline.
+    pub const PRESENCE: &str = "presence";
+}
+
+/// Timestamps on the wire: RFC 3339, UTC, always with milliseconds.
+pub mod time_millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Private (two users) or group conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationType {
+    Private,
+    Group,
+}
+
+impl ConversationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationType::Private => "private",
+            ConversationType::Group => "group",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "private" => Some(ConversationType::Private),
+            "group" => Some(ConversationType::Group),
+            _ => None,
+        }
+    }
+}
+
+/// A stored message, as acked to its sender and delivered to recipients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    pub conversation_type: ConversationType,
+    pub sender_id: i64,
+    /// The other user (private) or the group id (group).
+    pub receiver_id: i64,
+    /// 1, 2, 3, … per conversation, gap-free, in commit order.
+    pub seq: i64,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+    #[serde(with = "time_millis")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    #[serde(with = "time_millis")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user_id: i64,
+    pub role: Role,
+    #[serde(with = "time_millis")]
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A group; `members` is present where the API says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    #[serde(with = "time_millis")]
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<Member>>,
+}
+
+/// `POST /api/auth/register` and `/login` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthResponse {
+    pub user: User,
+    pub token: String,
+}
+
+/// One row of `GET /api/conversations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub conversation_type: ConversationType,
+    /// The other user (private) or the group id (group).
+    pub receiver_id: i64,
+    pub last_message: Option<Message>,
+    pub last_seq: i64,
+}
+
+/// `GET /api/messages` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// Error codes, the same over HTTP and in acks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidPayload,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    TooLarge,
+    RateLimited,
+    /// Storage down: nothing stored, safe to retry.
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidPayload => "invalid_payload",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{code, message}`: every error, over HTTP or in an ack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// HTTP error body: `{"error": {code, message}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpError {
+    pub error: ErrorBody,
+}
+
+/// An ack: `{"ok": true, ...}` or `{"ok": false, "error": {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ack<T> {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<T>,
+}
+
+impl<T> Ack<T> {
+    pub fn ok(body: T) -> Self {
+        Ack {
+            ok: true,
+            error: None,
+            body: Some(body),
+        }
+    }
+
+    pub fn err(code: ErrorCode, message: impl Into<String>) -> Self {
+        Ack {
+            ok: false,
+            error: Some(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+            body: None,
+        }
+    }
+}
+
+/// Body of a successful `message` ack: `{"ok": true, "message": Message}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentBody<M = Message> {
+    pub message: M,
+}
+
+/// `message` event input, as clients send it. Every field accepts camelCase
+/// (the original clients) and snake_case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessage {
+    #[serde(alias = "conversation_type")]
+    pub conversation_type: String,
+    #[serde(alias = "receiver_id")]
+    pub receiver_id: i64,
+    pub content: String,
+    #[serde(
+        alias = "client_msg_id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_msg_id: Option<String>,
+    #[serde(alias = "sender_id", default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_serialises_snake_case_with_millisecond_utc_times() {
+        let m = Message {
+            id: 1042,
+            conversation_type: ConversationType::Private,
+            sender_id: 7,
+            receiver_id: 9,
+            seq: 15,
+            content: "hi".into(),
+            client_msg_id: Some("c-81".into()),
+            created_at: DateTime::from_timestamp_millis(1_795_665_600_000).unwrap(),
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["conversation_type"], "private");
+        assert_eq!(v["created_at"], "2026-11-26T04:00:00.000Z");
+        let back: Message = serde_json::from_value(v).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn send_message_accepts_camel_and_snake_case() {
+        let camel: SendMessage = serde_json::from_str(
+            r#"{"conversationType":"private","receiverId":2,"content":"x","clientMsgId":"a","senderId":1}"#,
+        )
+        .unwrap();
+        let snake: SendMessage = serde_json::from_str(
+            r#"{"conversation_type":"private","receiver_id":2,"content":"x","client_msg_id":"a","sender_id":1}"#,
+        )
+        .unwrap();
+        assert_eq!(camel, snake);
+    }
+
+    #[test]
+    fn error_ack_has_ok_false_and_code() {
+        let a: Ack<SentBody> = Ack::err(ErrorCode::TooLarge, "too long");
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ok": false, "error": {"code": "too_large", "message": "too long"}})
+        );
+    }
+}

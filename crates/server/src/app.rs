@@ -1,0 +1,34 @@
+//! The shared application state handed to axum and socketioxide.
+
+use std::sync::Arc;
+
+use crate::auth::Tokens;
+use crate::chat::Chat;
+use crate::config::Config;
+
+/// Cheap to clone: one `Arc` inside.
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
+    pub chat: Chat,
+    pub tokens: Tokens,
+    pub config: Config,
+}
+
+impl App {
+    pub fn new(chat: Chat, tokens: Tokens, config: Config) -> Self {
+        App(Arc::new(Inner {
+            chat,
+            tokens,
+            config,
+        }))
+    }
+}
+
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

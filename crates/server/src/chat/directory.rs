@@ -1,0 +1,100 @@
+//! In-memory knowledge the hot path needs: which users exist and who is in
+//! which group.
+//!
+//! Users are never deleted, so a user seen once is cached for good. Group
+//! rosters are cached until a membership change invalidates them. A
+//! generation counter closes the race where a roster read from the database
+//! just before a change would be cached just after the change's
+//! invalidation. Both maps are bounded: when full they are simply cleared.
+//! Locks are `std::sync::Mutex` and are never held across an `.await`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use palaver_protocol::Role;
+
+use crate::store::{GroupId, UserId};
+
+const MAX_USERS: usize = 1_000_000;
+const MAX_ROSTERS: usize = 100_000;
+
+/// A group's members at one moment.
+#[derive(Debug)]
+pub struct Roster {
+    roles: HashMap<UserId, Role>,
+    /// Member ids in a stable order, for fan-out.
+    ids: Vec<UserId>,
+}
+
+impl Roster {
+    pub fn new(members: impl IntoIterator<Item = (UserId, Role)>) -> Self {
+        let roles: HashMap<_, _> = members.into_iter().collect();
+        let mut ids: Vec<_> = roles.keys().copied().collect();
+        ids.sort_unstable();
+        Roster { roles, ids }
+    }
+
+    pub fn role(&self, user: UserId) -> Option<Role> {
+        self.roles.get(&user).copied()
+    }
+
+    pub fn ids(&self) -> &[UserId] {
+        &self.ids
+    }
+}
+
+#[derive(Default)]
+struct Rosters {
+    map: HashMap<GroupId, Arc<Roster>>,
+    generation: u64,
+}
+
+/// The caches.
+#[derive(Default)]
+pub struct Directory {
+    users: Mutex<HashSet<UserId>>,
+    rosters: Mutex<Rosters>,
+}
+
+impl Directory {
+    pub fn knows_user(&self, id: UserId) -> bool {
+        self.users.lock().unwrap().contains(&id)
+    }
+
+    pub fn add_user(&self, id: UserId) {
+        let mut users = self.users.lock().unwrap();
+        if users.len() >= MAX_USERS {
+            users.clear();
+        }
+        users.insert(id);
+    }
+
+    pub fn roster(&self, group: GroupId) -> Option<Arc<Roster>> {
+        self.rosters.lock().unwrap().map.get(&group).cloned()
+    }
+
+    /// The generation to pass to [`put_roster`](Self::put_roster) for a
+    /// roster about to be read from the database.
+    pub fn roster_generation(&self) -> u64 {
+        self.rosters.lock().unwrap().generation
+    }
+
+    /// Caches a roster read at `generation`, unless a change happened since.
+    pub fn put_roster(&self, group: GroupId, roster: Arc<Roster>, generation: u64) {
+        let mut r = self.rosters.lock().unwrap();
+        if r.generation != generation {
+            return;
+        }
+        if r.map.len() >= MAX_ROSTERS {
+            r.map.clear();
+        }
+        r.map.insert(group, roster);
+    }
+
+    /// Forgets a group's roster after its membership changed.
+    pub fn invalidate_roster(&self, group: GroupId) {
+        let mut r = self.rosters.lock().unwrap();
+        r.generation += 1;
+        r.map.remove(&group);
+    }
+}

@@ -1,0 +1,78 @@
+//! The domain's error: what went wrong, in terms a client can act on.
+//!
+//! Storage errors are folded in here; transports turn a [`ChatError`] into
+//! the wire `{code, message}` (HTTP status or error ack). Details of
+//! internal failures are logged where they happen and never sent.
+
+use palaver_protocol::{ErrorBody, ErrorCode};
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChatError {
+    #[error("{0}")]
+    InvalidPayload(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    RateLimited(String),
+    /// Storage is down or the server is saturated: nothing was stored,
+    /// retrying is safe.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal,
+}
+
+impl ChatError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ChatError::InvalidPayload(_) => ErrorCode::InvalidPayload,
+            ChatError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ChatError::Forbidden(_) => ErrorCode::Forbidden,
+            ChatError::NotFound(_) => ErrorCode::NotFound,
+            ChatError::Conflict(_) => ErrorCode::Conflict,
+            ChatError::TooLarge(_) => ErrorCode::TooLarge,
+            ChatError::RateLimited(_) => ErrorCode::RateLimited,
+            ChatError::Unavailable(_) => ErrorCode::Unavailable,
+            ChatError::Internal => ErrorCode::Internal,
+        }
+    }
+
+    /// The wire form.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        ChatError::InvalidPayload(msg.into())
+    }
+}
+
+impl From<StoreError> for ChatError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ChatError::NotFound("not found".into()),
+            StoreError::Conflict(m) => ChatError::Conflict(m),
+            StoreError::Unavailable(e) | StoreError::Retryable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ChatError::Unavailable("storage unavailable, nothing was stored; retry".into())
+            }
+            StoreError::Other(e) => {
+                tracing::error!(error = %e, "database error");
+                ChatError::Internal
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Typed input: everything a client sends becomes one of these once, at the
+//! edge, and the rest of the domain never checks it again.
+
+use palaver_protocol::{ConversationType, SendMessage};
+
+use super::ChatError;
+use crate::store::{ConversationKey, GroupId, UserId};
+
+/// A registrable username: 3–32 of `[A-Za-z0-9_.-]`.
+#[derive(Debug, Clone)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(s: &str) -> Result<Self, ChatError> {
+        let ok_chars = s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !(3..=32).contains(&s.len()) || !ok_chars {
+            return Err(ChatError::invalid(
+                "username must be 3 to 32 characters of A-Z, a-z, 0-9, '_', '.', '-'",
+            ));
+        }
+        Ok(Username(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password of 8–128 characters.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Self, ChatError> {
+        if !(8..=128).contains(&s.chars().count()) {
+            return Err(ChatError::invalid("password must be 8 to 128 characters"));
+        }
+        Ok(Password(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A group name: 1–100 characters, not blank.
+#[derive(Debug, Clone)]
+pub struct GroupName(String);
+
+impl GroupName {
+    pub fn parse(s: &str) -> Result<Self, ChatError> {
+        if s.trim().is_empty() || s.chars().count() > 100 {
+            return Err(ChatError::invalid("group name must be 1 to 100 characters"));
+        }
+        Ok(GroupName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A positive id.
+pub fn parse_id(what: &str, id: i64) -> Result<i64, ChatError> {
+    if id <= 0 {
+        return Err(ChatError::invalid(format!(
+            "{what} must be a positive integer"
+        )));
+    }
+    Ok(id)
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Private(UserId),
+    Group(GroupId),
+}
+
+impl Target {
+    pub fn parse(kind: &str, receiver: i64) -> Result<Self, ChatError> {
+        let receiver = parse_id("receiverId", receiver)?;
+        match ConversationType::parse(kind) {
+            Some(ConversationType::Private) => Ok(Target::Private(receiver)),
+            Some(ConversationType::Group) => Ok(Target::Group(receiver)),
+            None => Err(ChatError::invalid(format!(
+                "unknown conversationType {kind:?}: expected \"private\" or \"group\""
+            ))),
+        }
+    }
+
+    /// The conversation this target names, seen from `me`.
+    pub fn conversation(self, me: UserId) -> ConversationKey {
+        match self {
+            Target::Private(peer) => ConversationKey::private(me, peer),
+            Target::Group(g) => ConversationKey::Group(g),
+        }
+    }
+
+    pub fn receiver(self) -> i64 {
+        match self {
+            Target::Private(id) | Target::Group(id) => id,
+        }
+    }
+}
+
+/// A validated `message` send from an authenticated user.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub sender: UserId,
+    pub target: Target,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+}
+
+/// Longest accepted `clientMsgId`, in characters.
+pub const MAX_CLIENT_MSG_ID: usize = 64;
+
+impl SendRequest {
+    /// Checks a client's `message` payload for `sender` (the authenticated
+    /// user). `max_chars` bounds the content in Unicode scalar values.
+    pub fn parse(raw: SendMessage, sender: UserId, max_chars: usize) -> Result<Self, ChatError> {
+        if raw.sender_id.is_some_and(|s| s != sender) {
+            return Err(ChatError::Forbidden(
+                "senderId does not match the authenticated user".into(),
+            ));
+        }
+        let target = Target::parse(&raw.conversation_type, raw.receiver_id)?;
+        if raw.content.is_empty() {
+            return Err(ChatError::invalid("content must not be empty"));
+        }
+        // Count characters without walking more than max + 1 of them.
+        if raw.content.len() > max_chars && raw.content.chars().nth(max_chars).is_some() {
+            return Err(ChatError::TooLarge(format!(
+                "content is longer than {max_chars} characters"
+            )));
+        }
+        if let Some(id) = &raw.client_msg_id {
+            if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID {
+                return Err(ChatError::invalid(format!(
+                    "clientMsgId must be 1 to {MAX_CLIENT_MSG_ID} characters"
+                )));
+            }
+        }
+        Ok(SendRequest {
+            sender,
+            target,
+            content: raw.content,
+            client_msg_id: raw.client_msg_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(content: &str) -> SendMessage {
+        SendMessage {
+            conversation_type: "private".into(),
+            receiver_id: 2,
+            content: content.into(),
+            client_msg_id: None,
+            sender_id: None,
+        }
+    }
+
+    #[test]
+    fn content_is_counted_in_characters_not_bytes() {
+        assert!(SendRequest::parse(raw(&"é".repeat(4)), 1, 4).is_ok());
+        assert!(matches!(
+            SendRequest::parse(raw(&"é".repeat(5)), 1, 4),
+            Err(ChatError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn empty_content_is_invalid_and_whitespace_is_kept() {
+        assert!(matches!(
+            SendRequest::parse(raw(""), 1, 4),
+            Err(ChatError::InvalidPayload(_))
+        ));
+        assert_eq!(SendRequest::parse(raw(" "), 1, 4).unwrap().content, " ");
+    }
+
+    #[test]
+    fn usernames_follow_the_documented_alphabet() {
+        assert!(Username::parse("al.ice-_9").is_ok());
+        assert!(Username::parse("al").is_err());
+        assert!(Username::parse("alice!").is_err());
+        assert!(Username::parse(&"a".repeat(33)).is_err());
+    }
+}

@@ -1,0 +1,396 @@
+//! The domain: validate → store → fan out.
+//!
+//! Both front doors (HTTP in `http/`, Socket.IO in `realtime/`) call these
+//! functions with already-parsed input ([`input`]) and an authenticated user
+//! id; this module decides who may do what, talks to the [`Store`], and
+//! hands committed messages back to the transport through [`Respond`]. It
+//! knows nothing of HTTP or Socket.IO.
+
+mod directory;
+mod error;
+pub mod input;
+mod writer;
+
+use std::sync::Arc;
+
+use palaver_protocol::{ConversationSummary, Group, Member, MessagePage, Role, User};
+use tokio::sync::mpsc;
+
+pub use directory::Roster;
+pub use error::ChatError;
+pub use input::{GroupName, Password, SendRequest, Target, Username};
+pub use writer::{Respond, Sent, MAX_BATCH};
+
+use crate::auth;
+use crate::store::{GroupId, Page, Store, StoreError, UserId};
+use directory::Directory;
+use writer::Job;
+
+/// Sends waiting for the writer, across all sockets. Beyond this a send is
+/// refused with `unavailable` rather than queued without bound.
+pub const SEND_QUEUE: usize = 16 * 1024;
+/// Largest history page.
+pub const MAX_PAGE: u32 = 200;
+/// History page size when none is asked for.
+pub const DEFAULT_PAGE: u32 = 50;
+/// Most members a group may have.
+pub const MAX_GROUP_MEMBERS: usize = 1000;
+/// Most conversations listed.
+pub const MAX_CONVERSATIONS: u32 = 1000;
+
+/// What the writer and the request paths share.
+pub(crate) struct Core {
+    pub store: Box<dyn Store>,
+    pub directory: Directory,
+}
+
+impl Core {
+    async fn user_exists(&self, id: UserId) -> Result<bool, ChatError> {
+        if self.directory.knows_user(id) {
+            return Ok(true);
+        }
+        let found = self.store.user(id).await?.is_some();
+        if found {
+            self.directory.add_user(id);
+        }
+        Ok(found)
+    }
+
+    /// The group's roster (cached), or `None` for an unknown group.
+    async fn roster(&self, group: GroupId) -> Result<Option<Arc<Roster>>, ChatError> {
+        if let Some(r) = self.directory.roster(group) {
+            return Ok(Some(r));
+        }
+        let generation = self.directory.roster_generation();
+        if self.store.group(group).await?.is_none() {
+            return Ok(None);
+        }
+        let members = self.store.members(group).await?;
+        let roster = Arc::new(Roster::new(members.iter().map(|m| (m.user_id, m.role))));
+        self.directory.put_roster(group, roster.clone(), generation);
+        Ok(Some(roster))
+    }
+}
+
+/// The chat service; cheap to clone.
+#[derive(Clone)]
+pub struct Chat {
+    core: Arc<Core>,
+    sends: mpsc::Sender<Job>,
+    max_message_chars: usize,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Chat {
+    /// Starts the service and its writer task over `store`.
+    pub fn start(store: Box<dyn Store>, max_message_chars: usize) -> Self {
+        let core = Arc::new(Core {
+            store,
+            directory: Directory::default(),
+        });
+        let (sends, rx) = mpsc::channel(SEND_QUEUE);
+        tokio::spawn(writer::run(core.clone(), rx));
+        Chat {
+            core,
+            sends,
+            max_message_chars,
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.core.store
+    }
+
+    pub fn max_message_chars(&self) -> usize {
+        self.max_message_chars
+    }
+
+    // ---- accounts -------------------------------------------------------
+
+    /// Registers a user with a password.
+    pub async fn register(
+        &self,
+        username: Username,
+        password: Password,
+    ) -> Result<User, ChatError> {
+        let hash = auth::hash_password(password.as_str().to_string()).await;
+        let user = self
+            .core
+            .store
+            .create_user(username.as_str(), &hash, now_ms())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ChatError::Conflict("username is taken".into()),
+                e => e.into(),
+            })?;
+        self.core.directory.add_user(user.id);
+        Ok(user)
+    }
+
+    /// Checks a username and password.
+    pub async fn login(&self, username: &str, password: &str) -> Result<User, ChatError> {
+        let found = self.core.store.credentials(username).await?;
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, None),
+        };
+        let ok = auth::verify_password(hash, password.to_string()).await;
+        match user {
+            Some(user) if ok => Ok(user),
+            _ => Err(ChatError::Unauthorized(
+                "invalid username or password".into(),
+            )),
+        }
+    }
+
+    /// Makes sure an authenticated user id has a user row (users named by
+    /// application-minted tokens are created on first use).
+    pub async fn ensure_user(&self, id: UserId) -> Result<(), ChatError> {
+        if self.core.directory.knows_user(id) {
+            return Ok(());
+        }
+        self.core.store.ensure_user(id, now_ms()).await?;
+        self.core.directory.add_user(id);
+        Ok(())
+    }
+
+    pub async fn user(&self, id: UserId) -> Result<User, ChatError> {
+        self.core
+            .store
+            .user(id)
+            .await?
+            .ok_or_else(|| ChatError::NotFound(format!("user {id} does not exist")))
+    }
+
+    pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, ChatError> {
+        Ok(self.core.store.search_users(prefix, limit).await?)
+    }
+
+    // ---- groups ---------------------------------------------------------
+
+    /// Creates a group owned by `owner` with the given other members.
+    pub async fn create_group(
+        &self,
+        owner: UserId,
+        name: GroupName,
+        member_ids: Vec<UserId>,
+    ) -> Result<Group, ChatError> {
+        let mut members: Vec<UserId> = member_ids.into_iter().filter(|&m| m != owner).collect();
+        members.sort_unstable();
+        members.dedup();
+        if members.len() + 1 > MAX_GROUP_MEMBERS {
+            return Err(ChatError::TooLarge(format!(
+                "a group has at most {MAX_GROUP_MEMBERS} members"
+            )));
+        }
+        if let Some(&bad) = members.iter().find(|&&m| m <= 0) {
+            return Err(ChatError::invalid(format!(
+                "memberIds: {bad} is not a valid id"
+            )));
+        }
+        let missing = self.core.store.missing_users(&members).await?;
+        if let Some(m) = missing.first() {
+            return Err(ChatError::NotFound(format!("user {m} does not exist")));
+        }
+        Ok(self
+            .core
+            .store
+            .create_group(name.as_str(), owner, &members, now_ms())
+            .await?)
+    }
+
+    pub async fn groups_of(&self, user: UserId) -> Result<Vec<Group>, ChatError> {
+        Ok(self.core.store.groups_of(user).await?)
+    }
+
+    /// The group with its members, for a member.
+    pub async fn group(&self, user: UserId, id: GroupId) -> Result<Group, ChatError> {
+        let mut group = self
+            .core
+            .store
+            .group(id)
+            .await?
+            .ok_or_else(|| ChatError::NotFound(format!("group {id} does not exist")))?;
+        let members = self.core.store.members(id).await?;
+        if !members.iter().any(|m| m.user_id == user) {
+            return Err(ChatError::Forbidden(format!(
+                "you are not a member of group {id}"
+            )));
+        }
+        group.members = Some(members);
+        Ok(group)
+    }
+
+    /// The caller's role in a group: `NotFound` for an unknown group,
+    /// `Forbidden` for a non-member. Reads the database, not the cache, so
+    /// that administrative decisions never act on a stale roster.
+    async fn role_in(
+        &self,
+        user: UserId,
+        group: GroupId,
+    ) -> Result<(Role, Vec<Member>), ChatError> {
+        if self.core.store.group(group).await?.is_none() {
+            return Err(ChatError::NotFound(format!("group {group} does not exist")));
+        }
+        let members = self.core.store.members(group).await?;
+        let role = members
+            .iter()
+            .find(|m| m.user_id == user)
+            .map(|m| m.role)
+            .ok_or_else(|| {
+                ChatError::Forbidden(format!("you are not a member of group {group}"))
+            })?;
+        Ok((role, members))
+    }
+
+    /// Adds `user` to a group; the owner may add admins, admins members.
+    pub async fn add_member(
+        &self,
+        actor: UserId,
+        group: GroupId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Member, ChatError> {
+        let (actor_role, members) = self.role_in(actor, group).await?;
+        match (actor_role, role) {
+            (_, Role::Owner) => {
+                return Err(ChatError::invalid(
+                    "a group has one owner; add as member or admin",
+                ))
+            }
+            (Role::Owner, _) | (Role::Admin, Role::Member) => {}
+            (Role::Admin, Role::Admin) => {
+                return Err(ChatError::Forbidden("only the owner can add admins".into()))
+            }
+            (Role::Member, _) => {
+                return Err(ChatError::Forbidden(
+                    "only the group's owner or an admin can add members".into(),
+                ))
+            }
+        }
+        if members.len() >= MAX_GROUP_MEMBERS {
+            return Err(ChatError::TooLarge(format!(
+                "a group has at most {MAX_GROUP_MEMBERS} members"
+            )));
+        }
+        if !self.core.user_exists(user).await? {
+            return Err(ChatError::NotFound(format!("user {user} does not exist")));
+        }
+        let member = self
+            .core
+            .store
+            .add_member(group, user, role, now_ms())
+            .await;
+        self.core.directory.invalidate_roster(group);
+        Ok(member?)
+    }
+
+    /// Removes `user` from a group: anyone may leave; the owner may remove
+    /// anyone, an admin only plain members.
+    pub async fn remove_member(
+        &self,
+        actor: UserId,
+        group: GroupId,
+        user: UserId,
+    ) -> Result<(), ChatError> {
+        let (actor_role, members) = self.role_in(actor, group).await?;
+        if actor != user {
+            let target = members
+                .iter()
+                .find(|m| m.user_id == user)
+                .map(|m| m.role)
+                .ok_or_else(|| {
+                    ChatError::NotFound(format!("user {user} is not a member of group {group}"))
+                })?;
+            let allowed = match actor_role {
+                Role::Owner => true,
+                Role::Admin => target == Role::Member,
+                Role::Member => false,
+            };
+            if !allowed {
+                return Err(ChatError::Forbidden(
+                    "not allowed to remove this member".into(),
+                ));
+            }
+        }
+        let result = self.core.store.remove_member(group, user).await;
+        self.core.directory.invalidate_roster(group);
+        result.map_err(|e| match e {
+            StoreError::NotFound => {
+                ChatError::NotFound(format!("user {user} is not a member of group {group}"))
+            }
+            e => e.into(),
+        })
+    }
+
+    // ---- messages -------------------------------------------------------
+
+    /// Queues a send for the writer. Sends are committed, answered and
+    /// delivered in the order they were queued. When the queue is full the
+    /// send is answered `unavailable` at once.
+    pub fn send(&self, req: SendRequest, respond: Box<dyn Respond>) {
+        if let Err(e) = self.sends.try_send(Job { req, respond }) {
+            let job = match e {
+                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => {
+                    job
+                }
+            };
+            tokio::spawn(job.respond.respond(Err(ChatError::Unavailable(
+                "server is busy, nothing was stored; retry".into(),
+            ))));
+        }
+    }
+
+    /// Checks that `user` may read `target`'s conversation.
+    async fn authorize_read(&self, user: UserId, target: Target) -> Result<(), ChatError> {
+        match target {
+            Target::Private(peer) => {
+                if !self.core.user_exists(peer).await? {
+                    return Err(ChatError::NotFound(format!("user {peer} does not exist")));
+                }
+            }
+            Target::Group(g) => {
+                let roster = self
+                    .core
+                    .roster(g)
+                    .await?
+                    .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
+                if roster.role(user).is_none() {
+                    return Err(ChatError::Forbidden(format!(
+                        "you are not a member of group {g}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A page of history (see `Page`); the limit is clamped to [`MAX_PAGE`].
+    pub async fn history(
+        &self,
+        user: UserId,
+        target: Target,
+        mut page: Page,
+    ) -> Result<MessagePage, ChatError> {
+        self.authorize_read(user, target).await?;
+        page.limit = page.limit.clamp(1, MAX_PAGE);
+        let (messages, has_more) = self
+            .core
+            .store
+            .messages(target.conversation(user), page)
+            .await?;
+        Ok(MessagePage { messages, has_more })
+    }
+
+    /// The user's conversations, most recent first.
+    pub async fn conversations(&self, user: UserId) -> Result<Vec<ConversationSummary>, ChatError> {
+        Ok(self
+            .core
+            .store
+            .conversations(user, MAX_CONVERSATIONS)
+            .await?)
+    }
+}

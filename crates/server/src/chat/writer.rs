@@ -1,0 +1,145 @@
+//! The message writer: one task that commits sends in batches (group
+//! commit) and then answers and fans out each one, in order.
+//!
+//! Why one task: every message a socket sends enters one FIFO queue in the
+//! order the socket sent it (the Socket.IO layer enqueues synchronously), and
+//! this task takes them out in that order, commits a batch in one
+//! transaction, and only then hands each outcome to its [`Respond`] — so acks
+//! come after commit and deliveries leave in commit order. Batches form by
+//! themselves: whatever queued up while the previous transaction was
+//! committing goes into the next (at most [`MAX_BATCH`]); there is no timer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use palaver_protocol::Message;
+use tokio::sync::mpsc;
+
+use super::{now_ms, ChatError, Core, SendRequest, Target};
+use crate::store::{NewMessage, StoreError, UserId};
+
+/// Most messages committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+/// Attempts at a batch that hits a deadlock or serialization failure.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// What a committed send produced.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message: Arc<Message>,
+    /// Every user whose sockets should get the message (sender included).
+    pub recipients: Vec<UserId>,
+    /// False for an idempotent retry: answer it, deliver nothing.
+    pub fresh: bool,
+}
+
+/// How the transport answers a send once its outcome is known. The writer
+/// awaits each returned future before the next, which keeps deliveries in
+/// commit order.
+pub trait Respond: Send + 'static {
+    fn respond(self: Box<Self>, outcome: Result<Sent, ChatError>) -> BoxFuture<'static, ()>;
+}
+
+pub(crate) struct Job {
+    pub req: SendRequest,
+    pub respond: Box<dyn Respond>,
+}
+
+/// Runs until every sender handle is dropped and the queue is drained.
+pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        commit_batch(&core, std::mem::take(&mut jobs)).await;
+    }
+}
+
+async fn commit_batch(core: &Core, jobs: Vec<Job>) {
+    // Authorize each send; refused ones are answered at once.
+    let mut accepted = Vec::with_capacity(jobs.len());
+    let mut rows = Vec::with_capacity(jobs.len());
+    let now = now_ms();
+    for job in jobs {
+        match core.recipients(&job.req).await {
+            Ok(recipients) => {
+                let req = &job.req;
+                rows.push(NewMessage {
+                    sender_id: req.sender,
+                    conversation: req.target.conversation(req.sender),
+                    receiver_id: req.target.receiver(),
+                    content: req.content.clone(),
+                    client_msg_id: req.client_msg_id.clone(),
+                    created_at_ms: now,
+                });
+                accepted.push((job, recipients));
+            }
+            Err(e) => job.respond.respond(Err(e)).await,
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+
+    let mut attempt = 1;
+    let result = loop {
+        match core.store.insert_messages(&rows).await {
+            Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "retrying message batch");
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+
+    match result {
+        Ok(outcomes) => {
+            for ((job, recipients), outcome) in accepted.into_iter().zip(outcomes) {
+                let outcome = outcome
+                    .map(|ins| Sent {
+                        message: Arc::new(ins.message),
+                        recipients,
+                        fresh: ins.fresh,
+                    })
+                    .map_err(ChatError::from);
+                job.respond.respond(outcome).await;
+            }
+        }
+        Err(e) => {
+            let e = ChatError::from(e);
+            for (job, _) in accepted {
+                job.respond.respond(Err(e.clone())).await;
+            }
+        }
+    }
+}
+
+impl Core {
+    /// Checks that `req` may be sent and returns who receives it.
+    async fn recipients(&self, req: &SendRequest) -> Result<Vec<UserId>, ChatError> {
+        match req.target {
+            Target::Private(peer) => {
+                if !self.user_exists(peer).await? {
+                    return Err(ChatError::NotFound(format!("user {peer} does not exist")));
+                }
+                Ok(if peer == req.sender {
+                    vec![peer]
+                } else {
+                    vec![req.sender, peer]
+                })
+            }
+            Target::Group(g) => {
+                let roster = self
+                    .roster(g)
+                    .await?
+                    .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
+                if roster.role(req.sender).is_none() {
+                    return Err(ChatError::Forbidden(format!(
+                        "you are not a member of group {g}"
+                    )));
+                }
+                Ok(roster.ids().to_vec())
+            }
+        }
+    }
+}

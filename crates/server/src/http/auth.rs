@@ -1,0 +1,41 @@
+//! `POST /api/auth/register` and `/api/auth/login`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use palaver_protocol::AuthResponse;
+use serde::Deserialize;
+
+use super::extract::ApiJson;
+use super::ApiError;
+use crate::app::App;
+use crate::chat::{Password, Username};
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+pub async fn register(
+    State(app): State<App>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
+    let username = Username::parse(&body.username)?;
+    let password = Password::parse(&body.password)?;
+    let user = app.chat.register(username, password).await?;
+    let token = app.tokens.issue(user.id);
+    Ok((StatusCode::CREATED, Json(AuthResponse { user, token })))
+}
+
+pub async fn login(
+    State(app): State<App>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Json<AuthResponse>, ApiError> {
+    // Bounded before hashing: an oversize password cannot be right anyway.
+    let password = Password::parse(&body.password)
+        .map_err(|_| crate::chat::ChatError::Unauthorized("invalid username or password".into()))?;
+    let user = app.chat.login(&body.username, password.as_str()).await?;
+    let token = app.tokens.issue(user.id);
+    Ok(Json(AuthResponse { user, token }))
+}

@@ -1,0 +1,81 @@
+//! `/api/groups…`: create, list, read, add and remove members.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use palaver_protocol::{Group, Member, Role};
+use serde::Deserialize;
+
+use super::extract::{ApiJson, ApiPath, AuthUser};
+use super::ApiError;
+use crate::app::App;
+use crate::chat::input::parse_id;
+use crate::chat::{ChatError, GroupName};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateGroup {
+    name: String,
+    #[serde(default, alias = "member_ids")]
+    member_ids: Vec<i64>,
+}
+
+pub async fn create(
+    State(app): State<App>,
+    AuthUser(me): AuthUser,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> Result<(StatusCode, Json<Group>), ApiError> {
+    let name = GroupName::parse(&body.name)?;
+    let group = app.chat.create_group(me, name, body.member_ids).await?;
+    Ok((StatusCode::CREATED, Json(group)))
+}
+
+pub async fn list(
+    State(app): State<App>,
+    AuthUser(me): AuthUser,
+) -> Result<Json<Vec<Group>>, ApiError> {
+    Ok(Json(app.chat.groups_of(me).await?))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    AuthUser(me): AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Group>, ApiError> {
+    Ok(Json(app.chat.group(me, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddMember {
+    #[serde(alias = "user_id")]
+    user_id: i64,
+    /// `member` (default) or `admin`; only the owner may add admins.
+    #[serde(default)]
+    role: Option<String>,
+}
+
+pub async fn add_member(
+    State(app): State<App>,
+    AuthUser(me): AuthUser,
+    ApiPath(group): ApiPath<i64>,
+    ApiJson(body): ApiJson<AddMember>,
+) -> Result<(StatusCode, Json<Member>), ApiError> {
+    let user = parse_id("userId", body.user_id)?;
+    let role = match body.role.as_deref() {
+        None => Role::Member,
+        Some(r) => Role::parse(r)
+            .ok_or_else(|| ChatError::invalid("role must be \"member\" or \"admin\""))?,
+    };
+    let member = app.chat.add_member(me, group, user, role).await?;
+    Ok((StatusCode::CREATED, Json(member)))
+}
+
+pub async fn remove_member(
+    State(app): State<App>,
+    AuthUser(me): AuthUser,
+    ApiPath((group, user)): ApiPath<(i64, i64)>,
+) -> Result<StatusCode, ApiError> {
+    app.chat.remove_member(me, group, user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,75 @@
+//! The HTTP API (see PROTOCOL.md, "HTTP API"): every route is listed in
+//! [`router`]. Handlers parse input into typed values, call the `chat`
+//! domain and translate its answer; errors become `{"error": {code,
+//! message}}` with the matching status.
+
+mod auth;
+mod error;
+mod extract;
+mod groups;
+mod messages;
+mod users;
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+
+use crate::app::App;
+use crate::chat::ChatError;
+pub use error::ApiError;
+
+/// All routes.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/api/auth/register", post(auth::register))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/me", get(users::me))
+        .route("/api/users", get(users::search))
+        .route("/api/users/{id}", get(users::get))
+        .route("/api/groups", post(groups::create).get(groups::list))
+        .route("/api/groups/{id}", get(groups::get))
+        .route("/api/groups/{id}/members", post(groups::add_member))
+        .route(
+            "/api/groups/{id}/members/{user_id}",
+            delete(groups::remove_member),
+        )
+        .route("/api/conversations", get(messages::conversations))
+        .route("/api/messages", get(messages::history))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
+/// 200 when the database answers within 2 s, else 503.
+async fn healthz(State(app): State<App>) -> (StatusCode, Json<serde_json::Value>) {
+    let store = app.chat.store();
+    let ok = matches!(
+        tokio::time::timeout(Duration::from_secs(2), store.ping()).await,
+        Ok(Ok(()))
+    );
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "unavailable" },
+        "database": store.backend(),
+    });
+    (status, Json(body))
+}
+
+async fn not_found() -> ApiError {
+    ChatError::NotFound("no such route".into()).into()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ChatError::invalid("method not allowed on this route"),
+    )
+}

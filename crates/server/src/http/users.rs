@@ -1,0 +1,46 @@
+//! `GET /api/me`, `/api/users`, `/api/users/{id}`.
+
+use axum::extract::State;
+use axum::Json;
+use palaver_protocol::User;
+use serde::Deserialize;
+
+use super::extract::{ApiPath, ApiQuery, AuthUser};
+use super::ApiError;
+use crate::app::App;
+use crate::chat::ChatError;
+
+/// Default and largest page of a user search.
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 100;
+
+pub async fn me(State(app): State<App>, AuthUser(me): AuthUser) -> Result<Json<User>, ApiError> {
+    Ok(Json(app.chat.user(me).await?))
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    limit: Option<u32>,
+}
+
+pub async fn search(
+    State(app): State<App>,
+    AuthUser(_): AuthUser,
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> Result<Json<Vec<User>>, ApiError> {
+    if query.q.chars().count() > 32 {
+        return Err(ChatError::invalid("q is at most 32 characters").into());
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    Ok(Json(app.chat.search_users(&query.q, limit).await?))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    AuthUser(_): AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<User>, ApiError> {
+    Ok(Json(app.chat.user(id).await?))
+}

@@ -1,0 +1,120 @@
+//! Palaver: a real-time chat server speaking Socket.IO and HTTP.
+//!
+//! # Layout
+//! - [`config`]: flags and environment variables.
+//! - [`app`]: the shared state handed to both front doors.
+//! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
+//! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
+//! - [`realtime`]: the Socket.IO namespace, handshake and events.
+//! - [`chat`]: the domain — validate → store → fan out — behind both front doors.
+//! - [`store`]: the storage trait and its backends; the only place with SQL.
+//!
+//! The binary (`main.rs`) parses flags, sets up logging, binds the listener
+//! and calls [`run`]; tests call [`Server::build`] and [`Server::serve`] on
+//! port 0.
+
+pub mod app;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod http;
+pub mod realtime;
+pub mod store;
+
+use std::future::Future;
+
+use axum::Router;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+
+pub use app::App;
+pub use config::Config;
+
+/// Settings key of the generated JWT secret.
+const JWT_SECRET_KEY: &str = "jwt_secret";
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] store::ConnectError),
+    #[error("cannot read the JWT secret from the database: {0}")]
+    Secret(#[source] store::StoreError),
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built server, ready to serve on a listener.
+pub struct Server {
+    app: App,
+    router: Router,
+    io: SocketIo,
+}
+
+impl Server {
+    /// Connects to the database, applies migrations and builds the routes.
+    pub async fn build(config: Config) -> Result<Server, StartError> {
+        let pool = store::PoolOptions {
+            max_connections: config.db_max_connections,
+            acquire_timeout: config.db_acquire_timeout(),
+        };
+        let store = store::connect(&config.database_url, &pool).await?;
+        let secret = match &config.jwt_secret {
+            Some(s) => s.clone(),
+            None => store
+                .setting_or_insert(JWT_SECRET_KEY, &auth::random_secret())
+                .await
+                .map_err(StartError::Secret)?,
+        };
+        let tokens = auth::Tokens::new(secret.as_bytes(), config.token_ttl());
+        let chat = chat::Chat::start(store, config.max_message_chars as usize);
+        let app = App::new(chat, tokens, config);
+
+        let (layer, io) = SocketIo::builder().with_state(app.clone()).build_layer();
+        realtime::register(&io);
+        let router = http::router(app.clone()).layer(layer);
+        Ok(Server { app, router, io })
+    }
+
+    /// The storage backend's name.
+    pub fn backend(&self) -> &'static str {
+        self.app.chat.store().backend()
+    }
+
+    /// The shared state (tests use it to mint tokens).
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Serves HTTP and Socket.IO on `listener` until `shutdown` resolves,
+    /// then closes every socket and waits for connections to finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Server { router, io, .. } = self;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                io.close().await;
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Builds and serves: what `palaver serve` does.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let server = Server::build(config).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        backend = server.backend(),
+        "palaver listening"
+    );
+    server.serve(listener, shutdown).await
+}

@@ -1,0 +1,101 @@
+//! The `message` event: parse, queue for the writer in arrival order, and
+//! answer once committed.
+//!
+//! socketioxide spawns a task per event for async handlers, so two events
+//! from one socket could reach the writer out of order. [`SendHandler`]
+//! therefore implements `MessageHandler` directly: its `call` runs
+//! synchronously in the socket's packet order, parses the payload and
+//! enqueues the send before the next packet is looked at.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use palaver_protocol::{events, Ack, Message, SendMessage, SentBody};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::{FromMessageParts, MessageHandler};
+use socketioxide::socket::Socket;
+use socketioxide_core::Value;
+
+use super::{user_room, SocketUser};
+use crate::app::App;
+use crate::chat::{ChatError, Respond, SendRequest, Sent};
+
+/// Handler for `message`; see the module docs.
+pub struct SendHandler {
+    app: App,
+}
+
+impl SendHandler {
+    pub fn new(app: App) -> Self {
+        SendHandler { app }
+    }
+}
+
+/// Marker type distinguishing this handler from socketioxide's blanket impls.
+pub struct Ordered;
+
+impl<A: Adapter> MessageHandler<A, Ordered> for SendHandler {
+    fn call(&self, s: Arc<Socket<A>>, mut v: Value, ack_id: Option<i64>) {
+        let Ok(ack) = AckSender::<A>::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(TryData(data)) = TryData::<SendMessage>::from_message_parts(&s, &mut v, &ack_id);
+        let Some(SocketUser(user)) = s.extensions.get::<SocketUser>() else {
+            answer_error(ack, ChatError::Unauthorized("unauthorized".into()));
+            return;
+        };
+        let max = self.app.config.max_message_chars as usize;
+        let parsed = data
+            .map_err(|e| ChatError::invalid(format!("invalid message payload: {e}")))
+            .and_then(|raw| SendRequest::parse(raw, user, max));
+        match parsed {
+            Ok(req) => self.app.chat.send(
+                req,
+                Box::new(SocketRespond {
+                    socket: SocketRef::from(s),
+                    ack,
+                }),
+            ),
+            Err(e) => answer_error(ack, e),
+        }
+    }
+}
+
+fn answer_error<A: Adapter>(ack: AckSender<A>, e: ChatError) {
+    let _ = ack.send(&Ack::<()>::err(e.code(), e.to_string()));
+}
+
+/// Acks the sending socket and delivers to every other socket of every
+/// recipient (`socket.to(..)` excludes the sending socket itself).
+struct SocketRespond<A: Adapter> {
+    socket: SocketRef<A>,
+    ack: AckSender<A>,
+}
+
+impl<A: Adapter> Respond for SocketRespond<A> {
+    fn respond(self: Box<Self>, outcome: Result<Sent, ChatError>) -> BoxFuture<'static, ()> {
+        let SocketRespond { socket, ack } = *self;
+        match outcome {
+            Ok(sent) => {
+                let _ = ack.send(&Ack::ok(SentBody::<&Message> {
+                    message: &sent.message,
+                }));
+                if !sent.fresh {
+                    return futures_util::future::ready(()).boxed();
+                }
+                let rooms: Vec<String> = sent.recipients.iter().map(|&u| user_room(u)).collect();
+                async move {
+                    let delivery = socket.to(rooms).emit(events::MESSAGE, &*sent.message);
+                    if let Err(e) = delivery.await {
+                        tracing::debug!(error = %e, "delivery failed");
+                    }
+                }
+                .boxed()
+            }
+            Err(e) => {
+                answer_error(ack, e);
+                futures_util::future::ready(()).boxed()
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The Socket.IO front door: namespace `/`, the authenticating connect
+//! middleware, and the event handlers.
+//!
+//! Everything a socket needs is set up in the connect middleware, which
+//! socketioxide runs *before* it answers the client's CONNECT: the user's
+//! room is joined and the handlers are registered, so an event sent right
+//! after connecting can never find the socket without its handlers (the
+//! connect handler proper runs in a spawned task, after the CONNECT reply).
+//!
+//! Each user's sockets share the room `u:<id>`; delivery addresses rooms,
+//! so routing cost does not depend on how many users are connected.
+
+mod message;
+
+use palaver_protocol::{Ack, ErrorCode};
+use serde_json::Value;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::DisconnectReason;
+use socketioxide::SocketIo;
+use socketioxide_core::adapter::DefinedAdapter;
+
+use crate::app::App;
+use crate::store::UserId;
+
+/// The authenticated user of a socket, kept in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketUser(pub UserId);
+
+/// The room holding every socket of `user`.
+pub fn user_room(user: UserId) -> String {
+    format!("u:{user}")
+}
+
+/// Registers the `/` namespace.
+pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) {
+    io.ns("/", on_connect::<A>.with(authenticate::<A>));
+}
+
+/// Why a handshake was refused; its text is the `connect_error` message.
+#[derive(Debug)]
+struct Refusal(String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Verifies `auth.token`, then sets the socket up (see the module docs).
+async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
+    State(app): State<App>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), Refusal> {
+    let token = auth
+        .ok()
+        .and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
+    let Some(token) = token else {
+        return Err(Refusal("unauthorized: missing token".into()));
+    };
+    let user = app
+        .tokens
+        .verify(&token)
+        .map_err(|e| Refusal(format!("unauthorized: {e}")))?;
+    if let Err(e) = app.chat.ensure_user(user).await {
+        return Err(Refusal(format!("{}: {e}", e.code())));
+    }
+    socket.extensions.insert(SocketUser(user));
+    socket.join(user_room(user));
+    socket.on(
+        palaver_protocol::events::MESSAGE,
+        message::SendHandler::new(app.clone()),
+    );
+    socket.on_fallback(unknown_event::<A>);
+    socket.on_disconnect(on_disconnect::<A>);
+    Ok(())
+}
+
+async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+    if let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() {
+        tracing::debug!(sid = %socket.id, user, "socket connected");
+    }
+}
+
+async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason) {
+    if let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() {
+        tracing::debug!(sid = %socket.id, user, ?reason, "socket disconnected");
+    }
+}
+
+/// Every event is answered: an unknown one gets an `invalid_payload` ack.
+async fn unknown_event<A: Adapter>(Event(event): Event, ack: AckSender<A>) {
+    let mut name: String = event.chars().take(64).collect();
+    if name.len() < event.len() {
+        name.push('…');
+    }
+    let _ = ack.send(&Ack::<()>::err(
+        ErrorCode::InvalidPayload,
+        format!("unknown event {name:?}"),
+    ));
+}

@@ -1,0 +1,260 @@
+//! Storage: every SQL statement Palaver runs lives below this module.
+//!
+//! [`Store`] is the one interface the domain (`chat`) uses; each backend
+//! implements it with runtime queries (`query_as` + `bind`), so building
+//! needs no live database. The backend is chosen from the URL scheme
+//! ([`connect`]). Errors are classified into [`StoreError`] here, so the
+//! layers above never look at a driver error.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use palaver_protocol::{ConversationSummary, Group, Member, Message, Role, User};
+
+pub use sqlite::SqliteStore;
+
+/// A user id.
+pub type UserId = i64;
+/// A group id.
+pub type GroupId = i64;
+
+/// Which conversation: the private pair or the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConversationKey {
+    /// Unordered pair; constructed with [`ConversationKey::private`] so that
+    /// `lo <= hi`.
+    Private {
+        lo: UserId,
+        hi: UserId,
+    },
+    Group(GroupId),
+}
+
+impl ConversationKey {
+    pub fn private(a: UserId, b: UserId) -> Self {
+        ConversationKey::Private {
+            lo: a.min(b),
+            hi: a.max(b),
+        }
+    }
+
+    /// The unique text key stored in `conversations.conv_key`.
+    pub fn db_key(&self) -> String {
+        match self {
+            ConversationKey::Private { lo, hi } => format!("p:{lo}:{hi}"),
+            ConversationKey::Group(g) => format!("g:{g}"),
+        }
+    }
+}
+
+/// A message to insert. Authorization has already happened.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub sender_id: UserId,
+    pub conversation: ConversationKey,
+    /// As sent: the other user or the group.
+    pub receiver_id: i64,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+    pub created_at_ms: i64,
+}
+
+/// The result of inserting one message of a batch.
+#[derive(Debug, Clone)]
+pub struct Inserted {
+    pub message: Message,
+    /// False when `client_msg_id` matched an earlier message, which is
+    /// returned instead and must not be delivered again.
+    pub fresh: bool,
+}
+
+/// Which slice of a conversation's history to read.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub after_seq: Option<i64>,
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// Storage failures, classified once for the layers above.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was hit; the text says which.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is timing out: nothing was stored.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Deadlock, serialization failure or lost race: retrying the whole
+    /// transaction is expected to succeed.
+    #[error("transient database conflict: {0}")]
+    Retryable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+/// Everything Palaver stores.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite`, `mysql` or `postgres`, for the start-up line and `/healthz`.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap round trip to the database.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Returns the stored value of `key`, storing `candidate` first if the
+    /// key is unset. Every node sharing the database gets the same answer.
+    async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+
+    /// Registers a user. `Conflict` if the username (case-insensitively) is taken.
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError>;
+
+    /// Makes sure user `id` exists, creating `user<id>` if not (first use of
+    /// an application-minted token).
+    async fn ensure_user(&self, id: UserId, now_ms: i64) -> Result<(), StoreError>;
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// The user and password hash for a login (case-insensitive username).
+    async fn credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError>;
+
+    /// Users whose username starts with `prefix` (case-insensitive), by username.
+    async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, StoreError>;
+
+    /// Of `ids`, those that are not users.
+    async fn missing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
+
+    /// Creates a group owned by `owner` with `members` (users known to exist,
+    /// not including the owner) and its conversation.
+    async fn create_group(
+        &self,
+        name: &str,
+        owner: UserId,
+        members: &[UserId],
+        now_ms: i64,
+    ) -> Result<Group, StoreError>;
+
+    /// The group without members, or `None`.
+    async fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError>;
+
+    /// The groups `user` belongs to, newest first.
+    async fn groups_of(&self, user: UserId) -> Result<Vec<Group>, StoreError>;
+
+    /// The members of a group, by join time; empty for an unknown group.
+    async fn members(&self, group: GroupId) -> Result<Vec<Member>, StoreError>;
+
+    /// Adds a member. `Conflict` if already a member.
+    async fn add_member(
+        &self,
+        group: GroupId,
+        user: UserId,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<Member, StoreError>;
+
+    /// Removes a member; `NotFound` if not a member. When the owner leaves,
+    /// ownership passes to the longest-standing admin, else member.
+    async fn remove_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError>;
+
+    /// Inserts a batch in one transaction, allocating each conversation's
+    /// next `seq` inside it. The outer error fails the whole batch (nothing
+    /// committed); inner errors are per message (`Conflict` for a reused
+    /// `client_msg_id` with different content).
+    async fn insert_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError>;
+
+    /// A page of a conversation, ascending by seq, and whether more exist
+    /// beyond it in the paging direction.
+    async fn messages(
+        &self,
+        conversation: ConversationKey,
+        page: Page,
+    ) -> Result<(Vec<Message>, bool), StoreError>;
+
+    /// The user's conversations (private ones with messages, and every group
+    /// they belong to), most recent first, at most `limit`.
+    async fn conversations(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, StoreError>;
+}
+
+/// Pool settings common to every backend.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// Opens the store named by `url`'s scheme and applies its migrations.
+pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Box<dyn Store>, ConnectError> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(Box::new(SqliteStore::connect(url, pool).await?)),
+        "mysql" | "mariadb" | "postgres" | "postgresql" => Err(ConnectError::Unsupported(format!(
+            "the {scheme} backend is not built yet; use sqlite://"
+        ))),
+        _ => Err(ConnectError::Unsupported(format!(
+            "unknown database URL scheme {scheme:?}; expected sqlite://, mysql:// or postgres://"
+        ))),
+    }
+}
+
+/// Why the database could not be opened at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// Classifies a driver error. Backends refine `Retryable` and `Conflict`
+/// from database error codes before falling back to this.
+pub(crate) fn classify(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+        _ => StoreError::Other(e),
+    }
+}
+
+/// Converts stored milliseconds to the wire time type.
+pub(crate) fn from_ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` prefix pattern.
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
