@@ -576,7 +576,7 @@ impl Store for SqliteStore {
         user: UserId,
         limit: u32,
     ) -> Result<Vec<ConversationSummary>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(
             "SELECT c.user_lo, c.user_hi, c.group_id, c.last_seq, c.last_message_id, \
              m.id AS m_id, m.conversation_type AS m_conversation_type, m.sender_id AS m_sender_id, \
              m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
@@ -587,8 +587,8 @@ impl Store for SqliteStore {
                UNION SELECT id FROM conversations WHERE user_hi = ?1 \
                UNION SELECT c2.id FROM conversations c2 \
                  JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?1) \
-             ORDER BY c.last_message_id IS NULL, c.last_message_id DESC, c.id DESC LIMIT ?2"
-        ))
+             ORDER BY c.last_message_id IS NULL, c.last_message_id DESC, c.id DESC LIMIT ?2",
+        )
         .bind(user)
         .bind(limit)
         .fetch_all(&self.pool)

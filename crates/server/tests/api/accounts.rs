@@ -1,0 +1,167 @@
+//! Registration, login, users, health and HTTP error shapes.
+
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::helpers::*;
+
+async fn register_returns_201_with_user_and_a_working_token(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("Alice").await;
+    assert_eq!(alice.user.username, "Alice");
+    let (status, me) = app.get("/api/me", Some(&alice.token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["id"], alice.id());
+    assert!(me["created_at"].as_str().unwrap().ends_with('Z'));
+}
+
+async fn taken_username_is_a_conflict_case_insensitively(b: Backend) {
+    let app = spawn_app(b).await;
+    app.register("alice").await;
+    let (status, body) = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"username": "ALICE", "password": "password1"}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "conflict");
+}
+
+async fn invalid_usernames_and_passwords_are_rejected(b: Backend) {
+    let app = spawn_app(b).await;
+    for (username, password) in [
+        ("al", "password1"),
+        ("has space", "password1"),
+        (&*"x".repeat(33), "password1"),
+        ("alice", "short"),
+        ("alice", &*"p".repeat(129)),
+    ] {
+        let (status, body) = app
+            .post(
+                "/api/auth/register",
+                None,
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 400, "{username} / {password}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_payload");
+    }
+}
+
+async fn login_accepts_the_right_password_only(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let (status, body) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "alice", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["id"], alice.id());
+    let _socket = app.connect(body["token"].as_str().unwrap()).await;
+    for (username, password) in [("alice", "wrong horse"), ("nobody", "correct horse")] {
+        let (status, body) = app
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+}
+
+async fn api_requires_a_valid_bearer_token(b: Backend) {
+    let app = spawn_app(b).await;
+    for token in [None, Some("garbage")] {
+        for path in ["/api/me", "/api/users", "/api/groups", "/api/conversations"] {
+            let (status, body) = app.get(path, token).await;
+            assert_eq!(status, 401, "{path}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
+    }
+}
+
+async fn users_can_be_searched_by_prefix_and_read_by_id(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    app.register("alfred").await;
+    app.register("bob").await;
+    app.register("al_x").await;
+    let (status, body) = app
+        .get("/api/users?q=AL&limit=10", Some(&alice.token))
+        .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["al_x", "alfred", "alice"]);
+    // `_` is literal, not a wildcard.
+    let (_, body) = app.get("/api/users?q=al_", Some(&alice.token)).await;
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    let (_, body) = app.get("/api/users?q=a&limit=1", Some(&alice.token)).await;
+    assert_eq!(body.as_array().unwrap().len(), 1);
+
+    let (status, body) = app
+        .get(&format!("/api/users/{}", alice.id()), Some(&alice.token))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["username"], "alice");
+    let (status, body) = app.get("/api/users/9999", Some(&alice.token)).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, body) = app.get("/api/users/abc", Some(&alice.token)).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_payload");
+}
+
+async fn health_unknown_routes_and_malformed_json_answer_properly(b: Backend) {
+    let app = spawn_app(b).await;
+    let (status, body) = app.get("/healthz", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    let (status, body) = app.get("/api/nope", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let resp = app
+        .http
+        .post(app.url("/api/auth/register"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_payload");
+}
+
+async fn generated_secret_is_kept_in_the_database_across_restarts(b: Backend) {
+    let db = TestDb::new(b).await;
+    let config = test_config(&db.url); // no --jwt-secret
+    let app = spawn_with(db, config.clone()).await;
+    let alice = app.register("alice").await;
+    let db = app.stop().await;
+    let app = spawn_with(db, config).await;
+    let (status, _) = app.get("/api/me", Some(&alice.token)).await;
+    assert_eq!(status, 200, "a token from before the restart still works");
+}
+
+backend_tests!(
+    register_returns_201_with_user_and_a_working_token,
+    taken_username_is_a_conflict_case_insensitively,
+    invalid_usernames_and_passwords_are_rejected,
+    login_accepts_the_right_password_only,
+    api_requires_a_valid_bearer_token,
+    users_can_be_searched_by_prefix_and_read_by_id,
+    health_unknown_routes_and_malformed_json_answer_properly,
+    generated_secret_is_kept_in_the_database_across_restarts,
+);

@@ -1,0 +1,279 @@
+//! `spawn_app()` and typed client helpers: a real server on port 0 with a
+//! fresh database, real HTTP and Socket.IO clients.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use palaver::auth::Tokens;
+use palaver::{Config, Server};
+use palaver_client::Client;
+use palaver_protocol::{AuthResponse, Message, User};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+/// How long a test waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a test waits to conclude that something did not happen.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+}
+
+/// A fresh database for one test, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = format!("sqlite://{}", dir.path().join("palaver.db").display());
+                TestDb { url, _dir: dir }
+            }
+        }
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub secret: String,
+    db: Option<TestDb>,
+    tokens: Tokens,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn test_config(db_url: &str) -> Config {
+    let mut config = Config::from_env().expect("default config");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database_url = db_url.to_string();
+    config
+}
+
+/// Starts a server on a fresh database.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let db = TestDb::new(backend).await;
+    let mut config = test_config(&db.url);
+    let secret = palaver::auth::random_secret();
+    config.jwt_secret = Some(secret.clone());
+    spawn_with(db, config).await
+}
+
+/// Starts a server with a given database and configuration.
+pub async fn spawn_with(db: TestDb, config: Config) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ttl = config.token_ttl();
+    let secret = config.jwt_secret.clone().unwrap_or_default();
+    let server = Server::build(config).await.expect("server builds");
+    let tokens = Tokens::new(secret.as_bytes(), ttl);
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        server
+            .serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+    });
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        secret,
+        db: Some(db),
+        tokens,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A token for any user id, signed with the server's secret (what an
+    /// application sharing the secret would mint).
+    pub fn mint(&self, user: i64) -> String {
+        self.tokens.issue(user)
+    }
+
+    /// Registers `username` with a fixed password.
+    pub async fn register(&self, username: &str) -> TestUser {
+        let (status, body) = self
+            .post(
+                "/api/auth/register",
+                None,
+                json!({"username": username, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(status, 201, "register {username}: {body}");
+        let auth: AuthResponse = serde_json::from_value(body).unwrap();
+        TestUser {
+            user: auth.user,
+            token: auth.token,
+        }
+    }
+
+    /// A Socket.IO connection with a token.
+    pub async fn connect(&self, token: &str) -> Client {
+        Client::connect(self.addr, Some(json!({ "token": token })))
+            .await
+            .expect("socket connects")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        send(req).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        send(req).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.delete(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        send(req).await
+    }
+
+    /// Creates a group owned by `owner` with `members`; returns its id.
+    pub async fn group(&self, owner: &TestUser, name: &str, members: &[i64]) -> i64 {
+        let (status, body) = self
+            .post(
+                "/api/groups",
+                Some(&owner.token),
+                json!({"name": name, "memberIds": members}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// A conversation's messages after `after_seq`, as the API returns them.
+    pub async fn history(
+        &self,
+        who: &TestUser,
+        kind: &str,
+        receiver: i64,
+        after: i64,
+    ) -> Vec<Message> {
+        let (status, body) = self
+            .get(
+                &format!(
+                    "/api/messages?conversationType={kind}&receiverId={receiver}&afterSeq={after}&limit=200"
+                ),
+                Some(&who.token),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body["messages"].clone()).unwrap()
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(WAIT, h)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
+        }
+        // Hand the database back so a test can restart on it.
+        self.db.take().expect("database")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// A registered user.
+pub struct TestUser {
+    pub user: User,
+    pub token: String,
+}
+
+impl TestUser {
+    pub fn id(&self) -> i64 {
+        self.user.id
+    }
+}
+
+/// A `message` payload in the original clients' camelCase.
+pub fn private(to: i64, content: &str) -> Value {
+    json!({"conversationType": "private", "receiverId": to, "content": content})
+}
+
+pub fn group_msg(group: i64, content: &str) -> Value {
+    json!({"conversationType": "group", "receiverId": group, "content": content})
+}
+
+/// Sends and expects an ok ack; returns the stored message.
+pub async fn send_ok(client: &Client, payload: Value) -> Message {
+    let ack = client.emit_ack("message", &payload).await.expect("ack");
+    assert_eq!(ack["ok"], true, "expected ok ack, got {ack}");
+    serde_json::from_value(ack["message"].clone()).expect("message in ack")
+}
+
+/// Sends and expects an error ack; returns its code.
+pub async fn send_err(client: &Client, payload: Value) -> String {
+    let ack = client.emit_ack("message", &payload).await.expect("ack");
+    assert_eq!(ack["ok"], false, "expected error ack, got {ack}");
+    ack["error"]["code"].as_str().expect("code").to_string()
+}
+
+/// The next `message` event, within [`WAIT`].
+pub async fn next_message(client: &mut Client) -> Message {
+    loop {
+        let (name, data) = client
+            .next_event_timeout(WAIT)
+            .await
+            .expect("a message event arrives");
+        if name == "message" {
+            return serde_json::from_value(data).expect("message event payload");
+        }
+    }
+}
+
+/// Asserts that no `message` event arrives within [`QUIET`].
+pub async fn no_message(client: &mut Client) {
+    while let Some((name, data)) = client.next_event_timeout(QUIET).await {
+        assert_ne!(name, "message", "unexpected message {data}");
+    }
+}

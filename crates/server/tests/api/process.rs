@@ -1,0 +1,81 @@
+//! The `palaver` binary itself: flags, start-up errors, exit codes.
+
+use std::process::Command;
+
+fn palaver() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palaver"));
+    cmd.env_remove("PALAVER_DATABASE_URL")
+        .env_remove("PALAVER_LISTEN");
+    cmd
+}
+
+fn one_line_error(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "expected failure");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no error printed");
+    stderr
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = palaver().args(["serve", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "PALAVER_LISTEN",
+        "--database-url",
+        "PALAVER_DATABASE_URL",
+        "--jwt-secret",
+        "PALAVER_JWT_SECRET",
+        "--max-message-chars",
+        "--db-max-connections",
+        "--db-acquire-timeout-ms",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn a_bad_flag_exits_non_zero_naming_it() {
+    let out = palaver()
+        .args(["serve", "--max-message-chars", "zero"])
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("--max-message-chars"), "{err}");
+}
+
+#[test]
+fn a_port_in_use_is_a_one_line_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = palaver()
+        .args(["serve", "--listen", &addr, "--database-url"])
+        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_unusable_database_is_a_one_line_error() {
+    let out = palaver()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "sqlite:///nonexistent-dir/x/y.db",
+        ])
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("database"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
