@@ -8,6 +8,7 @@ mod accounts;
 mod groups;
 mod handshake;
 mod history;
+mod js;
 mod messaging;
 mod process;
 
