@@ -8,7 +8,10 @@ use std::process::Command;
 use crate::helpers::*;
 
 fn have_node() -> bool {
-    Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,6 +50,12 @@ async fn official_javascript_client_end_to_end() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "JavaScript end-to-end suite failed:\n{report}");
-    assert!(report.contains("pass 4"), "expected 4 passing JS tests:\n{report}");
+    assert!(
+        out.status.success(),
+        "JavaScript end-to-end suite failed:\n{report}"
+    );
+    assert!(
+        report.contains("pass 4"),
+        "expected 4 passing JS tests:\n{report}"
+    );
 }
