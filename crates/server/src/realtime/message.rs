@@ -40,14 +40,13 @@ impl<A: Adapter> MessageHandler<A, Ordered> for SendHandler {
     fn call(&self, s: Arc<Socket<A>>, mut v: Value, ack_id: Option<i64>) {
         let Ok(ack) = AckSender::<A>::from_message_parts(&s, &mut v, &ack_id);
         let Ok(TryData(data)) = TryData::<SendMessage>::from_message_parts(&s, &mut v, &ack_id);
+        let data = data.map_err(|_| explain_bad_payload(&s, &mut v, &ack_id));
         let Some(SocketUser(user)) = s.extensions.get::<SocketUser>() else {
             answer_error(ack, ChatError::Unauthorized("unauthorized".into()));
             return;
         };
         let max = self.app.config.max_message_chars as usize;
-        let parsed = data
-            .map_err(|e| ChatError::invalid(format!("invalid message payload: {e}")))
-            .and_then(|raw| SendRequest::parse(raw, user, max));
+        let parsed = data.and_then(|raw| SendRequest::parse(raw, user, max));
         match parsed {
             Ok(req) => self.app.chat.send(
                 req,
@@ -59,6 +58,28 @@ impl<A: Adapter> MessageHandler<A, Ordered> for SendHandler {
             Err(e) => answer_error(ack, e),
         }
     }
+}
+
+/// Decodes a payload that failed to parse again, generically, to say which
+/// field is wrong (the fast path's error names only a line and column of
+/// the packet).
+fn explain_bad_payload<A: Adapter>(
+    s: &Arc<Socket<A>>,
+    v: &mut Value,
+    ack_id: &Option<i64>,
+) -> ChatError {
+    let Ok(TryData(generic)) = TryData::<serde_json::Value>::from_message_parts(s, v, ack_id);
+    let reason = match generic {
+        Ok(value) if value.is_object() => {
+            match serde_path_to_error::deserialize::<_, SendMessage>(value) {
+                Ok(_) => "unreadable payload".to_string(),
+                Err(e) if e.path().iter().next().is_none() => e.inner().to_string(),
+                Err(e) => format!("{}: {}", e.path(), e.inner()),
+            }
+        }
+        Ok(_) | Err(_) => "the payload must be an object".to_string(),
+    };
+    ChatError::invalid(format!("invalid message payload: {reason}"))
 }
 
 fn answer_error<A: Adapter>(ack: AckSender<A>, e: ChatError) {

@@ -201,6 +201,21 @@ async fn malformed_payloads_get_error_acks_and_store_nothing(b: Backend) {
             "payload {payload}"
         );
     }
+    // The error names the offending field.
+    let ack = a
+        .emit_ack(
+            "message",
+            &json!({"conversationType": "private", "receiverId": to, "content": 5}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        ack["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("content"),
+        "{ack}"
+    );
     no_message(&mut bob_sock).await;
     assert!(app.history(&alice, "private", to, 0).await.is_empty());
     // The connection survived all of it.
