@@ -2,8 +2,8 @@
 
 -- Server-wide settings shared by every node on this database (the JWT secret).
 CREATE TABLE settings (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
+    setting_key   TEXT PRIMARY KEY,
+    setting_value TEXT NOT NULL
 );
 
 CREATE TABLE users (
@@ -32,16 +32,16 @@ CREATE TABLE group_members (
 );
 CREATE INDEX group_members_by_user ON group_members (user_id);
 
--- One row per conversation: the private pair {user_lo < = user_hi} or a group.
--- last_seq is the seq allocator: bumped in the same transaction as the insert.
+-- One row per conversation: the private pair (user_lo <= user_hi) or a group.
+-- last_seq is the seq allocator, bumped in the same transaction as the
+-- inserts; the last message is the one with seq = last_seq.
 CREATE TABLE conversations (
     id              INTEGER PRIMARY KEY,
     conv_key        TEXT    NOT NULL UNIQUE, -- 'p:<lo>:<hi>' or 'g:<group id>'
     user_lo         INTEGER,
     user_hi         INTEGER,
     group_id        INTEGER,
-    last_seq        INTEGER NOT NULL DEFAULT 0,
-    last_message_id INTEGER
+    last_seq        INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX conversations_by_lo ON conversations (user_lo);
 CREATE INDEX conversations_by_hi ON conversations (user_hi);

@@ -6,14 +6,15 @@
 //! ([`connect`]). Errors are classified into [`StoreError`] here, so the
 //! layers above never look at a driver error.
 
+mod mysql;
+mod postgres;
+mod sql;
 mod sqlite;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use palaver_protocol::{ConversationSummary, Group, Member, Message, Role, User};
-
-pub use sqlite::SqliteStore;
 
 /// A user id.
 pub type UserId = i64;
@@ -203,12 +204,12 @@ pub struct PoolOptions {
 
 /// Opens the store named by `url`'s scheme and applies its migrations.
 pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Box<dyn Store>, ConnectError> {
+    sqlx::any::install_default_drivers();
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
-        "sqlite" => Ok(Box::new(SqliteStore::connect(url, pool).await?)),
-        "mysql" | "mariadb" | "postgres" | "postgresql" => Err(ConnectError::Unsupported(format!(
-            "the {scheme} backend is not built yet; use sqlite://"
-        ))),
+        "sqlite" => Ok(Box::new(sqlite::connect(url, pool).await?)),
+        "mysql" | "mariadb" => Ok(Box::new(mysql::connect(url, pool).await?)),
+        "postgres" | "postgresql" => Ok(Box::new(postgres::connect(url, pool).await?)),
         _ => Err(ConnectError::Unsupported(format!(
             "unknown database URL scheme {scheme:?}; expected sqlite://, mysql:// or postgres://"
         ))),
@@ -246,12 +247,13 @@ pub(crate) fn from_ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` prefix pattern.
+/// Escapes `%`, `_` and `!` for a `LIKE ... ESCAPE '!'` prefix pattern
+/// (`!` rather than backslash, which MySQL string literals treat specially).
 pub(crate) fn like_prefix(prefix: &str) -> String {
     let mut p = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
+        if matches!(c, '%' | '_' | '!') {
+            p.push('!');
         }
         p.push(c);
     }

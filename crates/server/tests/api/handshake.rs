@@ -138,6 +138,26 @@ async fn minted_token_for_unknown_id_creates_the_user(b: Backend) {
     assert_eq!(body["username"], "user4242");
 }
 
+/// Polls until a packet starting with `prefix` arrives (a poll may carry
+/// several packets separated by \x1e, or only a ping); returns it.
+async fn poll_until(app: &TestApp, url: &str, prefix: &str) -> String {
+    for _ in 0..5 {
+        let reply = app
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(p) = reply.split('\x1e').find(|p| p.starts_with(prefix)) {
+            return p.to_string();
+        }
+    }
+    panic!("no {prefix} packet within 5 polls");
+}
+
 async fn long_polling_transport_authenticates_and_connects(b: Backend) {
     let app = spawn_app(b).await;
     let alice = app.register("alice").await;
@@ -157,20 +177,8 @@ async fn long_polling_transport_authenticates_and_connects(b: Backend) {
     let connect = format!("40{}", json!({"token": alice.token}));
     let resp = app.http.post(&url).body(connect).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    let reply = app
-        .http
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    // A poll may carry several packets separated by \x1e (a ping among them).
-    assert!(
-        reply.split('\x1e').any(|p| p.starts_with("40{\"sid\"")),
-        "{reply:?}"
-    );
+    let reply = poll_until(&app, &url, "40{\"sid\"").await;
+    assert!(reply.starts_with("40{\"sid\""), "{reply:?}");
 
     // And a refused one over polling.
     let open = app
@@ -185,20 +193,8 @@ async fn long_polling_transport_authenticates_and_connects(b: Backend) {
     let sid: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
     let url = format!("{base}&sid={}", sid["sid"].as_str().unwrap());
     app.http.post(&url).body("40{}").send().await.unwrap();
-    let reply = app
-        .http
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let refusal = reply
-        .split('\x1e')
-        .find(|p| p.starts_with("44{"))
-        .expect("connect_error");
-    assert!(refusal.contains("unauthorized"), "{reply:?}");
+    let refusal = poll_until(&app, &url, "44{").await;
+    assert!(refusal.contains("unauthorized"), "{refusal:?}");
 }
 
 backend_tests!(

@@ -17,11 +17,19 @@ mod process;
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        $crate::backend_tests!(@backend sqlite, Sqlite, $($name),*);
+        $crate::backend_tests!(@backend mysql, MySql, $($name),*);
+        $crate::backend_tests!(@backend postgres, Postgres, $($name),*);
+    };
+    (@backend $module:ident, $backend:ident, $($name:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
+                    let backend = $crate::helpers::Backend::$backend;
+                    if backend.available() {
+                        super::$name(backend).await
+                    }
                 }
             )*
         }

@@ -1,0 +1,987 @@
+//! The SQL behind [`Store`], shared by every backend.
+//!
+//! One implementation runs on all three databases through sqlx's `Any`
+//! driver; where their SQL differs (placeholders, upsert syntax, getting an
+//! inserted id back, the error codes that mean "retry") the [`Dialect`]
+//! says how. The backend files (`sqlite.rs`, `mysql.rs`, `postgres.rs`)
+//! open the pool, apply their own migrations and classify their errors.
+//!
+//! Messages are inserted a batch at a time with a fixed number of
+//! statements whatever the batch size: one lookup of reused
+//! `client_msg_id`s, one upsert that bumps every touched conversation's
+//! `last_seq` (which locks those rows until commit, in key order, so
+//! concurrent writers on other nodes queue up instead of racing), and one
+//! multi-row insert.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use palaver_protocol::{ConversationSummary, ConversationType, Group, Member, Message, Role, User};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+
+use super::{
+    from_ms, like_prefix, ConversationKey, GroupId, Inserted, NewMessage, Page, Store, StoreError,
+    UserId,
+};
+
+/// Rows per multi-row statement (bounds the number of bound parameters).
+const CHUNK: usize = 128;
+
+/// Where the backends' SQL differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+impl Dialect {
+    fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::MySql => "mysql",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    /// Rewrites `?` placeholders to `$1, $2, …` for PostgreSQL.
+    fn q<'a>(self, sql: impl Into<Cow<'a, str>>) -> Cow<'a, str> {
+        let sql = sql.into();
+        if self != Dialect::Postgres {
+            return sql;
+        }
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// `INSERT` that skips rows hitting a uniqueness rule.
+    fn insert_ignore(self, rest: &str) -> String {
+        match self {
+            Dialect::MySql => format!("INSERT IGNORE INTO {rest}"),
+            _ => format!("INSERT INTO {rest} ON CONFLICT DO NOTHING"),
+        }
+    }
+
+    fn classify(self, e: sqlx::Error) -> StoreError {
+        match self {
+            Dialect::Sqlite => super::sqlite::classify(e),
+            Dialect::MySql => super::mysql::classify(e),
+            Dialect::Postgres => super::postgres::classify(e),
+        }
+    }
+}
+
+/// `(?, ?, …)` with `n` placeholders.
+fn tuple(n: usize) -> String {
+    let mut s = String::with_capacity(2 + 3 * n);
+    s.push('(');
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s.push(')');
+    s
+}
+
+/// `rows` tuples of `n` placeholders, comma-separated.
+fn tuples(rows: usize, n: usize) -> String {
+    let one = tuple(n);
+    let mut s = String::with_capacity(rows * (one.len() + 2));
+    for i in 0..rows {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&one);
+    }
+    s
+}
+
+const USER_COLS: &str = "id, username, created_at";
+const GROUP_COLS: &str = "id, name, owner_id, created_at";
+const MESSAGE_COLS: &str =
+    "id, conversation_type, sender_id, receiver_id, seq, content, client_msg_id, created_at";
+
+/// The shared SQL store.
+pub(crate) struct SqlStore {
+    pool: AnyPool,
+    d: Dialect,
+}
+
+impl SqlStore {
+    pub(crate) fn new(pool: AnyPool, d: Dialect) -> Self {
+        SqlStore { pool, d }
+    }
+
+    fn err(&self, e: sqlx::Error) -> StoreError {
+        self.d.classify(e)
+    }
+
+    /// A write transaction. SQLite takes the write lock up front so that a
+    /// transaction never has to upgrade a read lock, which SQLite refuses
+    /// (`SQLITE_BUSY_SNAPSHOT`) instead of waiting.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let tx = match self.d {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            _ => self.pool.begin().await,
+        };
+        tx.map_err(|e| self.err(e))
+    }
+
+    /// A text column. sqlx's `Any` driver reports MySQL `TEXT` columns as
+    /// blobs, so those are read as bytes and checked to be UTF-8.
+    fn text(&self, r: &AnyRow, col: &str) -> Result<String, StoreError> {
+        Ok(self.opt_text(r, col)?.unwrap_or_default())
+    }
+
+    fn opt_text(&self, r: &AnyRow, col: &str) -> Result<Option<String>, StoreError> {
+        match r.try_get::<Option<String>, _>(col) {
+            Err(sqlx::Error::ColumnDecode { .. }) if self.d == Dialect::MySql => {
+                let bytes: Option<Vec<u8>> = r.try_get(col).map_err(|e| self.err(e))?;
+                bytes
+                    .map(|b| {
+                        String::from_utf8(b)
+                            .map_err(|e| StoreError::Other(sqlx::Error::Decode(e.into())))
+                    })
+                    .transpose()
+            }
+            other => other.map_err(|e| self.err(e)),
+        }
+    }
+
+    fn user(&self, r: &AnyRow) -> Result<User, StoreError> {
+        Ok(User {
+            id: r.try_get("id").map_err(|e| self.err(e))?,
+            username: r.try_get("username").map_err(|e| self.err(e))?,
+            created_at: from_ms(r.try_get("created_at").map_err(|e| self.err(e))?),
+        })
+    }
+
+    fn group(&self, r: &AnyRow) -> Result<Group, StoreError> {
+        Ok(Group {
+            id: r.try_get("id").map_err(|e| self.err(e))?,
+            name: r.try_get("name").map_err(|e| self.err(e))?,
+            owner_id: r.try_get("owner_id").map_err(|e| self.err(e))?,
+            created_at: from_ms(r.try_get("created_at").map_err(|e| self.err(e))?),
+            members: None,
+        })
+    }
+
+    fn member(&self, r: &AnyRow) -> Result<Member, StoreError> {
+        let role: String = r.try_get("role").map_err(|e| self.err(e))?;
+        Ok(Member {
+            user_id: r.try_get("user_id").map_err(|e| self.err(e))?,
+            role: Role::parse(&role).unwrap_or(Role::Member),
+            joined_at: from_ms(r.try_get("joined_at").map_err(|e| self.err(e))?),
+        })
+    }
+
+    /// A message from columns named `{prefix}id`, `{prefix}seq`, ….
+    fn message(&self, r: &AnyRow, prefix: &str) -> Result<Message, StoreError> {
+        let get_i64 = |c: &str| -> Result<i64, StoreError> {
+            r.try_get::<i64, _>(format!("{prefix}{c}").as_str())
+                .map_err(|e| self.err(e))
+        };
+        let kind: String = r
+            .try_get(format!("{prefix}conversation_type").as_str())
+            .map_err(|e| self.err(e))?;
+        Ok(Message {
+            id: get_i64("id")?,
+            conversation_type: ConversationType::parse(&kind).unwrap_or(ConversationType::Private),
+            sender_id: get_i64("sender_id")?,
+            receiver_id: get_i64("receiver_id")?,
+            seq: get_i64("seq")?,
+            content: self.text(r, &format!("{prefix}content"))?,
+            client_msg_id: r
+                .try_get(format!("{prefix}client_msg_id").as_str())
+                .map_err(|e| self.err(e))?,
+            created_at: from_ms(get_i64("created_at")?),
+        })
+    }
+
+    /// Earlier messages of the batch's senders with the batch's
+    /// `client_msg_id`s.
+    async fn existing_keys(
+        &self,
+        conn: &mut AnyConnection,
+        batch: &[NewMessage],
+    ) -> Result<HashMap<(UserId, String), Message>, StoreError> {
+        let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
+        let mut found = HashMap::new();
+        for chunk in keyed.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT {MESSAGE_COLS} FROM messages WHERE (sender_id, client_msg_id) IN ({})",
+                tuples(chunk.len(), 2)
+            );
+            let sql = self.d.q(&sql);
+            let mut query = sqlx::query(&sql);
+            for m in chunk {
+                query = query.bind(m.sender_id).bind(m.client_msg_id.clone());
+            }
+            for row in query.fetch_all(&mut *conn).await.map_err(|e| self.err(e))? {
+                let msg = self.message(&row, "")?;
+                if let Some(cid) = msg.client_msg_id.clone() {
+                    found.insert((msg.sender_id, cid), msg);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Adds `count` to each conversation's `last_seq`, creating missing
+    /// conversations; returns each key's `(conversation id, new last_seq)`.
+    async fn bump_conversations(
+        &self,
+        conn: &mut AnyConnection,
+        counts: &BTreeMap<String, (ConversationKey, i64)>,
+    ) -> Result<HashMap<String, (i64, i64)>, StoreError> {
+        let entries: Vec<(&String, &(ConversationKey, i64))> = counts.iter().collect();
+        let mut bumped = HashMap::with_capacity(entries.len());
+        for chunk in entries.chunks(CHUNK) {
+            let values = tuples(chunk.len(), 5);
+            let sql = match self.d {
+                Dialect::MySql => format!(
+                    "INSERT INTO conversations (conv_key, user_lo, user_hi, group_id, last_seq) \
+                     VALUES {values} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)"
+                ),
+                _ => format!(
+                    "INSERT INTO conversations (conv_key, user_lo, user_hi, group_id, last_seq) \
+                     VALUES {values} ON CONFLICT (conv_key) DO UPDATE \
+                     SET last_seq = conversations.last_seq + excluded.last_seq \
+                     RETURNING id, conv_key, last_seq"
+                ),
+            };
+            let sql = self.d.q(&sql);
+            let mut query = sqlx::query(&sql);
+            for (key, (conv, count)) in chunk {
+                let (lo, hi, group) = match *conv {
+                    ConversationKey::Private { lo, hi } => (Some(lo), Some(hi), None),
+                    ConversationKey::Group(g) => (None, None, Some(g)),
+                };
+                query = query
+                    .bind(key.as_str())
+                    .bind(lo)
+                    .bind(hi)
+                    .bind(group)
+                    .bind(*count);
+            }
+            let rows = if self.d == Dialect::MySql {
+                query.execute(&mut *conn).await.map_err(|e| self.err(e))?;
+                let sql = format!(
+                    "SELECT id, conv_key, last_seq FROM conversations WHERE conv_key IN {}",
+                    tuple(chunk.len())
+                );
+                let mut select = sqlx::query(&sql);
+                for (key, _) in chunk {
+                    select = select.bind(key.as_str());
+                }
+                select.fetch_all(&mut *conn).await
+            } else {
+                query.fetch_all(&mut *conn).await
+            }
+            .map_err(|e| self.err(e))?;
+            for row in rows {
+                let id: i64 = row.try_get("id").map_err(|e| self.err(e))?;
+                let key: String = row.try_get("conv_key").map_err(|e| self.err(e))?;
+                let last: i64 = row.try_get("last_seq").map_err(|e| self.err(e))?;
+                bumped.insert(key, (id, last));
+            }
+        }
+        Ok(bumped)
+    }
+
+    /// Inserts rows `(batch index, conversation id, seq)`; returns the new
+    /// ids keyed by `(conversation id, seq)`.
+    async fn insert_rows(
+        &self,
+        conn: &mut AnyConnection,
+        batch: &[NewMessage],
+        rows: &[(usize, i64, i64)],
+    ) -> Result<HashMap<(i64, i64), i64>, StoreError> {
+        let mut ids = HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(CHUNK) {
+            let mut sql = format!(
+                "INSERT INTO messages (conversation_id, seq, conversation_type, sender_id, \
+                 receiver_id, content, client_msg_id, created_at) VALUES {}",
+                tuples(chunk.len(), 8)
+            );
+            if self.d != Dialect::MySql {
+                sql.push_str(" RETURNING id, conversation_id, seq");
+            }
+            let sql = self.d.q(&sql);
+            let mut query = sqlx::query(&sql);
+            for &(i, conv, seq) in chunk {
+                let m = &batch[i];
+                let kind = match m.conversation {
+                    ConversationKey::Private { .. } => ConversationType::Private,
+                    ConversationKey::Group(_) => ConversationType::Group,
+                };
+                query = query
+                    .bind(conv)
+                    .bind(seq)
+                    .bind(kind.as_str())
+                    .bind(m.sender_id)
+                    .bind(m.receiver_id)
+                    .bind(m.content.as_str())
+                    .bind(m.client_msg_id.as_deref())
+                    .bind(m.created_at_ms);
+            }
+            let returned = if self.d == Dialect::MySql {
+                query.execute(&mut *conn).await.map_err(|e| self.err(e))?;
+                let sql = format!(
+                    "SELECT id, conversation_id, seq FROM messages \
+                     WHERE (conversation_id, seq) IN ({})",
+                    tuples(chunk.len(), 2)
+                );
+                let mut select = sqlx::query(&sql);
+                for &(_, conv, seq) in chunk {
+                    select = select.bind(conv).bind(seq);
+                }
+                select.fetch_all(&mut *conn).await
+            } else {
+                query.fetch_all(&mut *conn).await
+            }
+            .map_err(|e| self.err(e))?;
+            for row in returned {
+                let id: i64 = row.try_get("id").map_err(|e| self.err(e))?;
+                let conv: i64 = row.try_get("conversation_id").map_err(|e| self.err(e))?;
+                let seq: i64 = row.try_get("seq").map_err(|e| self.err(e))?;
+                ids.insert((conv, seq), id);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn insert_batch(
+        &self,
+        conn: &mut AnyConnection,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+        let existing = self.existing_keys(conn, batch).await?;
+        let mut out: Vec<Option<Result<Inserted, StoreError>>> =
+            batch.iter().map(|_| None).collect();
+        // Messages to insert, and repeats of a key first used in this batch.
+        let mut fresh = Vec::with_capacity(batch.len());
+        let mut repeats = Vec::new();
+        let mut first_use: HashMap<(UserId, &str), usize> = HashMap::new();
+        for (i, m) in batch.iter().enumerate() {
+            if let Some(cid) = m.client_msg_id.as_deref() {
+                if let Some(prev) = existing.get(&(m.sender_id, cid.to_string())) {
+                    out[i] = Some(
+                        same_message(prev, m)
+                            .then(|| Inserted {
+                                message: prev.clone(),
+                                fresh: false,
+                            })
+                            .ok_or_else(reused_key),
+                    );
+                    continue;
+                }
+                if let Some(&j) = first_use.get(&(m.sender_id, cid)) {
+                    let b = &batch[j];
+                    if b.conversation == m.conversation
+                        && b.receiver_id == m.receiver_id
+                        && b.content == m.content
+                    {
+                        repeats.push((i, j));
+                    } else {
+                        out[i] = Some(Err(reused_key()));
+                    }
+                    continue;
+                }
+                first_use.insert((m.sender_id, cid), i);
+            }
+            fresh.push(i);
+        }
+
+        // Allocate seqs: count per conversation, bump each once, then hand
+        // out last_seq - count + 1 ..= last_seq in batch order.
+        let mut counts: BTreeMap<String, (ConversationKey, i64)> = BTreeMap::new();
+        for &i in &fresh {
+            let conv = batch[i].conversation;
+            counts.entry(conv.db_key()).or_insert((conv, 0)).1 += 1;
+        }
+        let bumped = self.bump_conversations(conn, &counts).await?;
+        let mut next: HashMap<&str, (i64, i64)> = HashMap::with_capacity(counts.len());
+        for (key, (_, count)) in &counts {
+            let (id, last) = *bumped.get(key).ok_or_else(|| {
+                StoreError::Other(sqlx::Error::Protocol(format!(
+                    "conversation {key} not bumped"
+                )))
+            })?;
+            next.insert(key.as_str(), (id, last - count + 1));
+        }
+        let mut rows = Vec::with_capacity(fresh.len());
+        let keys: Vec<String> = fresh
+            .iter()
+            .map(|&i| batch[i].conversation.db_key())
+            .collect();
+        for (&i, key) in fresh.iter().zip(&keys) {
+            let slot = next.get_mut(key.as_str()).expect("counted above");
+            rows.push((i, slot.0, slot.1));
+            slot.1 += 1;
+        }
+
+        let ids = self.insert_rows(conn, batch, &rows).await?;
+        for &(i, conv, seq) in &rows {
+            let id = *ids.get(&(conv, seq)).ok_or_else(|| {
+                StoreError::Other(sqlx::Error::Protocol("inserted row not returned".into()))
+            })?;
+            let m = &batch[i];
+            out[i] = Some(Ok(Inserted {
+                message: Message {
+                    id,
+                    conversation_type: match m.conversation {
+                        ConversationKey::Private { .. } => ConversationType::Private,
+                        ConversationKey::Group(_) => ConversationType::Group,
+                    },
+                    sender_id: m.sender_id,
+                    receiver_id: m.receiver_id,
+                    seq,
+                    content: m.content.clone(),
+                    client_msg_id: m.client_msg_id.clone(),
+                    created_at: from_ms(m.created_at_ms),
+                },
+                fresh: true,
+            }));
+        }
+        for (i, j) in repeats {
+            out[i] = Some(match &out[j] {
+                Some(Ok(first)) => Ok(Inserted {
+                    message: first.message.clone(),
+                    fresh: false,
+                }),
+                _ => Err(reused_key()),
+            });
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(reused_key())))
+            .collect())
+    }
+}
+
+fn reused_key() -> StoreError {
+    StoreError::Conflict("clientMsgId was already used for a different message".into())
+}
+
+/// Whether a stored message is the same send as `m` (an idempotent retry).
+fn same_message(prev: &Message, m: &NewMessage) -> bool {
+    let kind = match m.conversation {
+        ConversationKey::Private { .. } => ConversationType::Private,
+        ConversationKey::Group(_) => ConversationType::Group,
+    };
+    prev.conversation_type == kind && prev.receiver_id == m.receiver_id && prev.content == m.content
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.d.name()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
+        let sql = self
+            .d
+            .insert_ignore("settings (setting_key, setting_value) VALUES (?, ?)");
+        sqlx::query(&self.d.q(&sql))
+            .bind(key)
+            .bind(candidate)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let sql = self
+            .d
+            .q("SELECT setting_value FROM settings WHERE setting_key = ?");
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        self.text(&row, "setting_value")
+    }
+
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        let key = username.to_lowercase();
+        let insert = self.d.q(
+            "INSERT INTO users (username, username_key, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        );
+        let select = self.d.q(format!(
+            "SELECT {USER_COLS} FROM users WHERE username_key = ?"
+        ));
+        // A conflict on the id (a minted id took the next value) is worth
+        // another try; one on the name is the answer.
+        for _ in 0..3 {
+            let inserted = sqlx::query(&insert)
+                .bind(username)
+                .bind(key.as_str())
+                .bind(password_hash)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e));
+            let found = sqlx::query(&select)
+                .bind(key.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            match (inserted, found) {
+                (Ok(_), Some(row)) => return self.user(&row),
+                (Err(StoreError::Conflict(_)), Some(_)) => {
+                    return Err(StoreError::Conflict("username is taken".into()))
+                }
+                (Err(StoreError::Conflict(_)), None) => continue,
+                (Err(e), _) => return Err(e),
+                (Ok(_), None) => return Err(StoreError::NotFound),
+            }
+        }
+        Err(StoreError::Conflict("could not allocate a user id".into()))
+    }
+
+    async fn ensure_user(&self, id: UserId, now_ms: i64) -> Result<(), StoreError> {
+        let insert = self
+            .d
+            .insert_ignore("users (id, username, username_key, created_at) VALUES (?, ?, ?, ?)");
+        let insert = self.d.q(&insert);
+        let exists = self.d.q("SELECT id FROM users WHERE id = ?");
+        // `user<id>` may already be someone's chosen name; then add a suffix.
+        for attempt in 0..16 {
+            let name = if attempt == 0 {
+                format!("user{id}")
+            } else {
+                format!("user{id}-{attempt}")
+            };
+            sqlx::query(&insert)
+                .bind(id)
+                .bind(name.as_str())
+                .bind(name.to_lowercase())
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            let found = sqlx::query(&exists)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            if found.is_some() {
+                if self.d == Dialect::Postgres {
+                    // An explicit id does not advance the sequence.
+                    sqlx::query(
+                        "SELECT setval(pg_get_serial_sequence('users', 'id'), \
+                         GREATEST((SELECT MAX(id) FROM users), 1))",
+                    )
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                }
+                return Ok(());
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "no free username for user {id}"
+        )))
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let sql = self
+            .d
+            .q(format!("SELECT {USER_COLS} FROM users WHERE id = ?"));
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.as_ref().map(|r| self.user(r)).transpose()
+    }
+
+    async fn credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let sql = self.d.q(format!(
+            "SELECT {USER_COLS}, password_hash FROM users WHERE username_key = ?"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(username.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let hash = self.opt_text(&r, "password_hash")?;
+                Ok(Some((self.user(&r)?, hash)))
+            }
+        }
+    }
+
+    async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, StoreError> {
+        let sql = self.d.q(format!(
+            "SELECT {USER_COLS} FROM users WHERE username_key LIKE ? ESCAPE '!' \
+             ORDER BY username_key LIMIT ?"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(like_prefix(&prefix.to_lowercase()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter().map(|r| self.user(r)).collect()
+    }
+
+    async fn missing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!("SELECT id FROM users WHERE id IN {}", tuple(chunk.len()));
+            let sql = self.d.q(&sql);
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(|e| self.err(e))? {
+                found.insert(row.try_get::<i64, _>(0).map_err(|e| self.err(e))?);
+            }
+        }
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !found.contains(id))
+            .collect())
+    }
+
+    async fn create_group(
+        &self,
+        name: &str,
+        owner: UserId,
+        members: &[UserId],
+        now_ms: i64,
+    ) -> Result<Group, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut sql =
+            String::from("INSERT INTO chat_groups (name, owner_id, created_at) VALUES (?, ?, ?)");
+        // MySQL has no RETURNING; the others do.
+        if self.d != Dialect::MySql {
+            sql.push_str(" RETURNING id");
+        }
+        let sql = self.d.q(&sql);
+        let query = sqlx::query(&sql).bind(name).bind(owner).bind(now_ms);
+        let id: i64 = if self.d != Dialect::MySql {
+            let row = query.fetch_one(&mut *tx).await.map_err(|e| self.err(e))?;
+            row.try_get(0).map_err(|e| self.err(e))?
+        } else {
+            let done = query.execute(&mut *tx).await.map_err(|e| self.err(e))?;
+            done.last_insert_id().ok_or_else(|| {
+                StoreError::Other(sqlx::Error::Protocol("no id for the new group".into()))
+            })?
+        };
+        let all: Vec<(UserId, Role)> = std::iter::once((owner, Role::Owner))
+            .chain(members.iter().map(|&m| (m, Role::Member)))
+            .collect();
+        for chunk in all.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES {}",
+                tuples(chunk.len(), 4)
+            );
+            let sql = self.d.q(&sql);
+            let mut query = sqlx::query(&sql);
+            for (user, role) in chunk {
+                query = query.bind(id).bind(*user).bind(role.as_str()).bind(now_ms);
+            }
+            query.execute(&mut *tx).await.map_err(|e| self.err(e))?;
+        }
+        let sql = self
+            .d
+            .q("INSERT INTO conversations (conv_key, group_id) VALUES (?, ?)");
+        sqlx::query(&sql)
+            .bind(ConversationKey::Group(id).db_key())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(Group {
+            id,
+            name: name.to_string(),
+            owner_id: owner,
+            created_at: from_ms(now_ms),
+            members: Some(
+                all.into_iter()
+                    .map(|(user_id, role)| Member {
+                        user_id,
+                        role,
+                        joined_at: from_ms(now_ms),
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    async fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError> {
+        let sql = self
+            .d
+            .q(format!("SELECT {GROUP_COLS} FROM chat_groups WHERE id = ?"));
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.as_ref().map(|r| self.group(r)).transpose()
+    }
+
+    async fn groups_of(&self, user: UserId) -> Result<Vec<Group>, StoreError> {
+        let sql = self.d.q(
+            "SELECT g.id, g.name, g.owner_id, g.created_at FROM chat_groups g \
+             JOIN group_members m ON m.group_id = g.id WHERE m.user_id = ? ORDER BY g.id DESC",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter().map(|r| self.group(r)).collect()
+    }
+
+    async fn members(&self, group: GroupId) -> Result<Vec<Member>, StoreError> {
+        let sql = self.d.q(
+            "SELECT user_id, role, joined_at FROM group_members WHERE group_id = ? \
+             ORDER BY joined_at, user_id",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(group)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter().map(|r| self.member(r)).collect()
+    }
+
+    async fn add_member(
+        &self,
+        group: GroupId,
+        user: UserId,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<Member, StoreError> {
+        let sql = self.d.q(
+            "INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)",
+        );
+        let result = sqlx::query(&sql)
+            .bind(group)
+            .bind(user)
+            .bind(role.as_str())
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e));
+        match result {
+            Ok(_) => Ok(Member {
+                user_id: user,
+                role,
+                joined_at: from_ms(now_ms),
+            }),
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(
+                "already a member of this group".into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn remove_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let sql = self
+            .d
+            .q("SELECT role FROM group_members WHERE group_id = ? AND user_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(group)
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound);
+        };
+        let role: String = row.try_get(0).map_err(|e| self.err(e))?;
+        let sql = self
+            .d
+            .q("DELETE FROM group_members WHERE group_id = ? AND user_id = ?");
+        sqlx::query(&sql)
+            .bind(group)
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        if role == Role::Owner.as_str() {
+            let sql = self
+                .d
+                .q("SELECT user_id FROM group_members WHERE group_id = ? \
+                 ORDER BY CASE role WHEN 'admin' THEN 0 ELSE 1 END, joined_at, user_id LIMIT 1");
+            let heir = sqlx::query(&sql)
+                .bind(group)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+            if let Some(heir) = heir {
+                let heir: i64 = heir.try_get(0).map_err(|e| self.err(e))?;
+                let sql = self.d.q(
+                    "UPDATE group_members SET role = 'owner' WHERE group_id = ? AND user_id = ?",
+                );
+                sqlx::query(&sql)
+                    .bind(group)
+                    .bind(heir)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let sql = self.d.q("UPDATE chat_groups SET owner_id = ? WHERE id = ?");
+                sqlx::query(&sql)
+                    .bind(heir)
+                    .bind(group)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn insert_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let out = match self.insert_batch(&mut tx, batch).await {
+            Ok(out) => out,
+            // Inside a batch a uniqueness failure means another node won a
+            // race on a client_msg_id: retrying finds its row.
+            Err(StoreError::Conflict(m)) => {
+                return Err(StoreError::Retryable(sqlx::Error::Protocol(m)))
+            }
+            Err(e) => return Err(e),
+        };
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    async fn messages(
+        &self,
+        conversation: ConversationKey,
+        page: Page,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        let sql = self.d.q("SELECT id FROM conversations WHERE conv_key = ?");
+        let row = sqlx::query(&sql)
+            .bind(conversation.db_key())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let Some(row) = row else {
+            return Ok((Vec::new(), false));
+        };
+        let conv: i64 = row.try_get(0).map_err(|e| self.err(e))?;
+        let after = page.after_seq.unwrap_or(0);
+        let before = page.before_seq.unwrap_or(i64::MAX);
+        // With afterSeq, read forwards from it; otherwise page back from
+        // `before` (or the newest).
+        let forward = page.after_seq.is_some();
+        let order = if forward { "ASC" } else { "DESC" };
+        let sql = self.d.q(format!(
+            "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND seq > ? AND seq < ? \
+             ORDER BY seq {order} LIMIT ?"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(conv)
+            .bind(after)
+            .bind(before)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut messages = rows
+            .iter()
+            .map(|r| self.message(r, ""))
+            .collect::<Result<Vec<_>, _>>()?;
+        let has_more = messages.len() > page.limit as usize;
+        messages.truncate(page.limit as usize);
+        if !forward {
+            messages.reverse();
+        }
+        Ok((messages, has_more))
+    }
+
+    async fn conversations(
+        &self,
+        user: UserId,
+        limit: u32,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        let sql = self
+            .d
+            .q("SELECT c.user_lo, c.user_hi, c.group_id, c.last_seq, \
+             m.id AS m_id, m.conversation_type AS m_conversation_type, m.sender_id AS m_sender_id, \
+             m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
+             m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at \
+             FROM conversations c \
+             LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
+             WHERE c.id IN ( \
+               SELECT id FROM conversations WHERE user_lo = ? \
+               UNION SELECT id FROM conversations WHERE user_hi = ? \
+               UNION SELECT c2.id FROM conversations c2 \
+                 JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?) \
+             ORDER BY (m.id IS NULL), m.id DESC, c.id DESC LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(user)
+            .bind(user)
+            .bind(user)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut list = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let group: Option<i64> = r.try_get("group_id").map_err(|e| self.err(e))?;
+            let (conversation_type, receiver_id) = match group {
+                Some(g) => (ConversationType::Group, g),
+                None => {
+                    let lo: i64 = r.try_get("user_lo").map_err(|e| self.err(e))?;
+                    let hi: i64 = r.try_get("user_hi").map_err(|e| self.err(e))?;
+                    (ConversationType::Private, if lo == user { hi } else { lo })
+                }
+            };
+            let last: Option<i64> = r.try_get("m_id").map_err(|e| self.err(e))?;
+            list.push(ConversationSummary {
+                conversation_type,
+                receiver_id,
+                last_message: match last {
+                    Some(_) => Some(self.message(r, "m_")?),
+                    None => None,
+                },
+                last_seq: r.try_get("last_seq").map_err(|e| self.err(e))?,
+            });
+        }
+        Ok(list)
+    }
+}
