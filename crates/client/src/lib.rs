@@ -105,6 +105,10 @@ impl Client {
             None => "40".to_string(),
         };
         ws.send(Ws::text(connect)).await?;
+        // Events may precede the CONNECT reply (the server can deliver to
+        // a socket it has set up before answering); like the official
+        // client, keep them for after the connection is established.
+        let mut early = Vec::new();
         let sid = loop {
             let text = next_text(&mut ws).await?;
             if text == "2" {
@@ -115,6 +119,10 @@ impl Client {
                 let v: Value = serde_json::from_str(body)
                     .map_err(|e| Error::Protocol(format!("bad CONNECT payload: {e}")))?;
                 break v["sid"].as_str().unwrap_or_default().to_string();
+            }
+            if text.starts_with("42") {
+                early.push(text);
+                continue;
             }
             if let Some(body) = text.strip_prefix("44") {
                 let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
@@ -128,6 +136,9 @@ impl Client {
         let (out, mut out_rx) = mpsc::unbounded_channel::<Ws>();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let acks: AckMap = Arc::default();
+        for text in early {
+            dispatch(&text, &out, &acks, &ev_tx);
+        }
 
         tokio::spawn(async move {
             while let Some(msg) = out_rx.recv().await {

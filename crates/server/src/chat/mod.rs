@@ -332,7 +332,12 @@ impl Chat {
     /// delivered in the order they were queued. When the queue is full the
     /// send is answered `unavailable` at once.
     pub fn send(&self, req: SendRequest, respond: Box<dyn Respond>) {
-        if let Err(e) = self.sends.try_send(Job { req, respond }) {
+        let job = Job {
+            req,
+            respond,
+            queued: tokio::time::Instant::now(),
+        };
+        if let Err(e) = self.sends.try_send(job) {
             let job = match e {
                 mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => {
                     job

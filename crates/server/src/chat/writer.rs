@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::{timeout_at, Instant};
+
 use futures_util::future::BoxFuture;
 use palaver_protocol::Message;
 use tokio::sync::mpsc;
@@ -23,6 +25,9 @@ use crate::store::{NewMessage, StoreError, UserId};
 pub const MAX_BATCH: usize = 256;
 /// Attempts at a batch that hits a deadlock or serialization failure.
 const MAX_ATTEMPTS: u32 = 5;
+/// Every send is answered within this long of being queued: when the
+/// database is down or hanging, the answer is `unavailable`, never a hang.
+pub const SEND_DEADLINE: Duration = Duration::from_millis(1800);
 
 /// What a committed send produced.
 #[derive(Debug, Clone)]
@@ -44,6 +49,13 @@ pub trait Respond: Send + 'static {
 pub(crate) struct Job {
     pub req: SendRequest,
     pub respond: Box<dyn Respond>,
+    pub queued: Instant,
+}
+
+fn unavailable() -> ChatError {
+    ChatError::Unavailable(
+        "storage unavailable; retry (a retry with the same clientMsgId never duplicates)".into(),
+    )
 }
 
 /// Runs until every sender handle is dropped and the queue is drained.
@@ -55,13 +67,18 @@ pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Job>) {
 }
 
 async fn commit_batch(core: &Core, jobs: Vec<Job>) {
+    let Some(oldest) = jobs.iter().map(|j| j.queued).min() else {
+        return;
+    };
+    let deadline = oldest + SEND_DEADLINE;
+
     // Authorize each send; refused ones are answered at once.
     let mut accepted = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     let now = now_ms();
     for job in jobs {
-        match core.recipients(&job.req).await {
-            Ok(recipients) => {
+        match timeout_at(deadline, core.recipients(&job.req)).await {
+            Ok(Ok(recipients)) => {
                 let req = &job.req;
                 rows.push(NewMessage {
                     sender_id: req.sender,
@@ -73,22 +90,23 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
                 });
                 accepted.push((job, recipients));
             }
-            Err(e) => job.respond.respond(Err(e)).await,
+            Ok(Err(e)) => job.respond.respond(Err(e)).await,
+            Err(_) => job.respond.respond(Err(unavailable())).await,
         }
     }
     if rows.is_empty() {
         return;
     }
 
-    let mut attempt = 1;
-    let result = loop {
-        match core.store.insert_messages(&rows).await {
-            Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, "retrying message batch");
-                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
-                attempt += 1;
-            }
-            other => break other,
+    // A batch that times out may or may not have committed; either way the
+    // answer is `unavailable` (never a false ok) and a retry with the same
+    // clientMsgId returns the stored message if there is one.
+    let result = match timeout_at(deadline, insert_with_retries(core, &rows)).await {
+        Ok(Ok(outcomes)) => Ok(outcomes),
+        Ok(Err(e)) => Err(ChatError::from(e)),
+        Err(_) => {
+            tracing::warn!(batch = rows.len(), "message batch timed out");
+            Err(unavailable())
         }
     };
 
@@ -106,10 +124,27 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
             }
         }
         Err(e) => {
-            let e = ChatError::from(e);
             for (job, _) in accepted {
                 job.respond.respond(Err(e.clone())).await;
             }
+        }
+    }
+}
+
+/// Inserts a batch, retrying deadlocks and serialization failures.
+async fn insert_with_retries(
+    core: &Core,
+    rows: &[NewMessage],
+) -> Result<Vec<Result<crate::store::Inserted, StoreError>>, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match core.store.insert_messages(rows).await {
+            Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "retrying message batch");
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
         }
     }
 }

@@ -1,0 +1,436 @@
+//! Several `palaver serve` processes on one shared MariaDB or PostgreSQL
+//! database, and that database going away and coming back.
+//!
+//! These tests start real server processes and (for the outage tests) stop
+//! and restart the machine's real database servers, so they run one at a
+//! time. The outage tests also need `PALAVER_TEST_OUTAGES=1`: they stop the
+//! database server named by `PALAVER_TEST_MYSQL_URL` / `_POSTGRES_URL`.
+
+#[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use helpers::{Backend, TestDb};
+use palaver_client::Client;
+use palaver_protocol::{Message, MessagePage};
+use serde_json::{json, Value};
+
+/// These tests share the machine's database servers: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A `palaver serve` process.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl Node {
+    async fn start(db_url: &str, secret: &str) -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_palaver"))
+            .args([
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--database-url",
+                db_url,
+            ])
+            .args(["--jwt-secret", secret])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start palaver");
+        let node = Node {
+            child,
+            addr,
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        while node.health().await != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "node did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node
+    }
+
+    async fn health(&self) -> u16 {
+        match self
+            .http
+            .get(format!("http://{}/healthz", self.addr))
+            .send()
+            .await
+        {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("http://{}{path}", self.addr))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn register(&self, name: &str) -> (i64, String) {
+        let (s, body) = self
+            .post(
+                "/api/auth/register",
+                None,
+                json!({"username": name, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+        (
+            body["user"]["id"].as_i64().unwrap(),
+            body["token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    async fn connect(&self, token: &str) -> Client {
+        Client::connect(self.addr, Some(json!({ "token": token })))
+            .await
+            .expect("connect")
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn history(node: &Node, token: &str, kind: &str, receiver: i64) -> Vec<Message> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let (s, body) = node
+            .get(
+                &format!("/api/messages?conversationType={kind}&receiverId={receiver}&afterSeq={after}&limit=200"),
+                token,
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let page: MessagePage = serde_json::from_value(body).unwrap();
+        all.extend(page.messages);
+        after = all.last().map_or(0, |m| m.seq);
+        if !page.has_more {
+            return all;
+        }
+    }
+}
+
+/// 20 clients over two nodes, all sending at full speed to one group and
+/// one private conversation.
+async fn two_nodes_share_one_database_without_gaps_or_errors(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let secret = palaver::auth::random_secret();
+    let n1 = Node::start(&db.url, &secret).await;
+    let n2 = Node::start(&db.url, &secret).await;
+    let nodes = [&n1, &n2];
+    let (alice, alice_token) = n1.register("alice").await;
+    let (bob, bob_token) = n2.register("bob").await;
+    let (s, g) = n1
+        .post(
+            "/api/groups",
+            Some(&alice_token),
+            json!({"name": "busy", "memberIds": [bob]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{g}");
+    let group = g["id"].as_i64().unwrap();
+
+    const CLIENTS: usize = 20;
+    const PER_CLIENT: usize = 60;
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let (token, peer) = if i % 2 == 0 {
+            (&alice_token, bob)
+        } else {
+            (&bob_token, alice)
+        };
+        let client = nodes[(i / 2) % 2].connect(token).await;
+        tasks.push(tokio::spawn(async move {
+            // Fire everything without waiting, then collect the acks.
+            let mut pending = Vec::new();
+            for k in 0..PER_CLIENT {
+                let payload = if k % 2 == 0 {
+                    json!({"conversationType": "group", "receiverId": group, "content": format!("{i}/{k}")})
+                } else {
+                    json!({"conversationType": "private", "receiverId": peer, "content": format!("{i}/{k}")})
+                };
+                pending.push(client.emit_ack_deferred("message", &payload).unwrap());
+            }
+            let mut acked = Vec::new();
+            for rx in pending {
+                let ack = tokio::time::timeout(Duration::from_secs(30), rx).await.unwrap().unwrap();
+                assert_eq!(ack["ok"], true, "every send succeeds: {ack}");
+                acked.push(serde_json::from_value::<Message>(ack["message"].clone()).unwrap());
+            }
+            acked
+        }));
+    }
+    let mut by_conversation: BTreeMap<&str, Vec<Message>> = BTreeMap::new();
+    for t in tasks {
+        let acked = t.await.unwrap();
+        // One socket's sends are committed in the order sent.
+        for kind in ["group", "private"] {
+            let seqs: Vec<i64> = acked
+                .iter()
+                .filter(|m| m.conversation_type.as_str() == kind)
+                .map(|m| m.seq)
+                .collect();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "{kind} seqs out of order: {seqs:?}"
+            );
+        }
+        for m in acked {
+            let key = if m.conversation_type.as_str() == "group" {
+                "group"
+            } else {
+                "private"
+            };
+            by_conversation.entry(key).or_default().push(m);
+        }
+    }
+    let total_each = (CLIENTS * PER_CLIENT / 2) as i64;
+    for (kind, mut acked) in by_conversation {
+        acked.sort_by_key(|m| m.seq);
+        let seqs: Vec<i64> = acked.iter().map(|m| m.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=total_each).collect::<Vec<_>>(),
+            "{kind}: gap-free and unique"
+        );
+        // Every participant, through either node, reads the same order.
+        let receiver = |me: i64| {
+            if kind == "group" {
+                group
+            } else if me == alice {
+                bob
+            } else {
+                alice
+            }
+        };
+        for node in nodes {
+            for (me, token) in [(alice, &alice_token), (bob, &bob_token)] {
+                let stored = history(node, token, kind, receiver(me)).await;
+                assert_eq!(stored, acked, "{kind} history as seen by {me}");
+            }
+        }
+    }
+}
+
+/// Stops a database server for the duration of a test and always starts
+/// it again.
+struct Outage {
+    backend: Backend,
+    down: bool,
+}
+
+impl Outage {
+    fn begin(backend: Backend) -> Outage {
+        let mut o = Outage {
+            backend,
+            down: false,
+        };
+        o.stop();
+        o
+    }
+
+    fn run(cmd: &str) {
+        let status = Command::new("sh").args(["-c", cmd]).status().expect(cmd);
+        assert!(status.success(), "{cmd} failed");
+    }
+
+    fn stop(&mut self) {
+        self.down = true;
+        match self.backend {
+            Backend::MySql => {
+                Self::run("mariadb-admin -uroot shutdown");
+                wait_port(3306, false);
+            }
+            Backend::Postgres => {
+                Self::run("pg_ctlcluster $(ls /etc/postgresql | head -1) main stop -m fast");
+                wait_port(5432, false);
+            }
+            Backend::Sqlite => unreachable!(),
+        }
+    }
+
+    fn start(&mut self) {
+        if !self.down {
+            return;
+        }
+        match self.backend {
+            Backend::MySql => {
+                Self::run(
+                    "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+                );
+                wait_port(3306, true);
+            }
+            Backend::Postgres => {
+                Self::run(
+                    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main start",
+                );
+                wait_port(5432, true);
+            }
+            Backend::Sqlite => unreachable!(),
+        }
+        self.down = false;
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
+fn wait_port(port: u16, open: bool) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() != open {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "port {port} never became {open}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The database stops under a running node and comes back.
+async fn database_outage_gives_errors_not_lies_and_service_resumes(backend: Backend) {
+    if std::env::var("PALAVER_TEST_OUTAGES").is_err() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {backend:?} outage test SKIPPED: set PALAVER_TEST_OUTAGES=1 (it stops the database server)"
+        );
+        return;
+    }
+    let db = TestDb::new(backend).await;
+    let secret = palaver::auth::random_secret();
+    let mut node = Node::start(&db.url, &secret).await;
+    let (_, alice_token) = node.register("alice").await;
+    let (bob, _) = node.register("bob").await;
+    let client = node.connect(&alice_token).await;
+    let send = |n: usize| json!({"conversationType": "private", "receiverId": bob, "content": format!("m{n}"), "clientMsgId": format!("c{n}")});
+    let first = client.emit_ack("message", &send(0)).await.unwrap();
+    assert_eq!(first["ok"], true, "{first}");
+
+    let mut outage = Outage::begin(backend);
+    // Every send is answered `unavailable` within 2 s; nothing is a false ok.
+    for n in 1..=5 {
+        let started = Instant::now();
+        let ack = client
+            .emit_ack_timeout("message", &send(n), Duration::from_secs(5))
+            .await
+            .expect("an answer, not a hang");
+        assert!(
+            started.elapsed() <= Duration::from_secs(2),
+            "answered in {:?}",
+            started.elapsed()
+        );
+        assert_eq!(ack["ok"], false, "{ack}");
+        assert_eq!(ack["error"]["code"], "unavailable", "{ack}");
+    }
+    let (s, body) = node.get("/api/conversations", &alice_token).await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(node.health().await, 503);
+    assert!(node.is_running(), "the process stays up");
+
+    outage.start();
+    // Service resumes by itself; retries with the same ids store each once.
+    let started = Instant::now();
+    while node.health().await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "health never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 1..=5 {
+        let ack = loop {
+            let ack = client.emit_ack("message", &send(n)).await.unwrap();
+            if ack["ok"] == true || started.elapsed() > Duration::from_secs(30) {
+                break ack;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    let stored = history(&node, &alice_token, "private", bob).await;
+    let contents: Vec<&str> = stored.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<_>>()
+    );
+}
+
+macro_rules! shared_db_tests {
+    ($($name:ident),*) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mariadb() {
+                    let _serial = super::SERIAL.lock().await;
+                    if super::Backend::MySql.available() {
+                        super::$name(super::Backend::MySql).await
+                    }
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let _serial = super::SERIAL.lock().await;
+                    if super::Backend::Postgres.available() {
+                        super::$name(super::Backend::Postgres).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+shared_db_tests!(
+    two_nodes_share_one_database_without_gaps_or_errors,
+    database_outage_gives_errors_not_lies_and_service_resumes
+);
