@@ -216,6 +216,30 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Box<dyn Store>, Co
     }
 }
 
+/// Opens a pool for a networked database. One plain connection is made
+/// first so that an unreachable server is reported with its real cause
+/// ("connection refused", "unknown database"), not as a pool timeout.
+pub(crate) async fn open_pool(
+    url: &str,
+    pool: &PoolOptions,
+) -> Result<sqlx::AnyPool, ConnectError> {
+    use sqlx::Connection;
+    let probe = tokio::time::timeout(
+        pool.acquire_timeout.max(Duration::from_secs(5)),
+        sqlx::AnyConnection::connect(url),
+    )
+    .await
+    .map_err(|_| ConnectError::Connect(sqlx::Error::PoolTimedOut))?
+    .map_err(ConnectError::Connect)?;
+    let _ = probe.close().await;
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(pool.max_connections)
+        .acquire_timeout(pool.acquire_timeout)
+        .connect(url)
+        .await
+        .map_err(ConnectError::Connect)
+}
+
 /// Why the database could not be opened at start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

@@ -1,6 +1,5 @@
 //! MySQL and MariaDB: a shared database for several nodes.
 
-use sqlx::any::AnyPoolOptions;
 use sqlx::mysql::MySqlDatabaseError;
 
 use super::sql::{Dialect, SqlStore};
@@ -8,12 +7,7 @@ use super::{ConnectError, PoolOptions, StoreError};
 
 /// Connects and applies migrations.
 pub(crate) async fn connect(url: &str, pool: &PoolOptions) -> Result<SqlStore, ConnectError> {
-    let pool = AnyPoolOptions::new()
-        .max_connections(pool.max_connections)
-        .acquire_timeout(pool.acquire_timeout)
-        .connect(url)
-        .await
-        .map_err(ConnectError::Connect)?;
+    let pool = super::open_pool(url, pool).await?;
     sqlx::migrate!("./migrations/mysql")
         .run(&pool)
         .await

@@ -79,3 +79,36 @@ fn an_unusable_database_is_a_one_line_error() {
     assert!(err.contains("database"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn an_unreachable_database_server_is_a_one_line_error_naming_the_cause() {
+    for url in [
+        "mysql://root@127.0.0.1:1/palaver",
+        "postgres://postgres@127.0.0.1:1/palaver",
+    ] {
+        let out = palaver()
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+            .output()
+            .unwrap();
+        let err = one_line_error(&out);
+        assert!(err.contains("cannot connect to the database"), "{err}");
+        assert!(err.contains("refused"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn an_unknown_database_scheme_is_refused() {
+    let out = palaver()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "oracle://x",
+        ])
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("unknown database URL scheme"), "{err}");
+}
