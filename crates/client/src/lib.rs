@@ -38,8 +38,12 @@ pub enum Error {
     Closed,
 }
 
+/// Receives raw `42…` event frames instead of parsed events (the load
+/// generator uses this to avoid parsing every delivery into a `Value`).
+pub type RawHandler = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Connection options.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// Handshake `auth` payload, e.g. `{"token": "..."}`.
     pub auth: Option<Value>,
@@ -47,9 +51,13 @@ pub struct Options {
     pub local_ip: Option<IpAddr>,
     /// Extra query string appended to the Engine.IO URL.
     pub query: Option<String>,
+    /// When set, event frames go to this handler, unparsed.
+    pub raw_events: Option<RawHandler>,
 }
 
-type AckMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+/// What to do with an ack's first argument.
+type AckCallback = Box<dyn FnOnce(Value) + Send>;
+type AckMap = Arc<Mutex<HashMap<u64, AckCallback>>>;
 
 /// A connected Socket.IO client.
 pub struct Client {
@@ -136,8 +144,9 @@ impl Client {
         let (out, mut out_rx) = mpsc::unbounded_channel::<Ws>();
         let (ev_tx, events) = mpsc::unbounded_channel();
         let acks: AckMap = Arc::default();
+        let raw = opts.raw_events.clone();
         for text in early {
-            dispatch(&text, &out, &acks, &ev_tx);
+            dispatch(&text, &out, &acks, &ev_tx, raw.as_ref());
         }
 
         tokio::spawn(async move {
@@ -159,7 +168,7 @@ impl Client {
                     }
                     continue;
                 };
-                dispatch(text.as_str(), &pong, &reader_acks, &ev_tx);
+                dispatch(text.as_str(), &pong, &reader_acks, &ev_tx, raw.as_ref());
             }
             // Dropping the ack senders wakes every waiter with `Closed`.
             reader_acks.lock().unwrap().clear();
@@ -202,12 +211,24 @@ impl Client {
         event: &str,
         data: &Value,
     ) -> Result<oneshot::Receiver<Value>, Error> {
-        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.acks.lock().unwrap().insert(id, tx);
         let payload = serde_json::to_string(&(event, data)).expect("json");
-        self.send_raw(format!("42{id}{payload}"))?;
+        self.emit_raw_with_ack(&payload, move |v| {
+            let _ = tx.send(v);
+        })?;
         Ok(rx)
+    }
+
+    /// Emits an already encoded `[event, data]` array and calls `on_ack`
+    /// with the ack's first argument when it arrives.
+    pub fn emit_raw_with_ack(
+        &self,
+        encoded: &str,
+        on_ack: impl FnOnce(Value) + Send + 'static,
+    ) -> Result<(), Error> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        self.acks.lock().unwrap().insert(id, Box::new(on_ack));
+        self.send_raw(format!("42{id}{encoded}"))
     }
 
     /// Emits without asking for an ack.
@@ -269,6 +290,7 @@ fn dispatch(
     out: &mpsc::UnboundedSender<Ws>,
     acks: &AckMap,
     events: &mpsc::UnboundedSender<(String, Value)>,
+    raw: Option<&RawHandler>,
 ) {
     match text.as_bytes().first() {
         Some(b'2') => {
@@ -277,6 +299,11 @@ fn dispatch(
         Some(b'4') => {
             let sio = &text[1..];
             match sio.as_bytes().first() {
+                Some(b'2') if raw.is_some() => {
+                    if let Some(handler) = raw {
+                        handler(text);
+                    }
+                }
                 Some(b'2') => {
                     let body = skip_ack_id(&sio[1..]).1;
                     if let Ok(Value::Array(mut args)) = serde_json::from_str(body) {
@@ -295,8 +322,9 @@ fn dispatch(
                         Ok(Value::Array(args)) => args.into_iter().next().unwrap_or(Value::Null),
                         _ => Value::Null,
                     };
-                    if let Some(tx) = acks.lock().unwrap().remove(&id) {
-                        let _ = tx.send(first);
+                    let callback = acks.lock().unwrap().remove(&id);
+                    if let Some(callback) = callback {
+                        callback(first);
                     }
                 }
                 Some(b'1') => {

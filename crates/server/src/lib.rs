@@ -23,6 +23,7 @@ pub mod store;
 
 use std::future::Future;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -94,6 +95,13 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let Server { router, io, .. } = self;
+        // Chat frames are small: without TCP_NODELAY, Nagle's algorithm
+        // and delayed ACKs add tens of milliseconds to deliveries.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -101,6 +101,7 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
     // A batch that times out may or may not have committed; either way the
     // answer is `unavailable` (never a false ok) and a retry with the same
     // clientMsgId returns the stored message if there is one.
+    let commit_started = Instant::now();
     let result = match timeout_at(deadline, insert_with_retries(core, &rows)).await {
         Ok(Ok(outcomes)) => Ok(outcomes),
         Ok(Err(e)) => Err(ChatError::from(e)),
@@ -110,6 +111,12 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
         }
     };
 
+    tracing::trace!(
+        batch = rows.len(),
+        wait_us = (commit_started - oldest).as_micros() as u64,
+        commit_us = commit_started.elapsed().as_micros() as u64,
+        "batch committed"
+    );
     match result {
         Ok(outcomes) => {
             for ((job, recipients), outcome) in accepted.into_iter().zip(outcomes) {

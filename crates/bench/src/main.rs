@@ -1,0 +1,569 @@
+//! `palaver-bench`: a load generator for Palaver and for the reference Node
+//! server (`../shared/reference/seed-node`), so both are measured by one
+//! tool in one run.
+//!
+//! It opens one Socket.IO connection per user over WebSocket (spread over
+//! 127.0.0.x source addresses), then either holds them idle (memory per
+//! connection) or sends `message` open-loop at a fixed rate: private pairs
+//! or groups of N. Every message carries its send time and number; the
+//! receivers measure send→deliver latency and count losses and duplicates.
+//! `--search` finds the highest rate held at p99 ≤ 50 ms with nothing lost.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use palaver_client::{Client, Options};
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Target {
+    /// Palaver: token handshake, acks.
+    Palaver,
+    /// The original Node server: `auth: {userId}`, no acks.
+    Reference,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Scenario {
+    /// Users in pairs, each sending to its partner.
+    Private,
+    /// Users in groups of `--group-size`, each sending to its group.
+    Group,
+    /// Connections only: memory per idle connection.
+    Idle,
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "palaver-bench",
+    about = "Load generator for Palaver and the reference Node server"
+)]
+struct Args {
+    #[arg(long, value_enum, default_value = "palaver")]
+    target: Target,
+    /// Server addresses (comma-separated); connections are spread over them.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:3000")]
+    servers: Vec<SocketAddr>,
+    #[arg(long, value_enum, default_value = "private")]
+    scenario: Scenario,
+    /// Connected users (one connection each).
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    #[arg(long, default_value_t = 16)]
+    group_size: usize,
+    /// Messages per second, open loop. Without it (and without --search)
+    /// the run is a single phase at 1,000/s.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Find the highest rate held at p99 ≤ --p99-limit-ms with nothing lost.
+    #[arg(long)]
+    search: bool,
+    #[arg(long, default_value_t = 1000.0)]
+    search_start: f64,
+    #[arg(long, default_value_t = 50.0)]
+    p99_limit_ms: f64,
+    /// Palaver's JWT secret, to mint tokens for users 1..=N.
+    #[arg(long, env = "PALAVER_JWT_SECRET")]
+    jwt_secret: Option<String>,
+    /// The reference server's MySQL database, to write group memberships.
+    #[arg(long, default_value = "mysql://root@127.0.0.1:3306/chat_system")]
+    reference_mysql_url: String,
+    /// Server process ids whose RSS is reported (summed).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Source addresses 127.0.0.1 ..= 127.0.0.N.
+    #[arg(long, default_value_t = 8)]
+    source_ips: u8,
+    /// User ids start after this.
+    #[arg(long, default_value_t = 0)]
+    user_offset: i64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// A label for the report.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Seconds to hold idle connections before measuring memory.
+    #[arg(long, default_value_t = 3.0)]
+    idle_settle: f64,
+}
+
+/// Counters of one phase.
+struct Phase {
+    started: Instant,
+    expected_per_msg: u16,
+    received: Vec<AtomicU16>,
+    delivered: AtomicU64,
+    acked_ok: AtomicU64,
+    ack_errors: AtomicU64,
+    deliver_us: Mutex<Histogram<u64>>,
+    ack_us: Mutex<Histogram<u64>>,
+}
+
+impl Phase {
+    fn new(capacity: usize, expected_per_msg: u16) -> Phase {
+        Phase {
+            started: Instant::now(),
+            expected_per_msg,
+            received: (0..capacity).map(|_| AtomicU16::new(0)).collect(),
+            delivered: AtomicU64::new(0),
+            acked_ok: AtomicU64::new(0),
+            ack_errors: AtomicU64::new(0),
+            deliver_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
+            ack_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
+        }
+    }
+
+    fn micros(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+}
+
+/// Shared by every connection's receive handler.
+struct Shared {
+    phase: RwLock<Arc<Phase>>,
+}
+
+/// Parses `…"content":"<k>:<t_us>:<sender>"…` out of a delivery frame.
+fn on_delivery(shared: &Shared, me: usize, frame: &str) {
+    let Some(start) = frame.find("\"content\":\"") else {
+        return;
+    };
+    let rest = &frame[start + 11..];
+    let Some(end) = rest.find('"') else { return };
+    let mut parts = rest[..end].split(':');
+    let (Some(k), Some(t), Some(sender)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    let (Ok(k), Ok(t), Ok(sender)) = (
+        k.parse::<usize>(),
+        t.parse::<u64>(),
+        sender.parse::<usize>(),
+    ) else {
+        return;
+    };
+    if sender == me {
+        return; // the reference server echoes group messages to their sender
+    }
+    let phase = shared.phase.read().unwrap().clone();
+    let Some(slot) = phase.received.get(k) else {
+        return;
+    };
+    slot.fetch_add(1, Ordering::Relaxed);
+    phase.delivered.fetch_add(1, Ordering::Relaxed);
+    let latency = phase.micros().saturating_sub(t).max(1);
+    let _ = phase.deliver_us.lock().unwrap().record(latency);
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct PhaseReport {
+    offered_rate: f64,
+    seconds: f64,
+    sent: u64,
+    messages_per_s: f64,
+    deliveries_per_s: f64,
+    expected_deliveries: u64,
+    delivered: u64,
+    lost: u64,
+    duplicates: u64,
+    ack_ok: u64,
+    ack_errors: u64,
+    deliver_p50_ms: f64,
+    deliver_p99_ms: f64,
+    deliver_p999_ms: f64,
+    ack_p50_ms: f64,
+    ack_p99_ms: f64,
+    held: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    label: String,
+    target: Target,
+    scenario: Scenario,
+    users: usize,
+    group_size: usize,
+    servers: Vec<SocketAddr>,
+    rss_before_kib: Option<u64>,
+    rss_connected_kib: Option<u64>,
+    rss_per_connection_kib: Option<f64>,
+    phases: Vec<PhaseReport>,
+    best: Option<PhaseReport>,
+}
+
+fn rss_kib(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = 0;
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        total += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+fn mint(secret: &str, user: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": user.to_string(), "iat": now, "exp": now + 86_400}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encode token")
+}
+
+struct Bench {
+    args: Args,
+    shared: Arc<Shared>,
+    clients: Vec<Client>,
+    /// For each user, where its messages go (the partner or the group id).
+    targets: Vec<i64>,
+}
+
+impl Bench {
+    fn user_id(&self, i: usize) -> i64 {
+        self.args.user_offset + i as i64 + 1
+    }
+
+    async fn connect_all(args: &Args, shared: &Arc<Shared>) -> anyhow::Result<Vec<Client>> {
+        let secret = args.jwt_secret.clone();
+        if args.target == Target::Palaver && secret.is_none() {
+            bail!("--jwt-secret (or PALAVER_JWT_SECRET) is needed to mint tokens for Palaver");
+        }
+        let mut clients = Vec::with_capacity(args.users);
+        let started = Instant::now();
+        // Connect in waves to keep the accept queue reasonable.
+        for wave in (0..args.users).collect::<Vec<_>>().chunks(200) {
+            let mut pending = Vec::new();
+            for &i in wave {
+                let user = args.user_offset + i as i64 + 1;
+                let auth = match args.target {
+                    Target::Palaver => json!({"token": mint(secret.as_deref().unwrap(), user)}),
+                    Target::Reference => json!({ "userId": user }),
+                };
+                let ip = IpAddr::V4(Ipv4Addr::new(
+                    127,
+                    0,
+                    0,
+                    1 + (i % args.source_ips.max(1) as usize) as u8,
+                ));
+                let server = args.servers[i % args.servers.len()];
+                let shared = shared.clone();
+                let opts = Options {
+                    auth: Some(auth),
+                    local_ip: Some(ip),
+                    query: None,
+                    raw_events: Some(Arc::new(move |frame: &str| on_delivery(&shared, i, frame))),
+                };
+                pending.push(tokio::spawn(async move {
+                    Client::connect_with(server, opts).await
+                }));
+            }
+            for p in pending {
+                clients.push(p.await?.context("connect")?);
+            }
+            eprint!("\rconnected {}/{}", clients.len(), args.users);
+        }
+        eprintln!(" in {:.1}s", started.elapsed().as_secs_f64());
+        Ok(clients)
+    }
+
+    /// Sets up groups (consecutive users) and each user's target.
+    async fn setup_targets(&mut self) -> anyhow::Result<()> {
+        let n = self.args.users;
+        match self.args.scenario {
+            Scenario::Idle => {}
+            Scenario::Private => {
+                self.targets = (0..n)
+                    .map(|i| self.user_id(i ^ 1).min(self.user_id(n - 1)))
+                    .collect();
+            }
+            Scenario::Group => {
+                let size = self.args.group_size;
+                if n % size != 0 {
+                    bail!("--users must be a multiple of --group-size");
+                }
+                let mut group_ids = Vec::new();
+                match self.args.target {
+                    Target::Palaver => {
+                        let http = reqwest::Client::new();
+                        let secret = self.args.jwt_secret.clone().unwrap();
+                        for g in 0..n / size {
+                            let owner = self.user_id(g * size);
+                            let members: Vec<i64> =
+                                (1..size).map(|j| self.user_id(g * size + j)).collect();
+                            let resp = http
+                                .post(format!("http://{}/api/groups", self.args.servers[0]))
+                                .bearer_auth(mint(&secret, owner))
+                                .json(&json!({"name": format!("bench {g}"), "memberIds": members}))
+                                .send()
+                                .await?;
+                            let status = resp.status();
+                            let body: serde_json::Value = resp.json().await?;
+                            if status.as_u16() != 201 {
+                                bail!("creating a group failed: {status} {body}");
+                            }
+                            group_ids.push(body["id"].as_i64().unwrap());
+                        }
+                    }
+                    Target::Reference => {
+                        use sqlx::Connection;
+                        let mut db = sqlx::MySqlConnection::connect(&self.args.reference_mysql_url)
+                            .await
+                            .context("reference MySQL")?;
+                        sqlx::query("DELETE FROM group_membership")
+                            .execute(&mut db)
+                            .await?;
+                        for g in 0..n / size {
+                            let gid = g as i64 + 1;
+                            for j in 0..size {
+                                sqlx::query("INSERT INTO group_membership (group_id, user_id) VALUES (?, ?)")
+                                    .bind(gid)
+                                    .bind(self.user_id(g * size + j))
+                                    .execute(&mut db)
+                                    .await?;
+                            }
+                            group_ids.push(gid);
+                        }
+                    }
+                }
+                self.targets = (0..n).map(|i| group_ids[i / size]).collect();
+            }
+        }
+        Ok(())
+    }
+
+    fn expected_per_msg(&self) -> u16 {
+        match self.args.scenario {
+            Scenario::Group => (self.args.group_size - 1) as u16,
+            _ => 1,
+        }
+    }
+
+    /// One open-loop phase at `rate` messages/s.
+    async fn phase(&self, rate: f64) -> PhaseReport {
+        let seconds = self.args.duration;
+        let total = (rate * seconds).ceil() as usize;
+        let phase = Arc::new(Phase::new(total, self.expected_per_msg()));
+        *self.shared.phase.write().unwrap() = phase.clone();
+        let kind = match self.args.scenario {
+            Scenario::Group => "group",
+            _ => "private",
+        };
+        let n = self.clients.len();
+        let mut sent = 0usize;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_progress = Instant::now();
+        while sent < total {
+            tick.tick().await;
+            let due = ((phase.started.elapsed().as_secs_f64() * rate) as usize).min(total);
+            while sent < due {
+                let k = sent;
+                let sender = k % n;
+                let t = phase.micros();
+                let encoded = format!(
+                    r#"["message",{{"conversationType":"{kind}","senderId":{},"receiverId":{},"content":"{k}:{t}:{sender}"}}]"#,
+                    self.user_id(sender),
+                    self.targets[sender],
+                );
+                let client = &self.clients[sender];
+                match self.args.target {
+                    Target::Palaver => {
+                        let phase = phase.clone();
+                        let _ = client.emit_raw_with_ack(&encoded, move |ack| {
+                            if ack["ok"] == true {
+                                phase.acked_ok.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                phase.ack_errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let latency = phase.micros().saturating_sub(t).max(1);
+                            let _ = phase.ack_us.lock().unwrap().record(latency);
+                        });
+                    }
+                    Target::Reference => {
+                        let _ = client.send_raw(format!("42{encoded}"));
+                    }
+                }
+                sent += 1;
+            }
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                last_progress = Instant::now();
+                let p99 = phase.deliver_us.lock().unwrap().value_at_quantile(0.99) as f64 / 1000.0;
+                eprintln!(
+                    "  {:>5.1}s sent {sent:>8} delivered {:>9} p99 {p99:>8.1} ms",
+                    phase.started.elapsed().as_secs_f64(),
+                    phase.delivered.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let send_done = phase.started.elapsed().as_secs_f64();
+        // Drain: until everything arrived, or nothing moved for 2 s.
+        let expected = total as u64 * u64::from(phase.expected_per_msg);
+        let mut last = (phase.delivered.load(Ordering::Relaxed), Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let d = phase.delivered.load(Ordering::Relaxed);
+            let acks_done = self.args.target == Target::Reference
+                || phase.acked_ok.load(Ordering::Relaxed)
+                    + phase.ack_errors.load(Ordering::Relaxed)
+                    >= total as u64;
+            if d >= expected && acks_done {
+                break;
+            }
+            if d != last.0 {
+                last = (d, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        let mut lost = 0;
+        let mut duplicates = 0;
+        for slot in &phase.received {
+            let got = u64::from(slot.load(Ordering::Relaxed));
+            let want = u64::from(phase.expected_per_msg);
+            lost += want.saturating_sub(got);
+            duplicates += got.saturating_sub(want);
+        }
+        let deliver = phase.deliver_us.lock().unwrap().clone();
+        let ack = phase.ack_us.lock().unwrap().clone();
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let delivered = phase.delivered.load(Ordering::Relaxed);
+        let ack_errors = phase.ack_errors.load(Ordering::Relaxed);
+        let p99 = ms(&deliver, 0.99);
+        PhaseReport {
+            offered_rate: rate,
+            seconds: send_done,
+            sent: total as u64,
+            messages_per_s: total as f64 / send_done,
+            deliveries_per_s: delivered as f64 / send_done,
+            expected_deliveries: expected,
+            delivered,
+            lost,
+            duplicates,
+            ack_ok: phase.acked_ok.load(Ordering::Relaxed),
+            ack_errors,
+            deliver_p50_ms: ms(&deliver, 0.5),
+            deliver_p99_ms: p99,
+            deliver_p999_ms: ms(&deliver, 0.999),
+            ack_p50_ms: ms(&ack, 0.5),
+            ack_p99_ms: ms(&ack, 0.99),
+            held: lost == 0 && duplicates == 0 && ack_errors == 0 && p99 <= self.args.p99_limit_ms,
+        }
+    }
+}
+
+fn print_phase(p: &PhaseReport) {
+    eprintln!(
+        "rate {:>8.0}/s: {:>8.0} msg/s {:>9.0} deliveries/s  p50 {:>7.2} p99 {:>8.2} p99.9 {:>8.2} ms  ack p99 {:>7.2} ms  lost {} dup {} errors {}  {}",
+        p.offered_rate, p.messages_per_s, p.deliveries_per_s, p.deliver_p50_ms, p.deliver_p99_ms,
+        p.deliver_p999_ms, p.ack_p99_ms, p.lost, p.duplicates, p.ack_errors,
+        if p.held { "HELD" } else { "not held" }
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let shared = Arc::new(Shared {
+        phase: RwLock::new(Arc::new(Phase::new(0, 1))),
+    });
+    let rss_before = rss_kib(&args.server_pid);
+    let clients = Bench::connect_all(&args, &shared).await?;
+    let mut bench = Bench {
+        args: args.clone(),
+        shared,
+        clients,
+        targets: Vec::new(),
+    };
+    let mut report = Report {
+        label: args.label.clone(),
+        target: args.target,
+        scenario: args.scenario,
+        users: args.users,
+        group_size: args.group_size,
+        servers: args.servers.clone(),
+        rss_before_kib: rss_before,
+        rss_connected_kib: None,
+        rss_per_connection_kib: None,
+        phases: Vec::new(),
+        best: None,
+    };
+    if args.scenario == Scenario::Idle {
+        tokio::time::sleep(Duration::from_secs_f64(args.idle_settle)).await;
+        report.rss_connected_kib = rss_kib(&args.server_pid);
+        if let (Some(a), Some(b)) = (rss_before, report.rss_connected_kib) {
+            let per = (b.saturating_sub(a)) as f64 / args.users as f64;
+            report.rss_per_connection_kib = Some(per);
+            eprintln!("server RSS {a} KiB → {b} KiB: {per:.2} KiB per idle connection");
+        }
+    } else {
+        bench.setup_targets().await?;
+        if args.search {
+            let mut rate = args.search_start;
+            let failed = loop {
+                let p = bench.phase(rate).await;
+                print_phase(&p);
+                let held = p.held;
+                report.phases.push(p.clone());
+                if !held {
+                    break rate;
+                }
+                report.best = Some(p);
+                rate *= 1.5;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            };
+            // Narrow down between the best held rate and the first failure.
+            if let Some(best) = report.best.clone() {
+                let fail = failed;
+                let (mut lo, mut hi) = (best.offered_rate, fail);
+                for _ in 0..3 {
+                    let mid = (lo + hi) / 2.0;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let p = bench.phase(mid).await;
+                    print_phase(&p);
+                    report.phases.push(p.clone());
+                    if p.held {
+                        lo = mid;
+                        report.best = Some(p);
+                    } else {
+                        hi = mid;
+                    }
+                }
+            }
+        } else {
+            let p = bench.phase(args.rate.unwrap_or(1000.0)).await;
+            print_phase(&p);
+            report.best = p.held.then(|| p.clone());
+            report.phases.push(p);
+        }
+        report.rss_connected_kib = rss_kib(&args.server_pid);
+    }
+    let out = serde_json::to_string_pretty(&report)?;
+    match &args.json {
+        Some(path) => std::fs::write(path, &out)?,
+        None => println!("{out}"),
+    }
+    for c in &bench.clients {
+        c.close();
+    }
+    Ok(())
+}
