@@ -297,7 +297,7 @@ impl Bench {
             }
             Scenario::Group => {
                 let size = self.args.group_size;
-                if n % size != 0 {
+                if !n.is_multiple_of(size) {
                     bail!("--users must be a multiple of --group-size");
                 }
                 let mut group_ids = Vec::new();
