@@ -71,7 +71,12 @@ impl Server {
         let chat = chat::Chat::start(store, config.max_message_chars as usize);
         let app = App::new(chat, tokens, config);
 
-        let (layer, io) = SocketIo::builder().with_state(app.clone()).build_layer();
+        // A 1 KiB WebSocket read buffer (default 4 KiB) per connection: chat
+        // frames are small and idle connections are most connections.
+        let (layer, io) = SocketIo::builder()
+            .with_state(app.clone())
+            .ws_read_buffer_size(1024)
+            .build_layer();
         realtime::register(&io);
         let router = http::router(app.clone()).layer(layer);
         Ok(Server { app, router, io })

@@ -83,6 +83,23 @@ impl Dialect {
     }
 }
 
+/// Splits `items` into chunks whose lengths are powers of two (at most
+/// [`CHUNK`]), so that multi-row statements come in a handful of shapes
+/// that stay in each connection's prepared-statement cache instead of
+/// being prepared anew for every batch size (a round trip on MySQL).
+fn pow2_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = items.len().min(CHUNK);
+        let size = 1 << (usize::BITS - 1 - n.leading_zeros());
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
 /// `(?, ?, …)` with `n` placeholders.
 fn tuple(n: usize) -> String {
     let mut s = String::with_capacity(2 + 3 * n);
@@ -221,7 +238,7 @@ impl SqlStore {
     ) -> Result<HashMap<(UserId, String), Message>, StoreError> {
         let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
         let mut found = HashMap::new();
-        for chunk in keyed.chunks(CHUNK) {
+        for chunk in pow2_chunks(&keyed) {
             let sql = format!(
                 "SELECT {MESSAGE_COLS} FROM messages WHERE (sender_id, client_msg_id) IN ({})",
                 tuples(chunk.len(), 2)
@@ -250,7 +267,7 @@ impl SqlStore {
     ) -> Result<HashMap<String, (i64, i64)>, StoreError> {
         let entries: Vec<(&String, &(ConversationKey, i64))> = counts.iter().collect();
         let mut bumped = HashMap::with_capacity(entries.len());
-        for chunk in entries.chunks(CHUNK) {
+        for chunk in pow2_chunks(&entries) {
             let values = tuples(chunk.len(), 5);
             let sql = match self.d {
                 Dialect::MySql => format!(
@@ -312,7 +329,7 @@ impl SqlStore {
         rows: &[(usize, i64, i64)],
     ) -> Result<HashMap<(i64, i64), i64>, StoreError> {
         let mut ids = HashMap::with_capacity(rows.len());
-        for chunk in rows.chunks(CHUNK) {
+        for chunk in pow2_chunks(rows) {
             let mut sql = format!(
                 "INSERT INTO messages (conversation_id, seq, conversation_type, sender_id, \
                  receiver_id, content, client_msg_id, created_at) VALUES {}",
@@ -485,6 +502,18 @@ fn same_message(prev: &Message, m: &NewMessage) -> bool {
         ConversationKey::Group(_) => ConversationType::Group,
     };
     prev.conversation_type == kind && prev.receiver_id == m.receiver_id && prev.content == m.content
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_powers_of_two_covering_everything() {
+        let items: Vec<u32> = (0..300).collect();
+        let sizes: Vec<usize> = super::pow2_chunks(&items).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [128, 128, 32, 8, 4]);
+        assert_eq!(super::pow2_chunks(&items[..1]).count(), 1);
+        assert_eq!(super::pow2_chunks::<u32>(&[]).count(), 0);
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md: Palaver and the reference Node server side by
+# side on this machine, same database server, same load generator, one run.
+#
+#   bash bench/run.sh                 # everything (about 15 minutes)
+#   SCENARIOS="private100" bash bench/run.sh
+#
+# Needs MariaDB on 127.0.0.1:3306 (root, no password), PostgreSQL on
+# 127.0.0.1:5432 (postgres, trust) and Node.js. Results: target/bench/*.json
+# and a Markdown table on stdout (target/bench/summary.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)"
+
+OUT=${OUT:-target/bench}
+REFERENCE_DIR=${REFERENCE_DIR:-../shared/reference/seed-node}
+DURATION=${DURATION:-5}
+SCENARIOS=${SCENARIOS:-"private100 private10000 group16 idle sqlite postgres"}
+SECRET=benchsecret
+mkdir -p "$OUT"
+
+cargo build --release -q -p palaver -p palaver-bench
+BENCH=target/release/palaver-bench
+PALAVER=target/release/palaver
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_http() { for _ in $(seq 1 300); do curl -s -o /dev/null "http://$1" && return 0; sleep 0.1; done; echo "no server at $1"; exit 1; }
+
+start_reference() {
+  rm -rf "$OUT/seed-node" && cp -r "$REFERENCE_DIR" "$OUT/seed-node"
+  (cd "$OUT/seed-node" && npm install --no-audit --no-fund --silent)
+  mariadb -uroot < "$OUT/seed-node/schema.sql"
+  (cd "$OUT/seed-node" && PORT=3100 exec node server.js > ../reference.log 2>&1) &
+  REF_PID=$!; pids+=("$REF_PID")
+  wait_http 127.0.0.1:3100/socket.io/?EIO=4\&transport=polling
+}
+
+start_palaver() { # $1 = database URL
+  "$PALAVER" serve --listen 127.0.0.1:4100 --database-url "$1" --jwt-secret "$SECRET" > "$OUT/palaver.log" 2>&1 &
+  PAL_PID=$!; pids+=("$PAL_PID")
+  wait_http 127.0.0.1:4100/healthz
+}
+
+fresh_mysql() { mariadb -uroot -e "DROP DATABASE IF EXISTS palaver_bench; CREATE DATABASE palaver_bench"; }
+fresh_pg() {
+  psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS palaver_bench WITH (FORCE)" -c "CREATE DATABASE palaver_bench"
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+bench() { # name target port pid args...
+  local name=$1 target=$2 port=$3 pid=$4; shift 4
+  echo "== $name" >&2
+  "$BENCH" --target "$target" --servers "127.0.0.1:$port" --jwt-secret "$SECRET" \
+    --server-pid "$pid" --duration "$DURATION" --label "$name" --json "$OUT/$name.json" "$@"
+}
+
+for s in $SCENARIOS; do
+  case $s in
+    private100|private10000)
+      users=${s#private}
+      start_reference
+      bench "reference-$s" reference 3100 "$REF_PID" --users "$users" --search --search-start 1000
+      stop "$REF_PID"
+      fresh_mysql; start_palaver mysql://root@127.0.0.1:3306/palaver_bench
+      bench "palaver-mysql-$s" palaver 4100 "$PAL_PID" --users "$users" --search --search-start 4000
+      stop "$PAL_PID" ;;
+    group16)
+      start_reference
+      bench "reference-$s" reference 3100 "$REF_PID" --scenario group --users 1600 --group-size 16 --search --search-start 300
+      stop "$REF_PID"
+      fresh_mysql; start_palaver mysql://root@127.0.0.1:3306/palaver_bench
+      bench "palaver-mysql-$s" palaver 4100 "$PAL_PID" --scenario group --users 1600 --group-size 16 --search --search-start 1000
+      stop "$PAL_PID" ;;
+    idle)
+      start_reference
+      bench "reference-idle" reference 3100 "$REF_PID" --scenario idle --users 15000 --source-ips 16
+      stop "$REF_PID"
+      fresh_mysql; start_palaver mysql://root@127.0.0.1:3306/palaver_bench
+      bench "palaver-mysql-idle" palaver 4100 "$PAL_PID" --scenario idle --users 15000 --source-ips 16
+      stop "$PAL_PID" ;;
+    sqlite)
+      rm -f "$OUT"/bench.db*; start_palaver "sqlite://$OUT/bench.db"
+      bench "palaver-sqlite-private100" palaver 4100 "$PAL_PID" --users 100 --search --search-start 4000
+      stop "$PAL_PID" ;;
+    postgres)
+      fresh_pg; start_palaver postgres://postgres@127.0.0.1:5432/palaver_bench
+      bench "palaver-postgres-private100" palaver 4100 "$PAL_PID" --users 100 --search --search-start 4000
+      stop "$PAL_PID" ;;
+    *) echo "unknown scenario $s"; exit 1 ;;
+  esac
+done
+
+python3 bench/summary.py "$OUT" | tee "$OUT/summary.md"

@@ -1,0 +1,37 @@
+"""Turns target/bench/*.json (written by bench/run.sh) into the Markdown table of BENCHMARKS.md."""
+import json
+import pathlib
+import sys
+
+out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
+reports = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+
+print("| run | users | best rate held (msg/s) | deliveries/s | p50 / p99 / p99.9 ms | ack p99 ms | lost | RSS per idle conn |")
+print("|---|---|---|---|---|---|---|---|")
+for name, r in reports.items():
+    best = r.get("best")
+    if r["scenario"] == "idle":
+        per = r.get("rss_per_connection_kib")
+        print(f"| {name} | {r['users']} | – | – | – | – | – | {per:.1f} KiB |" if per is not None else f"| {name} | {r['users']} | – | – | – | – | – | n/a |")
+        continue
+    if not best:
+        print(f"| {name} | {r['users']} | none held | | | | | |")
+        continue
+    ack = f"{best['ack_p99_ms']:.1f}" if r["target"] == "palaver" else "no acks"
+    print(
+        f"| {name} | {r['users']} | {best['messages_per_s']:,.0f} | {best['deliveries_per_s']:,.0f} | "
+        f"{best['deliver_p50_ms']:.1f} / {best['deliver_p99_ms']:.1f} / {best['deliver_p999_ms']:.1f} | {ack} | {best['lost']} | |"
+    )
+
+def best_rate(name, key="messages_per_s"):
+    r = reports.get(name)
+    return (r or {}).get("best", {}) and r["best"][key]
+
+print()
+for scen, key in [("private100", "messages_per_s"), ("private10000", "messages_per_s"), ("group16", "deliveries_per_s")]:
+    ref, pal = best_rate(f"reference-{scen}", key), best_rate(f"palaver-mysql-{scen}", key)
+    if ref and pal:
+        print(f"- {scen}: Palaver (MariaDB) / reference = {pal / ref:.1f}x ({key})")
+ref, pal = reports.get("reference-idle"), reports.get("palaver-mysql-idle")
+if ref and pal and ref.get("rss_per_connection_kib") and pal.get("rss_per_connection_kib"):
+    print(f"- idle: {pal['rss_per_connection_kib']:.1f} KiB (Palaver) vs {ref['rss_per_connection_kib']:.1f} KiB (reference) per connection")
