@@ -504,18 +504,6 @@ fn same_message(prev: &Message, m: &NewMessage) -> bool {
     prev.conversation_type == kind && prev.receiver_id == m.receiver_id && prev.content == m.content
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn chunks_are_powers_of_two_covering_everything() {
-        let items: Vec<u32> = (0..300).collect();
-        let sizes: Vec<usize> = super::pow2_chunks(&items).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [128, 128, 32, 8, 4]);
-        assert_eq!(super::pow2_chunks(&items[..1]).count(), 1);
-        assert_eq!(super::pow2_chunks::<u32>(&[]).count(), 0);
-    }
-}
-
 #[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> &'static str {
@@ -1012,5 +1000,17 @@ impl Store for SqlStore {
             });
         }
         Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_powers_of_two_covering_everything() {
+        let items: Vec<u32> = (0..300).collect();
+        let sizes: Vec<usize> = super::pow2_chunks(&items).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [128, 128, 32, 8, 4]);
+        assert_eq!(super::pow2_chunks(&items[..1]).count(), 1);
+        assert_eq!(super::pow2_chunks::<u32>(&[]).count(), 0);
     }
 }
