@@ -41,6 +41,14 @@ impl ConversationKey {
         }
     }
 
+    /// Private or group.
+    pub fn kind(&self) -> palaver_protocol::ConversationType {
+        match self {
+            ConversationKey::Private { .. } => palaver_protocol::ConversationType::Private,
+            ConversationKey::Group(_) => palaver_protocol::ConversationType::Group,
+        }
+    }
+
     /// The unique text key stored in `conversations.conv_key`.
     pub fn db_key(&self) -> String {
         match self {

@@ -342,10 +342,7 @@ impl SqlStore {
             let mut query = sqlx::query(&sql);
             for &(i, conv, seq) in chunk {
                 let m = &batch[i];
-                let kind = match m.conversation {
-                    ConversationKey::Private { .. } => ConversationType::Private,
-                    ConversationKey::Group(_) => ConversationType::Group,
-                };
+                let kind = m.conversation.kind();
                 query = query
                     .bind(conv)
                     .bind(seq)
@@ -461,10 +458,7 @@ impl SqlStore {
             out[i] = Some(Ok(Inserted {
                 message: Message {
                     id,
-                    conversation_type: match m.conversation {
-                        ConversationKey::Private { .. } => ConversationType::Private,
-                        ConversationKey::Group(_) => ConversationType::Group,
-                    },
+                    conversation_type: m.conversation.kind(),
                     sender_id: m.sender_id,
                     receiver_id: m.receiver_id,
                     seq,
@@ -497,10 +491,7 @@ fn reused_key() -> StoreError {
 
 /// Whether a stored message is the same send as `m` (an idempotent retry).
 fn same_message(prev: &Message, m: &NewMessage) -> bool {
-    let kind = match m.conversation {
-        ConversationKey::Private { .. } => ConversationType::Private,
-        ConversationKey::Group(_) => ConversationType::Group,
-    };
+    let kind = m.conversation.kind();
     prev.conversation_type == kind && prev.receiver_id == m.receiver_id && prev.content == m.content
 }
 
