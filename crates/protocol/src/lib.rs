@@ -150,6 +150,10 @@ pub struct ConversationSummary {
     pub receiver_id: i64,
     pub last_message: Option<Message>,
     pub last_seq: i64,
+    /// The caller's read position in this conversation.
+    pub read_seq: i64,
+    /// Messages from others after `read_seq`.
+    pub unread_count: i64,
 }
 
 /// `GET /api/messages` answer.
@@ -229,6 +233,15 @@ impl<T> Ack<T> {
         }
     }
 
+    /// `{"ok": true}` with nothing else.
+    pub fn done() -> Self {
+        Ack {
+            ok: true,
+            error: None,
+            body: None,
+        }
+    }
+
     pub fn err(code: ErrorCode, message: impl Into<String>) -> Self {
         Ack {
             ok: false,
@@ -265,6 +278,52 @@ pub struct SendMessage {
     pub client_msg_id: Option<String>,
     #[serde(alias = "sender_id", default, skip_serializing_if = "Option::is_none")]
     pub sender_id: Option<i64>,
+}
+
+/// `read` event input: the caller has read up to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadInput {
+    #[serde(alias = "conversation_type")]
+    pub conversation_type: String,
+    #[serde(alias = "receiver_id")]
+    pub receiver_id: i64,
+    pub seq: i64,
+}
+
+/// `read` event as relayed to the other participants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadReceipt {
+    pub conversation_type: ConversationType,
+    pub reader_id: i64,
+    pub receiver_id: i64,
+    pub seq: i64,
+}
+
+/// Body of a successful `read` ack: `{"ok": true, "read_seq": N}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadBody {
+    pub read_seq: i64,
+}
+
+/// `typing` event input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingInput {
+    #[serde(alias = "conversation_type")]
+    pub conversation_type: String,
+    #[serde(alias = "receiver_id")]
+    pub receiver_id: i64,
+    pub typing: bool,
+}
+
+/// `typing` event as relayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    pub conversation_type: ConversationType,
+    pub sender_id: i64,
+    pub receiver_id: i64,
+    pub typing: bool,
 }
 
 #[cfg(test)]

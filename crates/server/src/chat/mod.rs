@@ -22,7 +22,7 @@ pub use input::{GroupName, Password, SendRequest, Target, Username};
 pub use writer::{Respond, Sent, MAX_BATCH};
 
 use crate::auth;
-use crate::store::{GroupId, Page, Store, StoreError, UserId};
+use crate::store::{GroupId, Page, ReadOutcome, Store, StoreError, UserId};
 use directory::Directory;
 use writer::Job;
 
@@ -54,6 +54,36 @@ impl Core {
             self.directory.add_user(id);
         }
         Ok(found)
+    }
+
+    /// Checks that `user` takes part in `target`'s conversation (the peer
+    /// exists; or the group exists and `user` is a member) and returns
+    /// every participant, `user` included.
+    async fn participants(&self, user: UserId, target: Target) -> Result<Vec<UserId>, ChatError> {
+        match target {
+            Target::Private(peer) => {
+                if !self.user_exists(peer).await? {
+                    return Err(ChatError::NotFound(format!("user {peer} does not exist")));
+                }
+                Ok(if peer == user {
+                    vec![peer]
+                } else {
+                    vec![user, peer]
+                })
+            }
+            Target::Group(g) => {
+                let roster = self
+                    .roster(g)
+                    .await?
+                    .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
+                if roster.role(user).is_none() {
+                    return Err(ChatError::Forbidden(format!(
+                        "you are not a member of group {g}"
+                    )));
+                }
+                Ok(roster.ids().to_vec())
+            }
+        }
     }
 
     /// The group's roster (cached), or `None` for an unknown group.
@@ -349,30 +379,6 @@ impl Chat {
         }
     }
 
-    /// Checks that `user` may read `target`'s conversation.
-    async fn authorize_read(&self, user: UserId, target: Target) -> Result<(), ChatError> {
-        match target {
-            Target::Private(peer) => {
-                if !self.core.user_exists(peer).await? {
-                    return Err(ChatError::NotFound(format!("user {peer} does not exist")));
-                }
-            }
-            Target::Group(g) => {
-                let roster = self
-                    .core
-                    .roster(g)
-                    .await?
-                    .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
-                if roster.role(user).is_none() {
-                    return Err(ChatError::Forbidden(format!(
-                        "you are not a member of group {g}"
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// A page of history (see `Page`); the limit is clamped to [`MAX_PAGE`].
     pub async fn history(
         &self,
@@ -380,7 +386,7 @@ impl Chat {
         target: Target,
         mut page: Page,
     ) -> Result<MessagePage, ChatError> {
-        self.authorize_read(user, target).await?;
+        self.core.participants(user, target).await?;
         page.limit = page.limit.clamp(1, MAX_PAGE);
         let (messages, has_more) = self
             .core
@@ -388,6 +394,42 @@ impl Chat {
             .messages(target.conversation(user), page)
             .await?;
         Ok(MessagePage { messages, has_more })
+    }
+
+    /// Moves the user's read position forward to `seq`. Returns the position
+    /// and, when it moved, the participants to tell.
+    pub async fn mark_read(
+        &self,
+        user: UserId,
+        target: Target,
+        seq: i64,
+    ) -> Result<(i64, Option<Vec<UserId>>), ChatError> {
+        if seq < 0 {
+            return Err(ChatError::invalid("seq must be ≥ 0"));
+        }
+        let participants = self.core.participants(user, target).await?;
+        match self
+            .core
+            .store
+            .mark_read(user, target.conversation(user), seq)
+            .await?
+        {
+            ReadOutcome::Moved { read_seq, moved } => Ok((read_seq, moved.then_some(participants))),
+            ReadOutcome::BeyondLast { last_seq } => Err(ChatError::invalid(format!(
+                "seq {seq} is beyond the conversation's last message ({last_seq})"
+            ))),
+        }
+    }
+
+    /// Who a typing indicator goes to: the other participants.
+    pub async fn typing_recipients(
+        &self,
+        user: UserId,
+        target: Target,
+    ) -> Result<Vec<UserId>, ChatError> {
+        let mut others = self.core.participants(user, target).await?;
+        others.retain(|&u| u != user);
+        Ok(others)
     }
 
     /// The user's conversations, most recent first.

@@ -18,7 +18,7 @@ use futures_util::future::BoxFuture;
 use palaver_protocol::Message;
 use tokio::sync::mpsc;
 
-use super::{now_ms, ChatError, Core, SendRequest, Target};
+use super::{now_ms, ChatError, Core, SendRequest};
 use crate::store::{NewMessage, StoreError, UserId};
 
 /// Most messages committed in one transaction.
@@ -77,7 +77,7 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
     let mut rows = Vec::with_capacity(jobs.len());
     let now = now_ms();
     for job in jobs {
-        match timeout_at(deadline, core.recipients(&job.req)).await {
+        match timeout_at(deadline, core.participants(job.req.sender, job.req.target)).await {
             Ok(Ok(recipients)) => {
                 let req = &job.req;
                 rows.push(NewMessage {
@@ -152,36 +152,6 @@ async fn insert_with_retries(
                 attempt += 1;
             }
             other => return other,
-        }
-    }
-}
-
-impl Core {
-    /// Checks that `req` may be sent and returns who receives it.
-    async fn recipients(&self, req: &SendRequest) -> Result<Vec<UserId>, ChatError> {
-        match req.target {
-            Target::Private(peer) => {
-                if !self.user_exists(peer).await? {
-                    return Err(ChatError::NotFound(format!("user {peer} does not exist")));
-                }
-                Ok(if peer == req.sender {
-                    vec![peer]
-                } else {
-                    vec![req.sender, peer]
-                })
-            }
-            Target::Group(g) => {
-                let roster = self
-                    .roster(g)
-                    .await?
-                    .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
-                if roster.role(req.sender).is_none() {
-                    return Err(ChatError::Forbidden(format!(
-                        "you are not a member of group {g}"
-                    )));
-                }
-                Ok(roster.ids().to_vec())
-            }
         }
     }
 }

@@ -18,7 +18,7 @@ use socketioxide::handler::{FromMessageParts, MessageHandler};
 use socketioxide::socket::Socket;
 use socketioxide_core::Value;
 
-use super::{user_room, SocketUser};
+use super::{answer_error, user_room, SocketUser};
 use crate::app::App;
 use crate::chat::{ChatError, Respond, SendRequest, Sent};
 
@@ -80,10 +80,6 @@ fn explain_bad_payload<A: Adapter>(
         Ok(_) | Err(_) => "the payload must be an object".to_string(),
     };
     ChatError::invalid(format!("invalid message payload: {reason}"))
-}
-
-fn answer_error<A: Adapter>(ack: AckSender<A>, e: ChatError) {
-    let _ = ack.send(&Ack::<()>::err(e.code(), e.to_string()));
 }
 
 /// Acks the sending socket and delivers to every other socket of every

@@ -11,6 +11,8 @@
 //! so routing cost does not depend on how many users are connected.
 
 mod message;
+mod read;
+mod typing;
 
 use palaver_protocol::{Ack, ErrorCode};
 use serde_json::Value;
@@ -22,6 +24,7 @@ use socketioxide::SocketIo;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::app::App;
+use crate::chat::ChatError;
 use crate::store::UserId;
 
 /// The authenticated user of a socket, kept in its extensions.
@@ -73,6 +76,9 @@ async fn authenticate<A: Adapter>(
         palaver_protocol::events::MESSAGE,
         message::SendHandler::new(app.clone()),
     );
+    socket.on(palaver_protocol::events::READ, read::on_read::<A>);
+    socket.extensions.insert(typing::TypingBucket::default());
+    socket.on(palaver_protocol::events::TYPING, typing::on_typing::<A>);
     socket.on_fallback(unknown_event::<A>);
     socket.on_disconnect(on_disconnect::<A>);
     Ok(())
@@ -88,6 +94,19 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReaso
     if let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() {
         tracing::debug!(sid = %socket.id, user, ?reason, "socket disconnected");
     }
+}
+
+/// Answers an event with an error ack.
+fn answer_error<A: Adapter>(ack: AckSender<A>, e: ChatError) {
+    let _ = ack.send(&Ack::<()>::err(e.code(), e.to_string()));
+}
+
+/// The error for a payload that did not parse.
+fn invalid_payload(event: &str, e: impl std::fmt::Display) -> ChatError {
+    let reason = e.to_string();
+    // serde_json appends a position inside the packet, meaningless to clients.
+    let reason = reason.split(" at line ").next().unwrap_or(&reason);
+    ChatError::invalid(format!("invalid {event} payload: {reason}"))
 }
 
 /// Every event is answered: an unknown one gets an `invalid_payload` ack.

@@ -79,6 +79,15 @@ pub struct Inserted {
     pub fresh: bool,
 }
 
+/// What a read receipt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The position is now `read_seq`; `moved` if it went forward.
+    Moved { read_seq: i64, moved: bool },
+    /// `seq` is beyond the conversation's last message.
+    BeyondLast { last_seq: i64 },
+}
+
 /// Which slice of a conversation's history to read.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
@@ -164,7 +173,9 @@ pub trait Store: Send + Sync + 'static {
     /// The members of a group, by join time; empty for an unknown group.
     async fn members(&self, group: GroupId) -> Result<Vec<Member>, StoreError>;
 
-    /// Adds a member. `Conflict` if already a member.
+    /// Adds a member, whose read position starts at the group's latest
+    /// message (earlier history is readable but not unread). `Conflict` if
+    /// already a member.
     async fn add_member(
         &self,
         group: GroupId,
@@ -186,6 +197,14 @@ pub trait Store: Send + Sync + 'static {
         batch: &[NewMessage],
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError>;
 
+    /// Moves `user`'s read position in a conversation forward to `seq`.
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationKey,
+        seq: i64,
+    ) -> Result<ReadOutcome, StoreError>;
+
     /// A page of a conversation, ascending by seq, and whether more exist
     /// beyond it in the paging direction.
     async fn messages(
@@ -195,7 +214,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<Message>, bool), StoreError>;
 
     /// The user's conversations (private ones with messages, and every group
-    /// they belong to), most recent first, at most `limit`.
+    /// they belong to), most recent first, at most `limit`, with the user's
+    /// read position and unread count (messages from others after it).
     async fn conversations(
         &self,
         user: UserId,

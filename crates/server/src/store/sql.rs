@@ -22,8 +22,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
 use super::{
-    from_ms, like_prefix, ConversationKey, GroupId, Inserted, NewMessage, Page, Store, StoreError,
-    UserId,
+    from_ms, like_prefix, ConversationKey, GroupId, Inserted, NewMessage, Page, ReadOutcome, Store,
+    StoreError, UserId,
 };
 
 /// Rows per multi-row statement (bounds the number of bound parameters).
@@ -71,6 +71,31 @@ impl Dialect {
         match self {
             Dialect::MySql => format!("INSERT IGNORE INTO {rest}"),
             _ => format!("INSERT INTO {rest} ON CONFLICT DO NOTHING"),
+        }
+    }
+
+    /// Upserts read positions from `source` (`VALUES (?, ?, ?)` or a
+    /// `SELECT`); with `forward_only` an existing position never moves back.
+    fn upsert_read(self, source: &str, forward_only: bool) -> String {
+        let cols = "INSERT INTO read_positions (user_id, conversation_id, read_seq)";
+        match (self, forward_only) {
+            (Dialect::MySql, true) => format!(
+                "{cols} {source} ON DUPLICATE KEY UPDATE read_seq = GREATEST(read_seq, VALUES(read_seq))"
+            ),
+            (Dialect::MySql, false) => {
+                format!("{cols} {source} ON DUPLICATE KEY UPDATE read_seq = VALUES(read_seq)")
+            }
+            (_, forward_only) => {
+                let max = if self == Dialect::Sqlite { "MAX" } else { "GREATEST" };
+                let value = if forward_only {
+                    format!("{max}(read_positions.read_seq, excluded.read_seq)")
+                } else {
+                    "excluded.read_seq".to_string()
+                };
+                format!(
+                    "{cols} {source} ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = {value}"
+                )
+            }
         }
     }
 
@@ -796,6 +821,7 @@ impl Store for SqlStore {
         role: Role,
         now_ms: i64,
     ) -> Result<Member, StoreError> {
+        let mut tx = self.begin_write().await?;
         let sql = self.d.q(
             "INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)",
         );
@@ -804,20 +830,34 @@ impl Store for SqlStore {
             .bind(user)
             .bind(role.as_str())
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e));
         match result {
-            Ok(_) => Ok(Member {
-                user_id: user,
-                role,
-                joined_at: from_ms(now_ms),
-            }),
-            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(
-                "already a member of this group".into(),
-            )),
-            Err(e) => Err(e),
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(StoreError::Conflict(
+                    "already a member of this group".into(),
+                ))
+            }
+            Err(e) => return Err(e),
         }
+        let sql = self.d.upsert_read(
+            "SELECT ?, id, last_seq FROM conversations WHERE conv_key = ?",
+            false,
+        );
+        sqlx::query(&self.d.q(sql))
+            .bind(user)
+            .bind(ConversationKey::Group(group).db_key())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(Member {
+            user_id: user,
+            role,
+            joined_at: from_ms(now_ms),
+        })
     }
 
     async fn remove_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError> {
@@ -896,6 +936,69 @@ impl Store for SqlStore {
         Ok(out)
     }
 
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationKey,
+        seq: i64,
+    ) -> Result<ReadOutcome, StoreError> {
+        let sql = self
+            .d
+            .q("SELECT id, last_seq FROM conversations WHERE conv_key = ?");
+        let row = sqlx::query(&sql)
+            .bind(conversation.db_key())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let (conv, last): (i64, i64) = match row {
+            Some(r) => (
+                r.try_get("id").map_err(|e| self.err(e))?,
+                r.try_get("last_seq").map_err(|e| self.err(e))?,
+            ),
+            None if seq == 0 => {
+                return Ok(ReadOutcome::Moved {
+                    read_seq: 0,
+                    moved: false,
+                })
+            }
+            None => return Ok(ReadOutcome::BeyondLast { last_seq: 0 }),
+        };
+        if seq > last {
+            return Ok(ReadOutcome::BeyondLast { last_seq: last });
+        }
+        let select = self
+            .d
+            .q("SELECT read_seq FROM read_positions WHERE user_id = ? AND conversation_id = ?");
+        let before: i64 = match sqlx::query(&select)
+            .bind(user)
+            .bind(conv)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?
+        {
+            Some(r) => r.try_get(0).map_err(|e| self.err(e))?,
+            None => 0,
+        };
+        if seq <= before {
+            return Ok(ReadOutcome::Moved {
+                read_seq: before,
+                moved: false,
+            });
+        }
+        let sql = self.d.upsert_read("VALUES (?, ?, ?)", true);
+        sqlx::query(&self.d.q(sql))
+            .bind(user)
+            .bind(conv)
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(ReadOutcome::Moved {
+            read_seq: seq,
+            moved: true,
+        })
+    }
+
     async fn messages(
         &self,
         conversation: ConversationKey,
@@ -949,11 +1052,15 @@ impl Store for SqlStore {
         let sql = self
             .d
             .q("SELECT c.user_lo, c.user_hi, c.group_id, c.last_seq, \
+             COALESCE(r.read_seq, 0) AS read_seq, \
+             (SELECT COUNT(*) FROM messages mu WHERE mu.conversation_id = c.id \
+                AND mu.seq > COALESCE(r.read_seq, 0) AND mu.sender_id <> ?) AS unread_count, \
              m.id AS m_id, m.conversation_type AS m_conversation_type, m.sender_id AS m_sender_id, \
              m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
              m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at \
              FROM conversations c \
              LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
+             LEFT JOIN read_positions r ON r.conversation_id = c.id AND r.user_id = ? \
              WHERE c.id IN ( \
                SELECT id FROM conversations WHERE user_lo = ? \
                UNION SELECT id FROM conversations WHERE user_hi = ? \
@@ -961,6 +1068,8 @@ impl Store for SqlStore {
                  JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?) \
              ORDER BY (m.id IS NULL), m.id DESC, c.id DESC LIMIT ?");
         let rows = sqlx::query(&sql)
+            .bind(user)
+            .bind(user)
             .bind(user)
             .bind(user)
             .bind(user)
@@ -988,6 +1097,8 @@ impl Store for SqlStore {
                     None => None,
                 },
                 last_seq: r.try_get("last_seq").map_err(|e| self.err(e))?,
+                read_seq: r.try_get("read_seq").map_err(|e| self.err(e))?,
+                unread_count: r.try_get("unread_count").map_err(|e| self.err(e))?,
             });
         }
         Ok(list)

@@ -11,6 +11,7 @@ mod history;
 mod js;
 mod messaging;
 mod process;
+mod receipts;
 mod store;
 
 /// Instantiates each named `async fn(Backend)` of the calling module as a

@@ -1,0 +1,44 @@
+//! The `read` event: move the reader's position forward, tell the others.
+
+use palaver_protocol::{events, Ack, ReadBody, ReadInput, ReadReceipt};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use super::{answer_error, invalid_payload, user_room, SocketUser};
+use crate::app::App;
+use crate::chat::{ChatError, Target};
+
+pub async fn on_read<A: Adapter>(
+    socket: SocketRef<A>,
+    State(app): State<App>,
+    TryData(data): TryData<ReadInput>,
+    ack: AckSender<A>,
+) {
+    let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
+        return answer_error(ack, ChatError::Unauthorized("unauthorized".into()));
+    };
+    let input = match data {
+        Ok(input) => input,
+        Err(e) => return answer_error(ack, invalid_payload("read", e)),
+    };
+    let target = match Target::parse(&input.conversation_type, input.receiver_id) {
+        Ok(t) => t,
+        Err(e) => return answer_error(ack, e),
+    };
+    match app.chat.mark_read(user, target, input.seq).await {
+        Err(e) => answer_error(ack, e),
+        Ok((read_seq, tell)) => {
+            let _ = ack.send(&Ack::ok(ReadBody { read_seq }));
+            if let Some(participants) = tell {
+                let receipt = ReadReceipt {
+                    conversation_type: target.conversation(user).kind(),
+                    reader_id: user,
+                    receiver_id: target.receiver(),
+                    seq: read_seq,
+                };
+                let rooms: Vec<String> = participants.iter().map(|&u| user_room(u)).collect();
+                let _ = socket.to(rooms).emit(events::READ, &receipt).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Read receipts, unread counts and typing indicators.
+
+use palaver_protocol::ConversationSummary;
+use serde_json::{json, Value};
+
+use crate::backend_tests;
+use crate::helpers::*;
+
+/// The next event named `name`, skipping others.
+async fn next_named(client: &mut palaver_client::Client, name: &str) -> Value {
+    loop {
+        let (n, data) = client
+            .next_event_timeout(WAIT)
+            .await
+            .expect("an event arrives");
+        if n == name {
+            return data;
+        }
+    }
+}
+
+/// Asserts that no event named `name` arrives within [`QUIET`].
+async fn none_named(client: &mut palaver_client::Client, name: &str) {
+    while let Some((n, data)) = client.next_event_timeout(QUIET).await {
+        assert_ne!(n, name, "unexpected {name}: {data}");
+    }
+}
+
+async fn conversation(
+    app: &TestApp,
+    who: &TestUser,
+    kind: &str,
+    receiver: i64,
+) -> ConversationSummary {
+    let (s, body) = app.get("/api/conversations", Some(&who.token)).await;
+    assert_eq!(s, 200, "{body}");
+    let list: Vec<ConversationSummary> = serde_json::from_value(body).unwrap();
+    list.into_iter()
+        .find(|c| c.conversation_type.as_str() == kind && c.receiver_id == receiver)
+        .expect("conversation listed")
+}
+
+async fn read(client: &palaver_client::Client, kind: &str, receiver: i64, seq: i64) -> Value {
+    client
+        .emit_ack(
+            "read",
+            &json!({"conversationType": kind, "receiverId": receiver, "seq": seq}),
+        )
+        .await
+        .unwrap()
+}
+
+async fn read_position_moves_forward_only_and_is_relayed(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mut a = app.connect(&alice.token).await;
+    let mut b1 = app.connect(&bob.token).await;
+    let mut b2 = app.connect(&bob.token).await;
+    for i in 0..3 {
+        send_ok(&a, private(bob.id(), &format!("m{i}"))).await;
+    }
+    let ack = read(&b1, "private", alice.id(), 2).await;
+    assert_eq!(ack, json!({"ok": true, "read_seq": 2}));
+    let expected = json!({"conversation_type": "private", "reader_id": bob.id(),
+                          "receiver_id": alice.id(), "seq": 2});
+    assert_eq!(next_named(&mut a, "read").await, expected);
+    assert_eq!(
+        next_named(&mut b2, "read").await,
+        expected,
+        "the reader's other socket"
+    );
+    none_named(&mut b1, "read").await;
+
+    // Backwards is a no-op: the position stays, nobody is told.
+    assert_eq!(
+        read(&b1, "private", alice.id(), 1).await,
+        json!({"ok": true, "read_seq": 2})
+    );
+    none_named(&mut a, "read").await;
+    // Beyond the last message is refused.
+    let ack = read(&b1, "private", alice.id(), 4).await;
+    assert_eq!(ack["error"]["code"], "invalid_payload", "{ack}");
+    let ack = read(&b1, "private", alice.id(), -1).await;
+    assert_eq!(ack["error"]["code"], "invalid_payload", "{ack}");
+    let ack = b1
+        .emit_ack("read", &json!({"conversationType": "private"}))
+        .await
+        .unwrap();
+    assert_eq!(ack["error"]["code"], "invalid_payload", "{ack}");
+}
+
+async fn unread_counts_messages_from_others_after_the_read_position(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let a = app.connect(&alice.token).await;
+    let b1 = app.connect(&bob.token).await;
+    for i in 0..3 {
+        send_ok(&a, private(bob.id(), &format!("m{i}"))).await;
+    }
+    send_ok(&b1, private(alice.id(), "reply")).await;
+    let c = conversation(&app, &bob, "private", alice.id()).await;
+    assert_eq!(
+        (c.last_seq, c.read_seq, c.unread_count),
+        (4, 0, 3),
+        "own messages never unread"
+    );
+    read(&b1, "private", alice.id(), 2).await;
+    let c = conversation(&app, &bob, "private", alice.id()).await;
+    assert_eq!((c.read_seq, c.unread_count), (2, 1));
+    read(&b1, "private", alice.id(), 4).await;
+    assert_eq!(
+        conversation(&app, &bob, "private", alice.id())
+            .await
+            .unread_count,
+        0
+    );
+    assert_eq!(
+        conversation(&app, &alice, "private", bob.id())
+            .await
+            .unread_count,
+        1
+    );
+}
+
+async fn group_unread_counts_follow_membership(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let g = app.group(&alice, "g", &[bob.id()]).await;
+    let a = app.connect(&alice.token).await;
+    send_ok(&a, group_msg(g, "one")).await;
+    send_ok(&a, group_msg(g, "two")).await;
+    assert_eq!(conversation(&app, &bob, "group", g).await.unread_count, 2);
+    // A member added later starts at the latest message.
+    app.post(
+        &format!("/api/groups/{g}/members"),
+        Some(&alice.token),
+        json!({"userId": carol.id()}),
+    )
+    .await;
+    let c = conversation(&app, &carol, "group", g).await;
+    assert_eq!((c.read_seq, c.unread_count), (2, 0));
+    send_ok(&a, group_msg(g, "three")).await;
+    assert_eq!(conversation(&app, &carol, "group", g).await.unread_count, 1);
+    assert_eq!(conversation(&app, &bob, "group", g).await.unread_count, 3);
+    // A non-member cannot mark a group read.
+    let outsider = app.register("dave").await;
+    let d = app.connect(&outsider.token).await;
+    assert_eq!(read(&d, "group", g, 1).await["error"]["code"], "forbidden");
+}
+
+async fn typing_is_relayed_to_the_others_only_and_never_stored(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let eve = app.register("eve").await;
+    let g = app.group(&alice, "g", &[bob.id(), carol.id()]).await;
+    let a1 = app.connect(&alice.token).await;
+    let mut a2 = app.connect(&alice.token).await;
+    let mut b1 = app.connect(&bob.token).await;
+    let mut c1 = app.connect(&carol.token).await;
+    let e1 = app.connect(&eve.token).await;
+
+    let ack = a1
+        .emit_ack(
+            "typing",
+            &json!({"conversationType": "group", "receiverId": g, "typing": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack, json!({"ok": true}));
+    let expected = json!({"conversation_type": "group", "sender_id": alice.id(), "receiver_id": g, "typing": true});
+    assert_eq!(next_named(&mut b1, "typing").await, expected);
+    assert_eq!(next_named(&mut c1, "typing").await, expected);
+    none_named(&mut a2, "typing").await;
+
+    let ack = a1
+        .emit_ack(
+            "typing",
+            &json!({"conversationType": "private", "receiverId": bob.id(), "typing": false}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true);
+    assert_eq!(next_named(&mut b1, "typing").await["typing"], false);
+    none_named(&mut c1, "typing").await;
+
+    let ack = e1
+        .emit_ack(
+            "typing",
+            &json!({"conversationType": "group", "receiverId": g, "typing": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["error"]["code"], "forbidden");
+    assert!(
+        app.history(&alice, "group", g, 0).await.is_empty(),
+        "typing is never stored"
+    );
+}
+
+async fn typing_floods_are_rate_limited_per_socket(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let a = app.connect(&alice.token).await;
+    let other = app.connect(&alice.token).await;
+    let payload = json!({"conversationType": "private", "receiverId": bob.id(), "typing": true});
+    let mut limited = 0;
+    for _ in 0..30 {
+        let ack = a.emit_ack("typing", &payload).await.unwrap();
+        if ack["ok"] == false {
+            assert_eq!(ack["error"]["code"], "rate_limited");
+            limited += 1;
+        }
+    }
+    assert!(
+        limited >= 10,
+        "only {limited} of 30 rapid typing events were limited"
+    );
+    // Another socket is not affected.
+    assert_eq!(
+        other.emit_ack("typing", &payload).await.unwrap()["ok"],
+        true
+    );
+}
+
+backend_tests!(
+    read_position_moves_forward_only_and_is_relayed,
+    unread_counts_messages_from_others_after_the_read_position,
+    group_unread_counts_follow_membership,
+    typing_is_relayed_to_the_others_only_and_never_stored,
+    typing_floods_are_rate_limited_per_socket,
+);
