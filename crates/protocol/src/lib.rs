@@ -77,13 +77,50 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
-/// A user as the API shows it.
+/// A user as the API shows it. `online` and `last_seen` are filled where
+/// the API says so (`GET /api/users/{id}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: i64,
     pub username: String,
     #[serde(with = "time_millis")]
     pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    #[serde(
+        default,
+        with = "opt_time_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// Optional timestamps, in the same format as [`time_millis`].
+pub mod opt_time_millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::time_millis::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::time_millis")] DateTime<Utc>);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|Wrap(t)| t))
+    }
+}
+
+/// `presence` event: a user's first socket connected or last one left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub user_id: i64,
+    pub online: bool,
+    #[serde(with = "opt_time_millis")]
+    pub last_seen: Option<DateTime<Utc>>,
 }
 
 /// A member's role in a group.
@@ -154,6 +191,12 @@ pub struct ConversationSummary {
     pub read_seq: i64,
     /// Messages from others after `read_seq`.
     pub unread_count: i64,
+    /// Private conversations: whether the other user is online now.
+    #[serde(default)]
+    pub online: Option<bool>,
+    /// Private conversations: when the other user was last seen online.
+    #[serde(default, with = "opt_time_millis")]
+    pub last_seen: Option<DateTime<Utc>>,
 }
 
 /// `GET /api/messages` answer.

@@ -9,6 +9,7 @@
 mod directory;
 mod error;
 pub mod input;
+pub mod presence;
 mod writer;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub const MAX_CONVERSATIONS: u32 = 1000;
 pub(crate) struct Core {
     pub store: Box<dyn Store>,
     pub directory: Directory,
+    pub presence: presence::Presence,
 }
 
 impl Core {
@@ -120,6 +122,7 @@ impl Chat {
         let core = Arc::new(Core {
             store,
             directory: Directory::default(),
+            presence: presence::Presence::default(),
         });
         let (sends, rx) = mpsc::channel(SEND_QUEUE);
         tokio::spawn(writer::run(core.clone(), rx));
@@ -193,6 +196,30 @@ impl Chat {
             .user(id)
             .await?
             .ok_or_else(|| ChatError::NotFound(format!("user {id} does not exist")))
+    }
+
+    /// A user with whether they are online now.
+    pub async fn user_with_presence(&self, id: UserId) -> Result<User, ChatError> {
+        let mut user = self.user(id).await?;
+        user.online = Some(self.core.presence.is_online(id));
+        Ok(user)
+    }
+
+    /// The presence table.
+    pub fn presence(&self) -> &presence::Presence {
+        &self.core.presence
+    }
+
+    /// Records a presence change (`last_seen` = now) and returns who should
+    /// hear of it, with the time.
+    pub async fn presence_changed(
+        &self,
+        user: UserId,
+    ) -> Result<(Vec<UserId>, chrono::DateTime<chrono::Utc>), ChatError> {
+        let now = now_ms();
+        self.core.store.set_last_seen(user, now).await?;
+        let contacts = self.core.store.contacts(user).await?;
+        Ok((contacts, crate::store::from_ms(now)))
     }
 
     pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, ChatError> {
@@ -434,10 +461,16 @@ impl Chat {
 
     /// The user's conversations, most recent first.
     pub async fn conversations(&self, user: UserId) -> Result<Vec<ConversationSummary>, ChatError> {
-        Ok(self
+        let mut list = self
             .core
             .store
             .conversations(user, MAX_CONVERSATIONS)
-            .await?)
+            .await?;
+        for c in &mut list {
+            if c.conversation_type == palaver_protocol::ConversationType::Private {
+                c.online = Some(self.core.presence.is_online(c.receiver_id));
+            }
+        }
+        Ok(list)
     }
 }

@@ -42,5 +42,5 @@ pub async fn get(
     AuthUser(_): AuthUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<User>, ApiError> {
-    Ok(Json(app.chat.user(id).await?))
+    Ok(Json(app.chat.user_with_presence(id).await?))
 }

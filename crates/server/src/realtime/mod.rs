@@ -11,6 +11,7 @@
 //! so routing cost does not depend on how many users are connected.
 
 mod message;
+mod presence;
 mod read;
 mod typing;
 
@@ -81,6 +82,7 @@ async fn authenticate<A: Adapter>(
     socket.on(palaver_protocol::events::TYPING, typing::on_typing::<A>);
     socket.on_fallback(unknown_event::<A>);
     socket.on_disconnect(on_disconnect::<A>);
+    presence::connected(&app, &socket, user);
     Ok(())
 }
 
@@ -90,9 +92,14 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     }
 }
 
-async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason) {
+async fn on_disconnect<A: Adapter>(
+    socket: SocketRef<A>,
+    State(app): State<App>,
+    reason: DisconnectReason,
+) {
     if let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() {
         tracing::debug!(sid = %socket.id, user, ?reason, "socket disconnected");
+        presence::disconnected(&app, &socket, user);
     }
 }
 

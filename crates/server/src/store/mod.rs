@@ -151,6 +151,13 @@ pub trait Store: Send + Sync + 'static {
     /// Users whose username starts with `prefix` (case-insensitive), by username.
     async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, StoreError>;
 
+    /// Records when `user` was last seen online.
+    async fn set_last_seen(&self, user: UserId, ms: i64) -> Result<(), StoreError>;
+
+    /// Everyone who shares a conversation with `user` (private peers and
+    /// fellow group members), without `user`.
+    async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+
     /// Of `ids`, those that are not users.
     async fn missing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
 
@@ -295,7 +302,7 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
 }
 
 /// Converts stored milliseconds to the wire time type.
-pub(crate) fn from_ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
+pub fn from_ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 

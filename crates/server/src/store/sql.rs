@@ -152,7 +152,7 @@ fn tuples(rows: usize, n: usize) -> String {
     s
 }
 
-const USER_COLS: &str = "id, username, created_at";
+const USER_COLS: &str = "id, username, created_at, last_seen";
 const GROUP_COLS: &str = "id, name, owner_id, created_at";
 const MESSAGE_COLS: &str =
     "id, conversation_type, sender_id, receiver_id, seq, content, client_msg_id, created_at";
@@ -209,6 +209,11 @@ impl SqlStore {
             id: r.try_get("id").map_err(|e| self.err(e))?,
             username: r.try_get("username").map_err(|e| self.err(e))?,
             created_at: from_ms(r.try_get("created_at").map_err(|e| self.err(e))?),
+            online: None,
+            last_seen: r
+                .try_get::<Option<i64>, _>("last_seen")
+                .map_err(|e| self.err(e))?
+                .map(from_ms),
         })
     }
 
@@ -689,6 +694,41 @@ impl Store for SqlStore {
         rows.iter().map(|r| self.user(r)).collect()
     }
 
+    async fn set_last_seen(&self, user: UserId, ms: i64) -> Result<(), StoreError> {
+        let sql = self.d.q("UPDATE users SET last_seen = ? WHERE id = ?");
+        sqlx::query(&sql)
+            .bind(ms)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        let sql = self
+            .d
+            .q("SELECT user_hi AS id FROM conversations WHERE user_lo = ? \
+             UNION SELECT user_lo FROM conversations WHERE user_hi = ? \
+             UNION SELECT m2.user_id FROM group_members m1 \
+               JOIN group_members m2 ON m2.group_id = m1.group_id WHERE m1.user_id = ?");
+        let rows = sqlx::query(&sql)
+            .bind(user)
+            .bind(user)
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.try_get(0).map_err(|e| self.err(e))?;
+            if id != user {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
     async fn missing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
         let mut found = std::collections::HashSet::new();
         for chunk in ids.chunks(CHUNK) {
@@ -1052,7 +1092,7 @@ impl Store for SqlStore {
         let sql = self
             .d
             .q("SELECT c.user_lo, c.user_hi, c.group_id, c.last_seq, \
-             COALESCE(r.read_seq, 0) AS read_seq, \
+             COALESCE(r.read_seq, 0) AS read_seq, pu.last_seen AS peer_last_seen, \
              (SELECT COUNT(*) FROM messages mu WHERE mu.conversation_id = c.id \
                 AND mu.seq > COALESCE(r.read_seq, 0) AND mu.sender_id <> ?) AS unread_count, \
              m.id AS m_id, m.conversation_type AS m_conversation_type, m.sender_id AS m_sender_id, \
@@ -1061,6 +1101,8 @@ impl Store for SqlStore {
              FROM conversations c \
              LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
              LEFT JOIN read_positions r ON r.conversation_id = c.id AND r.user_id = ? \
+             LEFT JOIN users pu ON c.group_id IS NULL \
+               AND pu.id = CASE WHEN c.user_lo = ? THEN c.user_hi ELSE c.user_lo END \
              WHERE c.id IN ( \
                SELECT id FROM conversations WHERE user_lo = ? \
                UNION SELECT id FROM conversations WHERE user_hi = ? \
@@ -1068,6 +1110,7 @@ impl Store for SqlStore {
                  JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?) \
              ORDER BY (m.id IS NULL), m.id DESC, c.id DESC LIMIT ?");
         let rows = sqlx::query(&sql)
+            .bind(user)
             .bind(user)
             .bind(user)
             .bind(user)
@@ -1099,6 +1142,11 @@ impl Store for SqlStore {
                 last_seq: r.try_get("last_seq").map_err(|e| self.err(e))?,
                 read_seq: r.try_get("read_seq").map_err(|e| self.err(e))?,
                 unread_count: r.try_get("unread_count").map_err(|e| self.err(e))?,
+                online: None,
+                last_seen: r
+                    .try_get::<Option<i64>, _>("peer_last_seen")
+                    .map_err(|e| self.err(e))?
+                    .map(from_ms),
             });
         }
         Ok(list)

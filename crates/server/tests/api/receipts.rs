@@ -236,3 +236,56 @@ backend_tests!(
     typing_is_relayed_to_the_others_only_and_never_stored,
     typing_floods_are_rate_limited_per_socket,
 );
+
+mod presence_tests {
+    use super::*;
+
+    /// The next `presence` event about `user`.
+    async fn presence_of(client: &mut palaver_client::Client, user: i64) -> Value {
+        loop {
+            let data = next_named(client, "presence").await;
+            if data["user_id"] == user {
+                return data;
+            }
+        }
+    }
+
+    async fn presence_goes_to_contacts_once_per_user_not_per_socket(b: Backend) {
+        let app = spawn_app(b).await;
+        let alice = app.register("alice").await;
+        let bob = app.register("bob").await;
+        let stranger = app.register("stranger").await;
+        let mut a = app.connect(&alice.token).await;
+        let mut s = app.connect(&stranger.token).await;
+        send_ok(&a, private(bob.id(), "are you there?")).await;
+
+        let b1 = app.connect(&bob.token).await;
+        let online = presence_of(&mut a, bob.id()).await;
+        assert_eq!(online["online"], true, "{online}");
+        assert!(online["last_seen"].is_string());
+        let (_, user) = app
+            .get(&format!("/api/users/{}", bob.id()), Some(&alice.token))
+            .await;
+        assert_eq!(user["online"], true);
+        let (_, list) = app.get("/api/conversations", Some(&alice.token)).await;
+        assert_eq!(list[0]["online"], true);
+
+        // A second socket, and a flap of it, are no news.
+        let b2 = app.connect(&bob.token).await;
+        b2.close();
+        none_named(&mut a, "presence").await;
+
+        // The last socket leaving: offline after the grace period.
+        b1.close();
+        let offline = presence_of(&mut a, bob.id()).await;
+        assert_eq!(offline["online"], false, "{offline}");
+        let (_, user) = app
+            .get(&format!("/api/users/{}", bob.id()), Some(&alice.token))
+            .await;
+        assert_eq!(user["online"], false);
+        assert_eq!(user["last_seen"], offline["last_seen"]);
+        none_named(&mut s, "presence").await; // shares no conversation with bob
+    }
+
+    backend_tests!(presence_goes_to_contacts_once_per_user_not_per_socket);
+}

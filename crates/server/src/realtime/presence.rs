@@ -1,0 +1,53 @@
+//! Presence events: a user's first socket connecting or last one leaving
+//! (after the grace period, see `chat::presence`) is announced as
+//! `presence` to the sockets of everyone who shares a conversation with
+//! them; `last_seen` is stored at each change.
+
+use palaver_protocol::{events, Presence};
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::SocketRef;
+
+use super::user_room;
+use crate::app::App;
+use crate::store::UserId;
+
+/// Called for every authenticated socket.
+pub fn connected<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) {
+    if app.chat.presence().connect(user) {
+        tokio::spawn(announce(app.clone(), socket.clone(), user, true));
+    }
+}
+
+/// Called when an authenticated socket goes away.
+pub fn disconnected<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) {
+    if let Some(token) = app.chat.presence().disconnect(user) {
+        let (app, socket) = (app.clone(), socket.clone());
+        tokio::spawn(async move {
+            if app.chat.presence().settle_offline(user, token).await {
+                announce(app, socket, user, false).await;
+            }
+        });
+    }
+}
+
+async fn announce<A: Adapter>(app: App, socket: SocketRef<A>, user: UserId, online: bool) {
+    let (contacts, at) = match app.chat.presence_changed(user).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!(user, error = %e, "presence change not announced");
+            return;
+        }
+    };
+    if contacts.is_empty() {
+        return;
+    }
+    let event = Presence {
+        user_id: user,
+        online,
+        last_seen: Some(at),
+    };
+    let rooms: Vec<String> = contacts.iter().map(|&u| user_room(u)).collect();
+    if let Err(e) = socket.to(rooms).emit(events::PRESENCE, &event).await {
+        tracing::debug!(error = %e, "presence delivery failed");
+    }
+}
