@@ -180,6 +180,8 @@ struct PhaseReport {
     duplicates: u64,
     ack_ok: u64,
     ack_errors: u64,
+    /// Sends never answered (Palaver only).
+    ack_missing: u64,
     deliver_p50_ms: f64,
     deliver_p99_ms: f64,
     deliver_p999_ms: f64,
@@ -447,6 +449,11 @@ impl Bench {
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let delivered = phase.delivered.load(Ordering::Relaxed);
         let ack_errors = phase.ack_errors.load(Ordering::Relaxed);
+        let ack_ok = phase.acked_ok.load(Ordering::Relaxed);
+        let ack_missing = match self.args.target {
+            Target::Palaver => (total as u64).saturating_sub(ack_ok + ack_errors),
+            Target::Reference => 0,
+        };
         let p99 = ms(&deliver, 0.99);
         PhaseReport {
             offered_rate: rate,
@@ -458,23 +465,28 @@ impl Bench {
             delivered,
             lost,
             duplicates,
-            ack_ok: phase.acked_ok.load(Ordering::Relaxed),
+            ack_ok,
             ack_errors,
+            ack_missing,
             deliver_p50_ms: ms(&deliver, 0.5),
             deliver_p99_ms: p99,
             deliver_p999_ms: ms(&deliver, 0.999),
             ack_p50_ms: ms(&ack, 0.5),
             ack_p99_ms: ms(&ack, 0.99),
-            held: lost == 0 && duplicates == 0 && ack_errors == 0 && p99 <= self.args.p99_limit_ms,
+            held: lost == 0
+                && duplicates == 0
+                && ack_errors == 0
+                && ack_missing == 0
+                && p99 <= self.args.p99_limit_ms,
         }
     }
 }
 
 fn print_phase(p: &PhaseReport) {
     eprintln!(
-        "rate {:>8.0}/s: {:>8.0} msg/s {:>9.0} deliveries/s  p50 {:>7.2} p99 {:>8.2} p99.9 {:>8.2} ms  ack p99 {:>7.2} ms  lost {} dup {} errors {}  {}",
+        "rate {:>8.0}/s: {:>8.0} msg/s {:>9.0} deliveries/s  p50 {:>7.2} p99 {:>8.2} p99.9 {:>8.2} ms  ack p99 {:>7.2} ms  lost {} dup {} errors {} unanswered {}  {}",
         p.offered_rate, p.messages_per_s, p.deliveries_per_s, p.deliver_p50_ms, p.deliver_p99_ms,
-        p.deliver_p999_ms, p.ack_p99_ms, p.lost, p.duplicates, p.ack_errors,
+        p.deliver_p999_ms, p.ack_p99_ms, p.lost, p.duplicates, p.ack_errors, p.ack_missing,
         if p.held { "HELD" } else { "not held" }
     );
 }

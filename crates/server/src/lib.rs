@@ -31,6 +31,9 @@ use tokio::net::TcpListener;
 pub use app::App;
 pub use config::Config;
 
+/// Packets queued for one socket before socketioxide drops them.
+const SOCKET_QUEUE: usize = 4096;
+
 /// Settings key of the generated JWT secret.
 const JWT_SECRET_KEY: &str = "jwt_secret";
 
@@ -73,9 +76,14 @@ impl Server {
 
         // A 1 KiB WebSocket read buffer (default 4 KiB) per connection: chat
         // frames are small and idle connections are most connections.
+        // The per-socket outgoing queue is deep (default 128 packets):
+        // socketioxide drops a packet, acks included, when it is full, and
+        // a client pipelining hundreds of sends gets an ack and a delivery
+        // for each. Its memory is allocated as it fills, not up front.
         let (layer, io) = SocketIo::builder()
             .with_state(app.clone())
             .ws_read_buffer_size(1024)
+            .max_buffer_size(SOCKET_QUEUE)
             .build_layer();
         realtime::register(&io);
         let router = http::router(app.clone()).layer(layer);

@@ -94,9 +94,13 @@ impl<A: Adapter> Respond for SocketRespond<A> {
         let SocketRespond { socket, ack } = *self;
         match outcome {
             Ok(sent) => {
-                let _ = ack.send(&Ack::ok(SentBody::<&Message> {
+                if let Err(e) = ack.send(&Ack::ok(SentBody::<&Message> {
                     message: &sent.message,
-                }));
+                })) {
+                    // The socket is gone or its queue is full; the message is
+                    // stored, and a retry with its clientMsgId returns it.
+                    tracing::debug!(error = %e, "ack not sent");
+                }
                 if !sent.fresh {
                     return futures_util::future::ready(()).boxed();
                 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 /// How long a test waits for something that should happen.
-pub const WAIT: Duration = Duration::from_secs(5);
+pub const WAIT: Duration = Duration::from_secs(10);
 /// How long a test waits to conclude that something did not happen.
 pub const QUIET: Duration = Duration::from_millis(300);
 

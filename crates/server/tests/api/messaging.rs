@@ -293,7 +293,9 @@ async fn sends_without_waiting_for_acks_are_committed_and_delivered_in_order(b: 
     let g = app.group(&alice, "g", &[bob.id(), carol.id()]).await;
     let a = app.connect(&alice.token).await;
     let mut bob_sock = app.connect(&bob.token).await;
-    const N: usize = 300;
+    // Far more than socketioxide's default per-socket queue (128), which once
+    // dropped acks under load.
+    const N: usize = 1000;
     // Interleave a private and a group conversation, firing all at once.
     let mut pending = Vec::new();
     for i in 0..N {
