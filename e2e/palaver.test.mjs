@@ -112,3 +112,12 @@ test('a group message reaches every member, and history returns it', async () =>
   assert.equal(convs.status, 200);
   assert.ok(convs.body.some((c) => c.conversation_type === 'group' && c.last_seq === 1));
 });
+
+test('the README walk-through works as written: send, typing, read, unread drops to zero', async () => {
+  const { walkthrough } = await import('./walkthrough.mjs');
+  const { before, after, seen } = await walkthrough(URL, () => {});
+  assert.equal(before, 1);
+  assert.equal(after, 0);
+  assert.deepEqual(seen.typing, [true, false]);
+  assert.deepEqual(seen.read, [1]);
+});

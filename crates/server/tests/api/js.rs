@@ -55,7 +55,7 @@ async fn official_javascript_client_end_to_end() {
         "JavaScript end-to-end suite failed:\n{report}"
     );
     assert!(
-        report.contains("pass 4"),
-        "expected 4 passing JS tests:\n{report}"
+        report.contains("pass 5"),
+        "expected 5 passing JS tests:\n{report}"
     );
 }
