@@ -172,6 +172,7 @@ impl Client {
             }
             // Dropping the ack senders wakes every waiter with `Closed`.
             reader_acks.lock().unwrap().clear();
+            let _ = ev_tx.send(("disconnect".into(), Value::Null));
         });
 
         Ok(Client {

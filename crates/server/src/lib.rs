@@ -31,6 +31,12 @@ use tokio::net::TcpListener;
 pub use app::App;
 pub use config::Config;
 
+/// Longest wait for queued sends at shutdown.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Time for sockets to flush their last answers before they are closed.
+const FLUSH_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Packets queued for one socket before socketioxide drops them.
 const SOCKET_QUEUE: usize = 4096;
 
@@ -107,7 +113,7 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let Server { router, io, .. } = self;
+        let Server { router, io, app } = self;
         // Chat frames are small: without TCP_NODELAY, Nagle's algorithm
         // and delayed ACKs add tens of milliseconds to deliveries.
         let listener = listener.tap_io(|tcp| {
@@ -118,6 +124,17 @@ impl Server {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
+                // Answer every send already queued (after its commit), then
+                // disconnect the sockets; bounded, so a dead database
+                // cannot hold the process up.
+                if tokio::time::timeout(DRAIN_TIMEOUT, app.chat.drain())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("shutdown: sends still pending after {DRAIN_TIMEOUT:?}");
+                }
+                // Let each socket's writer flush the answers just queued.
+                tokio::time::sleep(FLUSH_PAUSE).await;
                 io.close().await;
             })
             .await?;

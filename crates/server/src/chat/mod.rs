@@ -12,6 +12,7 @@ pub mod input;
 pub mod presence;
 mod writer;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use palaver_protocol::{ConversationSummary, Group, Member, MessagePage, Role, User};
@@ -25,7 +26,7 @@ pub use writer::{Respond, Sent, MAX_BATCH};
 use crate::auth;
 use crate::store::{GroupId, Page, ReadOutcome, Store, StoreError, UserId};
 use directory::Directory;
-use writer::Job;
+use writer::{Job, Queued};
 
 /// Sends waiting for the writer, across all sockets. Beyond this a send is
 /// refused with `unavailable` rather than queued without bound.
@@ -108,7 +109,9 @@ impl Core {
 #[derive(Clone)]
 pub struct Chat {
     core: Arc<Core>,
-    sends: mpsc::Sender<Job>,
+    sends: mpsc::Sender<Queued>,
+    /// Set by [`Chat::drain`]: new sends are refused.
+    closing: Arc<AtomicBool>,
     max_message_chars: usize,
 }
 
@@ -129,6 +132,7 @@ impl Chat {
         Chat {
             core,
             sends,
+            closing: Arc::default(),
             max_message_chars,
         }
     }
@@ -394,15 +398,30 @@ impl Chat {
             respond,
             queued: tokio::time::Instant::now(),
         };
-        if let Err(e) = self.sends.try_send(job) {
-            let job = match e {
-                mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job) => {
-                    job
-                }
-            };
-            tokio::spawn(job.respond.respond(Err(ChatError::Unavailable(
-                "server is busy, nothing was stored; retry".into(),
-            ))));
+        let refused = if self.closing.load(Ordering::Acquire) {
+            Some((job, "server is shutting down, nothing was stored; retry"))
+        } else {
+            match self.sends.try_send(Queued::Send(job)) {
+                Ok(()) => None,
+                Err(
+                    mpsc::error::TrySendError::Full(Queued::Send(job))
+                    | mpsc::error::TrySendError::Closed(Queued::Send(job)),
+                ) => Some((job, "server is busy, nothing was stored; retry")),
+                Err(_) => None,
+            }
+        };
+        if let Some((job, why)) = refused {
+            tokio::spawn(job.respond.respond(Err(ChatError::Unavailable(why.into()))));
+        }
+    }
+
+    /// For shutdown: refuses new sends and returns once every send queued
+    /// before has been committed (or refused) and answered.
+    pub async fn drain(&self) {
+        self.closing.store(true, Ordering::Release);
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.sends.send(Queued::Barrier(done)).await.is_ok() {
+            let _ = finished.await;
         }
     }
 

@@ -52,6 +52,13 @@ pub(crate) struct Job {
     pub queued: Instant,
 }
 
+/// What the writer's queue carries.
+pub(crate) enum Queued {
+    Send(Job),
+    /// Signalled once every send queued before it has been answered.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
 fn unavailable() -> ChatError {
     ChatError::Unavailable(
         "storage unavailable; retry (a retry with the same clientMsgId never duplicates)".into(),
@@ -59,10 +66,20 @@ fn unavailable() -> ChatError {
 }
 
 /// Runs until every sender handle is dropped and the queue is drained.
-pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Job>) {
-    let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        commit_batch(&core, std::mem::take(&mut jobs)).await;
+pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Queued>) {
+    let mut items: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
+        let mut jobs = Vec::with_capacity(items.len());
+        for item in items.drain(..) {
+            match item {
+                Queued::Send(job) => jobs.push(job),
+                Queued::Barrier(done) => {
+                    commit_batch(&core, std::mem::take(&mut jobs)).await;
+                    let _ = done.send(());
+                }
+            }
+        }
+        commit_batch(&core, jobs).await;
     }
 }
 

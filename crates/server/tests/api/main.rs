@@ -12,6 +12,7 @@ mod js;
 mod messaging;
 mod process;
 mod receipts;
+mod shutdown;
 mod store;
 
 /// Instantiates each named `async fn(Backend)` of the calling module as a

@@ -1,0 +1,75 @@
+//! Graceful shutdown: every send the server has read is answered before the
+//! sockets close, and nothing acked is lost.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::helpers::*;
+
+async fn shutdown_answers_every_queued_send_and_keeps_every_acked_one(b: Backend) {
+    let db = TestDb::new(b).await;
+    let mut config = test_config(&db.url);
+    config.jwt_secret = Some(palaver::auth::random_secret());
+    let app = spawn_with(db, config.clone()).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mut a = app.connect(&alice.token).await;
+    const N: usize = 300;
+    let mut pending: Vec<_> = (0..N)
+        .map(|i| {
+            let payload = json!({"conversationType": "private", "receiverId": bob.id(),
+                                 "content": format!("m{i}"), "clientMsgId": format!("c{i}")});
+            a.emit_ack_deferred("message", &payload).unwrap()
+        })
+        .collect();
+    // Shut down with the stream in full flow: after the first ack.
+    let first = tokio::time::timeout(WAIT, pending.remove(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first["ok"], true, "{first}");
+    let db = app.stop().await;
+
+    // Every send the server had read is answered before the sockets close:
+    // ok (committed) or unavailable (refused while shutting down). Only sends
+    // still unread in the connection when it closed have no answer; their
+    // outcome is unknown to the client, which retries them by clientMsgId.
+    let mut acked = BTreeSet::from(["m0".to_string()]);
+    let mut refused = 0;
+    for rx in pending {
+        let Ok(ack) = tokio::time::timeout(WAIT, rx).await.expect("no hang") else {
+            continue;
+        };
+        if ack["ok"] == true {
+            acked.insert(ack["message"]["content"].as_str().unwrap().to_string());
+        } else {
+            assert_eq!(ack["error"]["code"], "unavailable", "{ack}");
+            refused += 1;
+        }
+    }
+    let mut disconnected = false;
+    while let Some((name, _)) = a.next_event_timeout(QUIET).await {
+        disconnected |= name == "disconnect";
+    }
+    assert!(disconnected, "the server closes the connection");
+
+    // Everything acked is stored; refused sends are not.
+    let app = spawn_with(db, config).await;
+    let mut stored = BTreeSet::new();
+    let mut after = 0;
+    loop {
+        let page = app.history(&alice, "private", bob.id(), after).await;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        stored.extend(page.into_iter().map(|m| m.content));
+    }
+    assert!(stored.is_superset(&acked), "an acked message was lost");
+    assert!(stored.len() <= N - refused, "a refused send was stored");
+    // And nothing was committed without its ack reaching the client: the
+    // shutdown waited for the writer before closing the sockets.
+    assert_eq!(stored, acked, "committed but never answered");
+}
+
+backend_tests!(shutdown_answers_every_queued_send_and_keeps_every_acked_one);
