@@ -108,6 +108,23 @@ fn answer_error<A: Adapter>(ack: AckSender<A>, e: ChatError) {
     let _ = ack.send(&Ack::<()>::err(e.code(), e.to_string()));
 }
 
+/// What every conversation event (`read`, `typing`) starts from: the
+/// socket's user, the typed payload and the conversation it names.
+fn conversation_event<A: Adapter, T>(
+    socket: &SocketRef<A>,
+    event: &str,
+    data: Result<T, socketioxide::ParserError>,
+    names: impl Fn(&T) -> (String, i64),
+) -> Result<(UserId, T, crate::chat::Target), ChatError> {
+    let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
+        return Err(ChatError::Unauthorized("unauthorized".into()));
+    };
+    let input = data.map_err(|e| invalid_payload(event, e))?;
+    let (kind, receiver) = names(&input);
+    let target = crate::chat::Target::parse(&kind, receiver)?;
+    Ok((user, input, target))
+}
+
 /// The error for a payload that did not parse.
 fn invalid_payload(event: &str, e: impl std::fmt::Display) -> ChatError {
     let reason = e.to_string();

@@ -4,9 +4,8 @@ use palaver_protocol::{events, Ack, ReadBody, ReadInput, ReadReceipt};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use super::{answer_error, invalid_payload, user_room, SocketUser};
+use super::{answer_error, conversation_event, user_room};
 use crate::app::App;
-use crate::chat::{ChatError, Target};
 
 pub async fn on_read<A: Adapter>(
     socket: SocketRef<A>,
@@ -14,15 +13,9 @@ pub async fn on_read<A: Adapter>(
     TryData(data): TryData<ReadInput>,
     ack: AckSender<A>,
 ) {
-    let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
-        return answer_error(ack, ChatError::Unauthorized("unauthorized".into()));
-    };
-    let input = match data {
-        Ok(input) => input,
-        Err(e) => return answer_error(ack, invalid_payload("read", e)),
-    };
-    let target = match Target::parse(&input.conversation_type, input.receiver_id) {
-        Ok(t) => t,
+    let names = |i: &ReadInput| (i.conversation_type.clone(), i.receiver_id);
+    let (user, input, target) = match conversation_event(&socket, "read", data, names) {
+        Ok(parts) => parts,
         Err(e) => return answer_error(ack, e),
     };
     match app.chat.mark_read(user, target, input.seq).await {

@@ -14,9 +14,9 @@ use palaver_protocol::{events, Ack, Typing, TypingInput};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use super::{answer_error, invalid_payload, user_room, SocketUser};
+use super::{answer_error, conversation_event, user_room};
 use crate::app::App;
-use crate::chat::{ChatError, Target};
+use crate::chat::ChatError;
 
 /// Typing events a socket may send at once.
 pub const BURST: f64 = 10.0;
@@ -54,15 +54,9 @@ pub async fn on_typing<A: Adapter>(
     TryData(data): TryData<TypingInput>,
     ack: AckSender<A>,
 ) {
-    let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() else {
-        return answer_error(ack, ChatError::Unauthorized("unauthorized".into()));
-    };
-    let input = match data {
-        Ok(input) => input,
-        Err(e) => return answer_error(ack, invalid_payload("typing", e)),
-    };
-    let target = match Target::parse(&input.conversation_type, input.receiver_id) {
-        Ok(t) => t,
+    let names = |i: &TypingInput| (i.conversation_type.clone(), i.receiver_id);
+    let (user, input, target) = match conversation_event(&socket, "typing", data, names) {
+        Ok(parts) => parts,
         Err(e) => return answer_error(ack, e),
     };
     let bucket = socket.extensions.get::<TypingBucket>().unwrap_or_default();
