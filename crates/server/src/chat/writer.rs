@@ -93,22 +93,22 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
     let mut accepted = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     let now = now_ms();
-    for job in jobs {
-        match timeout_at(deadline, core.participants(job.req.sender, job.req.target)).await {
+    for Job { req, respond, .. } in jobs {
+        match timeout_at(deadline, core.participants(req.sender, req.target)).await {
             Ok(Ok(recipients)) => {
-                let req = &job.req;
+                // The request moves into the row: its content is not copied.
                 rows.push(NewMessage {
                     sender_id: req.sender,
                     conversation: req.target.conversation(req.sender),
                     receiver_id: req.target.receiver(),
-                    content: req.content.clone(),
-                    client_msg_id: req.client_msg_id.clone(),
+                    content: req.content,
+                    client_msg_id: req.client_msg_id,
                     created_at_ms: now,
                 });
-                accepted.push((job, recipients));
+                accepted.push((respond, recipients));
             }
-            Ok(Err(e)) => job.respond.respond(Err(e)).await,
-            Err(_) => job.respond.respond(Err(unavailable())).await,
+            Ok(Err(e)) => respond.respond(Err(e)).await,
+            Err(_) => respond.respond(Err(unavailable())).await,
         }
     }
     if rows.is_empty() {
@@ -136,7 +136,7 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
     );
     match result {
         Ok(outcomes) => {
-            for ((job, recipients), outcome) in accepted.into_iter().zip(outcomes) {
+            for ((respond, recipients), outcome) in accepted.into_iter().zip(outcomes) {
                 let outcome = outcome
                     .map(|ins| Sent {
                         message: Arc::new(ins.message),
@@ -144,12 +144,12 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
                         fresh: ins.fresh,
                     })
                     .map_err(ChatError::from);
-                job.respond.respond(outcome).await;
+                respond.respond(outcome).await;
             }
         }
         Err(e) => {
-            for (job, _) in accepted {
-                job.respond.respond(Err(e.clone())).await;
+            for (respond, _) in accepted {
+                respond.respond(Err(e.clone())).await;
             }
         }
     }

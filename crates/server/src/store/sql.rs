@@ -453,10 +453,18 @@ impl SqlStore {
 
         // Allocate seqs: count per conversation, bump each once, then hand
         // out last_seq - count + 1 ..= last_seq in batch order.
+        let keys: Vec<String> = fresh
+            .iter()
+            .map(|&i| batch[i].conversation.db_key())
+            .collect();
         let mut counts: BTreeMap<String, (ConversationKey, i64)> = BTreeMap::new();
-        for &i in &fresh {
-            let conv = batch[i].conversation;
-            counts.entry(conv.db_key()).or_insert((conv, 0)).1 += 1;
+        for (&i, key) in fresh.iter().zip(&keys) {
+            match counts.get_mut(key.as_str()) {
+                Some(entry) => entry.1 += 1,
+                None => {
+                    counts.insert(key.clone(), (batch[i].conversation, 1));
+                }
+            }
         }
         let bumped = self.bump_conversations(conn, &counts).await?;
         let mut next: HashMap<&str, (i64, i64)> = HashMap::with_capacity(counts.len());
@@ -469,10 +477,6 @@ impl SqlStore {
             next.insert(key.as_str(), (id, last - count + 1));
         }
         let mut rows = Vec::with_capacity(fresh.len());
-        let keys: Vec<String> = fresh
-            .iter()
-            .map(|&i| batch[i].conversation.db_key())
-            .collect();
         for (&i, key) in fresh.iter().zip(&keys) {
             let slot = next.get_mut(key.as_str()).expect("counted above");
             rows.push((i, slot.0, slot.1));
