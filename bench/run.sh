@@ -39,7 +39,7 @@ start_reference() {
 }
 
 start_palaver() { # $1 = database URL
-  "$PALAVER" serve --listen 127.0.0.1:4100 --database-url "$1" --jwt-secret "$SECRET" > "$OUT/palaver.log" 2>&1 &
+  "$PALAVER" serve --listen 127.0.0.1:4100 --database-url "$1" --jwt-secret "$SECRET" --message-rate 0 > "$OUT/palaver.log" 2>&1 &
   PAL_PID=$!; pids+=("$PAL_PID")
   wait_http 127.0.0.1:4100/healthz
 }

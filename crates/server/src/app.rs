@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::auth::Tokens;
 use crate::chat::Chat;
 use crate::config::Config;
+use crate::limits::Limits;
 
 /// Cheap to clone: one `Arc` inside.
 #[derive(Clone)]
@@ -14,14 +15,17 @@ pub struct Inner {
     pub chat: Chat,
     pub tokens: Tokens,
     pub config: Config,
+    pub limits: Arc<Limits>,
 }
 
 impl App {
     pub fn new(chat: Chat, tokens: Tokens, config: Config) -> Self {
+        let limits = Arc::new(Limits::new(&config));
         App(Arc::new(Inner {
             chat,
             tokens,
             config,
+            limits,
         }))
     }
 }

@@ -47,6 +47,89 @@ pub struct Config {
     #[arg(long, env = "PALAVER_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 1500,
           value_parser = clap::value_parser!(u64).range(10..))]
     pub db_acquire_timeout_ms: u64,
+
+    /// Largest WebSocket message or long-polling request body the
+    /// Socket.IO endpoint accepts, in bytes; a larger one closes that
+    /// connection. Keep it above the largest message content
+    /// (`--max-message-chars`) encoded as JSON.
+    #[arg(long, env = "PALAVER_MAX_FRAME_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=64 * 1024 * 1024))]
+    pub max_frame_bytes: u32,
+
+    /// Largest HTTP request body, in bytes (413 `too_large` beyond).
+    #[arg(long, env = "PALAVER_MAX_BODY_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=64 * 1024 * 1024))]
+    pub max_body_bytes: u32,
+
+    /// Messages each user may send per second, sustained, over all of
+    /// their sockets (`rate_limited` beyond); 0 switches the limit off.
+    #[arg(long, env = "PALAVER_MESSAGE_RATE", default_value_t = 20)]
+    pub message_rate: u32,
+
+    /// Messages a user may send at once before `--message-rate` applies.
+    #[arg(long, env = "PALAVER_MESSAGE_BURST", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst: u32,
+
+    /// Socket.IO connections one user may hold at once on this node
+    /// (more are refused with `rate_limited`).
+    #[arg(long, env = "PALAVER_MAX_CONNECTIONS_PER_USER", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_user: u32,
+
+    /// Login attempts per minute for one username, counting successes and
+    /// failures (429 `rate_limited` beyond); 0 switches the limit off.
+    #[arg(long, env = "PALAVER_LOGIN_ATTEMPTS_PER_USER", default_value_t = 10)]
+    pub login_attempts_per_user: u32,
+
+    /// Login attempts per minute from one IP address (429 `rate_limited`
+    /// beyond); 0 switches the limit off.
+    #[arg(long, env = "PALAVER_LOGIN_ATTEMPTS_PER_IP", default_value_t = 60)]
+    pub login_attempts_per_ip: u32,
+
+    /// Origins browsers may connect and call the API from, comma-separated
+    /// (`https://chat.example.com,https://app.example.com`), or `*` for any.
+    /// Empty (the default): same-origin pages only. Requests without an
+    /// `Origin` header (native and server-side clients) are always allowed;
+    /// they authenticate with a token, never a cookie.
+    #[arg(long, env = "PALAVER_ALLOWED_ORIGINS", default_value = "",
+          value_parser = AllowedOrigins::parse)]
+    pub allowed_origins: AllowedOrigins,
+}
+
+/// `--allowed-origins`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Only pages served from the server's own address.
+    SameOrigin,
+    /// Any origin.
+    Any,
+    /// These origins (`scheme://host[:port]`, lower-case) and the server's own.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(AllowedOrigins::SameOrigin);
+        }
+        if s == "*" {
+            return Ok(AllowedOrigins::Any);
+        }
+        let mut list = Vec::new();
+        for origin in s.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let url = url::Url::parse(origin).map_err(|e| format!("{origin:?}: {e}"))?;
+            let serialized = url.origin().ascii_serialization();
+            if serialized == "null" || url.path() != "/" || url.query().is_some() {
+                return Err(format!(
+                    "{origin:?} is not an origin (expected scheme://host[:port])"
+                ));
+            }
+            list.push(serialized);
+        }
+        Ok(AllowedOrigins::List(list))
+    }
 }
 
 impl Config {

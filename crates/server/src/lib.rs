@@ -18,14 +18,17 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod realtime;
 pub mod store;
 
 use std::future::Future;
 
+use std::net::SocketAddr;
+
 use axum::serve::ListenerExt;
 use axum::Router;
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 
 pub use app::App;
@@ -86,13 +89,41 @@ impl Server {
         // socketioxide drops a packet, acks included, when it is full, and
         // a client pipelining hundreds of sends gets an ack and a delivery
         // for each. Its memory is allocated as it fills, not up front.
+        //
+        // Input is bounded by --max-frame-bytes: a WebSocket message or
+        // frame beyond it, or a long-polling body beyond it, closes that
+        // connection before it is buffered (engineioxide's `max_payload`
+        // covers polling only; the WebSocket limits are separate and
+        // default to 64 MiB / 16 MiB). Palaver's events carry no binary
+        // attachments, so a packet announcing many is refused early.
+        let frame = app.config.max_frame_bytes as usize;
+        let parser = ParserConfig::common()
+            .max_incoming_binaries(4)
+            .max_incoming_binary_buf_size(frame)
+            .packet_completion_timeout(std::time::Duration::from_secs(10));
         let (layer, io) = SocketIo::builder()
             .with_state(app.clone())
+            .with_parser(parser)
             .ws_read_buffer_size(1024)
             .max_buffer_size(SOCKET_QUEUE)
+            .max_payload(frame as u64)
+            .ws_max_message_size(frame)
+            .ws_max_frame_size(frame)
             .build_layer();
         realtime::register(&io);
-        let router = http::router(app.clone()).layer(layer);
+        // Outermost first: CORS answers preflights, the origin check
+        // refuses other origins before the API or the Socket.IO handshake.
+        let mut router =
+            http::router(app.clone())
+                .layer(layer)
+                .layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    http::origin::check,
+                ));
+        if let Some(cors) = http::origin::cors(&app.config.allowed_origins) {
+            router = router.layer(cors);
+        }
+        limits::Limits::spawn_sweeper(std::sync::Arc::downgrade(&app.limits));
         Ok(Server { app, router, io })
     }
 
@@ -121,7 +152,8 @@ impl Server {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 // Answer every send already queued (after its commit), then

@@ -22,11 +22,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     // Many connections need many descriptors: raise the soft limit to the hard one.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
@@ -46,6 +42,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`). The Socket.IO,
+/// WebSocket and HTTP libraries log handshake auth (tokens) and whole
+/// packets (message contents) at debug and trace, so they are held at info
+/// whatever `RUST_LOG` asks: tokens and contents are never written to logs.
+fn init_logging() {
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::prelude::*;
+
+    const WIRE: [&str; 7] = [
+        "socketioxide",
+        "engineioxide",
+        "socketioxide_core",
+        "socketioxide_parser_common",
+        "tungstenite",
+        "tokio_tungstenite",
+        "hyper",
+    ];
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let no_wire_detail = filter_fn(|meta| {
+        *meta.level() <= tracing::Level::INFO
+            || !WIRE
+                .iter()
+                .any(|c| meta.target() == *c || meta.target().starts_with(&format!("{c}::")))
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_filter(no_wire_detail)
+                .with_filter(env),
+        )
+        .init();
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -9,153 +9,21 @@
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[allow(dead_code)]
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use helpers::{Backend, TestDb};
-use palaver_client::Client;
-use palaver_protocol::{Message, MessagePage};
-use serde_json::{json, Value};
+use node::{history, Node};
+use palaver_protocol::Message;
+use serde_json::json;
 
 /// These tests share the machine's database servers: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A `palaver serve` process.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    http: reqwest::Client,
-}
-
-impl Node {
-    async fn start(db_url: &str, secret: &str) -> Node {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_palaver"))
-            .args([
-                "serve",
-                "--listen",
-                &addr.to_string(),
-                "--database-url",
-                db_url,
-            ])
-            .args(["--jwt-secret", secret])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start palaver");
-        let node = Node {
-            child,
-            addr,
-            http: reqwest::Client::new(),
-        };
-        let started = Instant::now();
-        while node.health().await != 200 {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "node did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        node
-    }
-
-    async fn health(&self) -> u16 {
-        match self
-            .http
-            .get(format!("http://{}/healthz", self.addr))
-            .send()
-            .await
-        {
-            Ok(r) => r.status().as_u16(),
-            Err(_) => 0,
-        }
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("http://{}{path}", self.addr))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(format!("http://{}{path}", self.addr))
-            .json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn register(&self, name: &str) -> (i64, String) {
-        let (s, body) = self
-            .post(
-                "/api/auth/register",
-                None,
-                json!({"username": name, "password": "correct horse"}),
-            )
-            .await;
-        assert_eq!(s, 201, "{body}");
-        (
-            body["user"]["id"].as_i64().unwrap(),
-            body["token"].as_str().unwrap().to_string(),
-        )
-    }
-
-    async fn connect(&self, token: &str) -> Client {
-        Client::connect(self.addr, Some(json!({ "token": token })))
-            .await
-            .expect("connect")
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn history(node: &Node, token: &str, kind: &str, receiver: i64) -> Vec<Message> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let (s, body) = node
-            .get(
-                &format!("/api/messages?conversationType={kind}&receiverId={receiver}&afterSeq={after}&limit=200"),
-                token,
-            )
-            .await;
-        assert_eq!(s, 200, "{body}");
-        let page: MessagePage = serde_json::from_value(body).unwrap();
-        all.extend(page.messages);
-        after = all.last().map_or(0, |m| m.seq);
-        if !page.has_more {
-            return all;
-        }
-    }
-}
 
 /// 20 clients over two nodes, all sending at full speed to one group and
 /// one private conversation.

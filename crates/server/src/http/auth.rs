@@ -1,6 +1,8 @@
 //! `POST /api/auth/register` and `/api/auth/login`.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
 use palaver_protocol::AuthResponse;
@@ -30,8 +32,11 @@ pub async fn register(
 
 pub async fn login(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Json<AuthResponse>, ApiError> {
+    // Counted before any work: guessing passwords costs the guesser.
+    app.limits.login(&body.username, peer.ip())?;
     // Bounded before hashing: an oversize password cannot be right anyway.
     let password = Password::parse(&body.password)
         .map_err(|_| crate::chat::ChatError::Unauthorized("invalid username or password".into()))?;

@@ -8,11 +8,12 @@ mod error;
 mod extract;
 mod groups;
 mod messages;
+pub mod origin;
 mod users;
 
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -41,6 +42,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(app.config.max_body_bytes as usize))
         .with_state(app)
 }
 

@@ -46,7 +46,9 @@ impl<A: Adapter> MessageHandler<A, Ordered> for SendHandler {
             return;
         };
         let max = self.app.config.max_message_chars as usize;
-        let parsed = data.and_then(|raw| SendRequest::parse(raw, user, max));
+        let parsed = data
+            .and_then(|raw| SendRequest::parse(raw, user, max))
+            .and_then(|req| self.app.limits.message(user).map(|()| req));
         match parsed {
             Ok(req) => self.app.chat.send(
                 req,

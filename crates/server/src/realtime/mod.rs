@@ -71,6 +71,10 @@ async fn authenticate<A: Adapter>(
     if let Err(e) = app.chat.ensure_user(user).await {
         return Err(Refusal(format!("{}: {e}", e.code())));
     }
+    // Counted last: nothing below fails, and `on_disconnect` uncounts.
+    if let Err(e) = app.limits.connect(user) {
+        return Err(Refusal(format!("{}: {e}", e.code())));
+    }
     socket.extensions.insert(SocketUser(user));
     socket.join(user_room(user));
     socket.on(
@@ -99,6 +103,7 @@ async fn on_disconnect<A: Adapter>(
 ) {
     if let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() {
         tracing::debug!(sid = %socket.id, user, ?reason, "socket disconnected");
+        app.limits.disconnected(user);
         presence::disconnected(&app, &socket, user);
     }
 }

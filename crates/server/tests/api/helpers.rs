@@ -160,11 +160,22 @@ pub fn test_config(db_url: &str) -> Config {
 
 /// Starts a server on a fresh database.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_configured(backend, |_| {}).await
+}
+
+/// Starts a server on a fresh database, with settings changed by `change`.
+pub async fn spawn_configured(backend: Backend, change: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::new(backend).await;
     let mut config = test_config(&db.url);
-    let secret = palaver::auth::random_secret();
-    config.jwt_secret = Some(secret.clone());
+    config.jwt_secret = Some(palaver::auth::random_secret());
+    change(&mut config);
     spawn_with(db, config).await
+}
+
+/// Switches the per-user message rate limit off (for tests that pipeline
+/// hundreds of sends from one user).
+pub fn unlimited(config: &mut Config) {
+    config.message_rate = 0;
 }
 
 /// Starts a server with a given database and configuration.

@@ -9,6 +9,7 @@ mod groups;
 mod handshake;
 mod history;
 mod js;
+mod limits;
 mod messaging;
 mod process;
 mod receipts;

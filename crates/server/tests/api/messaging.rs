@@ -286,7 +286,7 @@ async fn same_client_msg_id_with_different_content_is_a_conflict(b: Backend) {
 }
 
 async fn sends_without_waiting_for_acks_are_committed_and_delivered_in_order(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_configured(b, unlimited).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     let carol = app.register("carol").await;

@@ -12,6 +12,7 @@ async fn shutdown_answers_every_queued_send_and_keeps_every_acked_one(b: Backend
     let db = TestDb::new(b).await;
     let mut config = test_config(&db.url);
     config.jwt_secret = Some(palaver::auth::random_secret());
+    unlimited(&mut config);
     let app = spawn_with(db, config.clone()).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;

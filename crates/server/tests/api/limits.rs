@@ -1,0 +1,320 @@
+//! Limits: per-user message rate, connections per user, login attempts per
+//! username and per address, HTTP body size, allowed origins. Limits are
+//! kept in memory, not in the database, so these run on SQLite only.
+
+use std::time::{Duration, Instant};
+
+use palaver_client::{Client, Error as ClientError};
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// Latencies of `n` sends spaced `gap` apart, in milliseconds, sorted.
+async fn paced_sends(client: &Client, to: i64, tag: &str, n: usize, gap: Duration) -> Vec<f64> {
+    let mut lat = Vec::with_capacity(n);
+    let mut tick = tokio::time::interval(gap);
+    for i in 0..n {
+        tick.tick().await;
+        let start = Instant::now();
+        send_ok(client, private(to, &format!("{tag}{i}"))).await;
+        lat.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooder_is_limited_and_a_well_behaved_user_barely_notices() {
+    let app = spawn_configured(Backend::Sqlite, |c| {
+        c.message_rate = 20;
+        c.message_burst = 40;
+    })
+    .await;
+    let flooder = app.register("flooder").await;
+    let victim = app.register("victim").await;
+    let good = app.register("good").await;
+    let friend = app.register("friend").await;
+    let f = app.connect(&flooder.token).await;
+    let g = app.connect(&good.token).await;
+
+    // The well-behaved user alone: 40 sends at 10 a second.
+    let gap = Duration::from_millis(100);
+    let quiet = paced_sends(&g, friend.id(), "q", 40, gap).await;
+
+    // The same while another user sends as fast as the server answers,
+    // with up to 200 sends in flight.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        let victim = victim.id();
+        tokio::spawn(async move {
+            let (mut ok, mut limited, mut other) = (0u64, 0u64, 0u64);
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<_> = (0..200)
+                    .map(|_| {
+                        i += 1;
+                        f.emit_ack_deferred("message", &private(victim, &format!("f{i}")))
+                            .unwrap()
+                    })
+                    .collect();
+                for ack in batch {
+                    let ack = ack.await.expect("flooder ack");
+                    match ack["error"]["code"].as_str() {
+                        None => ok += 1,
+                        Some("rate_limited") => limited += 1,
+                        Some(_) => other += 1,
+                    }
+                }
+            }
+            (ok, limited, other, f)
+        })
+    };
+    let flooded = paced_sends(&g, friend.id(), "l", 40, gap).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, limited, other, _f) = flood.await.unwrap();
+
+    // What was refused was not stored.
+    let stored = app.history(&flooder, "private", victim.id(), 0).await.len() as u64;
+    let mut more = stored;
+    let mut after = stored as i64;
+    while more == 200 {
+        let page = app.history(&flooder, "private", victim.id(), after).await;
+        more = page.len() as u64;
+        after += more as i64;
+    }
+    let stored = after as u64;
+    // Written past the test harness's capture: the figure is the point.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "flood: flooder sent={} ok={ok} rate_limited={limited}; well-behaved user p50/max \
+         alone {:.1}/{:.1} ms, during the flood {:.1}/{:.1} ms",
+        ok + limited + other,
+        pct(&quiet, 0.5),
+        pct(&quiet, 1.0),
+        pct(&flooded, 0.5),
+        pct(&flooded, 1.0),
+    );
+    assert_eq!(other, 0, "the flooder only ever hears ok or rate_limited");
+    assert!(limited > 0, "the flooder was limited");
+    assert!(ok >= 40, "the burst went through: {ok}");
+    assert_eq!(stored, ok, "stored exactly the accepted sends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limited_answer_says_when_to_retry_and_the_limit_refills() {
+    let app = spawn_configured(Backend::Sqlite, |c| {
+        c.message_rate = 10;
+        c.message_burst = 2;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let a = app.connect(&alice.token).await;
+    let a2 = app.connect(&alice.token).await;
+    send_ok(&a, private(bob.id(), "1")).await;
+    send_ok(&a, private(bob.id(), "2")).await;
+    // The limit is per user: her second socket shares the bucket.
+    let ack = a2
+        .emit_ack("message", &private(bob.id(), "3"))
+        .await
+        .unwrap();
+    assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+    let text = ack["error"]["message"].as_str().unwrap();
+    assert!(text.contains("retry in"), "{text}");
+    // Bob is not limited by Alice's sending.
+    let b = app.connect(&bob.token).await;
+    send_ok(&b, private(alice.id(), "hi")).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    send_ok(&a2, private(bob.id(), "3 again")).await;
+    assert_eq!(app.history(&alice, "private", bob.id(), 0).await.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_user_are_bounded() {
+    let app = spawn_configured(Backend::Sqlite, |c| c.max_connections_per_user = 2).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let first = app.connect(&alice.token).await;
+    let _second = app.connect(&alice.token).await;
+    let third = Client::connect(app.addr, Some(json!({ "token": alice.token }))).await;
+    match third {
+        Err(ClientError::Refused(msg)) => {
+            assert!(msg.starts_with("rate_limited"), "{msg}");
+            assert!(msg.contains("at most 2 connections"), "{msg}");
+        }
+        Err(e) => panic!("expected a refusal, got {e:?}"),
+        Ok(_) => panic!("a third connection was accepted"),
+    }
+    // Other users are unaffected.
+    let _b = app.connect(&bob.token).await;
+    // A closed connection frees its place.
+    first.close();
+    let started = Instant::now();
+    loop {
+        match Client::connect(app.addr, Some(json!({ "token": alice.token }))).await {
+            Ok(_) => break,
+            Err(ClientError::Refused(_)) if started.elapsed() < WAIT => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("reconnect after close: {e:?}"),
+        }
+    }
+}
+
+async fn login(app: &TestApp, username: &str, password: &str) -> (u16, serde_json::Value) {
+    app.post(
+        "/api/auth/login",
+        None,
+        json!({"username": username, "password": password}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_limited_per_username() {
+    let app = spawn_configured(Backend::Sqlite, |c| {
+        c.login_attempts_per_user = 3;
+        c.login_attempts_per_ip = 1000;
+    })
+    .await;
+    app.register("alice").await;
+    app.register("bob").await;
+    for _ in 0..3 {
+        let (status, body) = login(&app, "alice", "wrong password").await;
+        assert_eq!(status, 401, "{body}");
+    }
+    // Even the right password is refused now, under any spelling.
+    let (status, body) = login(&app, "ALICE", "correct horse").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    // Other users log in.
+    let (status, body) = login(&app, "bob", "correct horse").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_are_limited_per_address() {
+    let app = spawn_configured(Backend::Sqlite, |c| {
+        c.login_attempts_per_user = 1000;
+        c.login_attempts_per_ip = 5;
+    })
+    .await;
+    app.register("alice").await;
+    for i in 0..5 {
+        let (status, body) = login(&app, &format!("guess{i}"), "password1").await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, body) = login(&app, "alice", "correct horse").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bodies_are_bounded() {
+    let app = spawn_configured(Backend::Sqlite, |c| c.max_body_bytes = 4096).await;
+    let alice = app.register("alice").await;
+    let (status, body) = app
+        .post(
+            "/api/groups",
+            Some(&alice.token),
+            json!({"name": "x".repeat(8000)}),
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_large", "{body}");
+    // A 2 MiB body on an unauthenticated route: refused the same way.
+    let (status, body) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "alice", "password": "p".repeat(2 << 20)}),
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    let (status, _) = app.get("/api/me", Some(&alice.token)).await;
+    assert_eq!(status, 200);
+}
+
+/// `GET /healthz` with an `Origin` header.
+async fn from_origin(app: &TestApp, origin: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(app.url("/healthz"))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Opens a Socket.IO WebSocket with an `Origin` header; the HTTP status of
+/// the refusal, or 101.
+async fn websocket_from(app: &TestApp, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", app.addr);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((_, resp)) => resp.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("websocket: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_origins_are_refused_by_default() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let own = format!("http://{}", app.addr);
+    assert_eq!(from_origin(&app, &own).await.status(), 200);
+    let refused = from_origin(&app, "https://evil.example").await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    assert_eq!(websocket_from(&app, "https://evil.example").await, 403);
+    assert_eq!(websocket_from(&app, &own).await, 101);
+    // Clients that send no Origin (native apps, servers) are not browsers.
+    let (status, _) = app.get("/healthz", None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_origins_pass_with_cors_headers() {
+    let app = spawn_configured(Backend::Sqlite, |c| {
+        c.allowed_origins =
+            palaver::config::AllowedOrigins::List(vec!["https://chat.example.com".into()])
+    })
+    .await;
+    let ok = from_origin(&app, "https://chat.example.com").await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.headers().get("access-control-allow-origin").unwrap(),
+        "https://chat.example.com"
+    );
+    assert_eq!(websocket_from(&app, "https://chat.example.com").await, 101);
+    assert_eq!(websocket_from(&app, "https://evil.example").await, 403);
+    // A preflight for the API from the listed origin.
+    let pre = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, app.url("/api/groups"))
+        .header("origin", "https://chat.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(pre.status().is_success(), "{}", pre.status());
+    assert_eq!(
+        pre.headers().get("access-control-allow-origin").unwrap(),
+        "https://chat.example.com"
+    );
+}

@@ -1,0 +1,207 @@
+//! Hardening checks on a real `palaver serve` process: oversize WebSocket
+//! frames and long-polling bodies close only their own connection and do
+//! not grow the server's memory; tokens, passwords and message contents
+//! never reach its logs, even at `RUST_LOG=trace`.
+
+#[allow(dead_code)]
+#[path = "support/node.rs"]
+mod node;
+
+use std::io::Write;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use node::Node;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A field of `/proc/<pid>/status`, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// Sends one text frame of `size` bytes on a fresh Engine.IO WebSocket and
+/// reports how the server answered: "closed" when it ended the connection.
+async fn oversize_ws_frame(node: &Node, size: usize) -> &'static str {
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", node.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // The Engine.IO open packet.
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with('0'), "{open:?}");
+    let mut frame = String::with_capacity(size);
+    frame.push_str(r#"42["message",{"conversationType":"private","receiverId":1,"content":""#);
+    frame.extend(std::iter::repeat_n('x', size - frame.len() - 3));
+    frame.push_str(r#""}]"#);
+    if ws.send(Ws::text(frame)).await.is_err() {
+        return "closed";
+    }
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Err(_) => return "no answer",
+            Ok(None | Some(Err(_)) | Some(Ok(Ws::Close(_)))) => return "closed",
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// Posts a body of `size` bytes to a fresh long-polling session; the HTTP
+/// status, or 0 when the server cut the request off.
+async fn oversize_polling_body(node: &Node, size: usize) -> u16 {
+    let base = format!("http://{}/socket.io/?EIO=4&transport=polling", node.addr);
+    let open = node
+        .http
+        .get(&base)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let handshake: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let sid = handshake["sid"].as_str().unwrap();
+    let body = format!("4{}", "y".repeat(size - 1));
+    match node
+        .http
+        .post(format!("{base}&sid={sid}"))
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frames_close_their_connection_and_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    let mut node = Node::start_with(&db, "secret", &[], "warn", None).await;
+    let (_alice, alice_token) = node.register("alice").await;
+    let (bob, _) = node.register("bob").await;
+    let alice = node.connect(&alice_token).await;
+    let pid = node.child.id();
+    let before = status_kib(pid, "VmHWM:");
+
+    let mut outcomes = Vec::new();
+    for (label, size) in [("2 MiB", 2usize << 20), ("64 MiB", 64 << 20)] {
+        let ws = oversize_ws_frame(&node, size).await;
+        let polling = oversize_polling_body(&node, size).await;
+        assert_eq!(ws, "closed", "{label} WebSocket frame");
+        assert!(
+            polling == 413 || polling == 400 || polling == 0,
+            "{label} polling body answered {polling}"
+        );
+        outcomes.push(format!("{label}: websocket {ws}, polling {polling}"));
+        // The server is up and other connections are untouched.
+        assert!(node.is_running(), "server died on a {label} frame");
+        let ack = alice
+            .emit_ack(
+                "message",
+                &json!({"conversationType": "private", "receiverId": bob, "content": "still here"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    let after = status_kib(pid, "VmHWM:");
+    let _ = writeln!(
+        std::io::stderr(),
+        "oversize: {}; server peak RSS {} KiB before, {} KiB after",
+        outcomes.join("; "),
+        before,
+        after
+    );
+    // Had the server buffered the 64 MiB frame, its peak would have grown by it.
+    assert!(
+        after < before + 16 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_passwords_and_contents_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    let log = dir.path().join("server.log");
+    let node = Node::start_with(&db, "secret", &[], "trace", Some(&log)).await;
+    let password = "hunter2-but-longer";
+    let (s, body) = node
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"username": "alice", "password": password}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let alice = body["user"]["id"].as_i64().unwrap();
+    let (s, body) = node
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "alice", "password": password}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    let (_, other_token) = node.register("bob").await;
+    let client = node.connect(&token).await;
+    let content = "the-secret-plan-5f1c";
+    let ack = client
+        .emit_ack(
+            "message",
+            &json!({"conversationType": "private", "receiverId": alice, "content": content}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+    // Refusals too: a bad send, a bad token.
+    let bad = client
+        .emit_ack(
+            "message",
+            &json!({"conversationType": "nope", "content": content}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad["ok"], false);
+    let tampered = format!("{other_token}x");
+    let refused =
+        palaver_client::Client::connect(node.addr, Some(json!({"token": tampered}))).await;
+    assert!(refused.is_err());
+    let (s, _) = node.get("/api/me", &tampered).await;
+    assert_eq!(s, 401);
+    let (s, _) = node.get("/api/me", &token).await;
+    assert_eq!(s, 200);
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(node);
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let _ = writeln!(
+        std::io::stderr(),
+        "logs: {} lines at RUST_LOG=trace checked for tokens, passwords, contents",
+        logs.lines().count()
+    );
+    assert!(logs.lines().count() > 10, "trace logging produced output");
+    // A token's signature is its secret part; its header is the same for all.
+    for (what, secret) in [
+        ("token", token.rsplit('.').next().unwrap()),
+        ("other token", other_token.rsplit('.').next().unwrap()),
+        ("password", password),
+        ("message content", content),
+    ] {
+        let lines: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
+        assert!(
+            lines.is_empty(),
+            "the {what} was logged:\n{}",
+            lines.join("\n")
+        );
+    }
+}
