@@ -180,6 +180,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    // Content is counted in characters; JSON may spend 6 bytes on one.
+    let largest = u64::from(config.max_message_chars) * 6 + 200;
+    if largest > u64::from(config.max_frame_bytes) {
+        tracing::warn!(
+            max_frame_bytes = config.max_frame_bytes,
+            max_message_chars = config.max_message_chars,
+            "a message of the longest content may not fit in a frame; \
+             raise --max-frame-bytes to at least {largest}"
+        );
+    }
     let server = Server::build(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
