@@ -48,6 +48,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..))]
     pub db_acquire_timeout_ms: u64,
 
+    /// Redis URL (`redis://host:6379`) to run as one of several nodes on a
+    /// shared MySQL/MariaDB or PostgreSQL database: Socket.IO deliveries,
+    /// group membership changes, rate limits and presence go through it.
+    /// Unset: a single node.
+    #[arg(long, env = "PALAVER_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis channel and key Palaver uses, so several
+    /// clusters can share one Redis; nodes of one cluster must agree.
+    #[arg(long, env = "PALAVER_REDIS_PREFIX", default_value = "palaver")]
+    pub redis_prefix: String,
+
     /// Largest WebSocket message or long-polling request body the
     /// Socket.IO endpoint accepts, in bytes; a larger one closes that
     /// connection. Keep it above the largest message content

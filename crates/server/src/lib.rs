@@ -16,6 +16,7 @@
 pub mod app;
 pub mod auth;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod limits;
@@ -28,7 +29,8 @@ use std::net::SocketAddr;
 
 use axum::serve::ListenerExt;
 use axum::Router;
-use socketioxide::{ParserConfig, SocketIo};
+use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
+use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 
 pub use app::App;
@@ -53,15 +55,22 @@ pub enum StartError {
     Database(#[from] store::ConnectError),
     #[error("cannot read the JWT secret from the database: {0}")]
     Secret(#[source] store::StoreError),
+    #[error(transparent)]
+    Redis(#[from] cluster::ClusterError),
+    #[error("cannot set up the Redis adapter: {0}")]
+    Adapter(String),
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Closes every Socket.IO connection (whatever the adapter).
+type Closer = Box<dyn FnOnce() -> futures_util::future::BoxFuture<'static, ()> + Send>;
 
 /// A built server, ready to serve on a listener.
 pub struct Server {
     app: App,
     router: Router,
-    io: SocketIo,
+    close_sockets: Closer,
 }
 
 impl Server {
@@ -80,51 +89,62 @@ impl Server {
                 .map_err(StartError::Secret)?,
         };
         let tokens = auth::Tokens::new(secret.as_bytes(), config.token_ttl());
-        let chat = chat::Chat::start(store, config.max_message_chars as usize);
+        let connected = match &config.redis_url {
+            Some(url) => Some(cluster::connect(url, &config.redis_prefix).await?),
+            None => None,
+        };
+        let chat = chat::Chat::start(
+            store,
+            chat::Settings {
+                max_message_chars: config.max_message_chars as usize,
+                message_rate: config.message_rate,
+                message_burst: config.message_burst,
+                cluster: connected.as_ref().map(|c| c.cluster.clone()),
+            },
+        );
         let app = App::new(chat, tokens, config);
 
-        // A 1 KiB WebSocket read buffer (default 4 KiB) per connection: chat
-        // frames are small and idle connections are most connections.
-        // The per-socket outgoing queue is deep (default 128 packets):
-        // socketioxide drops a packet, acks included, when it is full, and
-        // a client pipelining hundreds of sends gets an ack and a delivery
-        // for each. Its memory is allocated as it fills, not up front.
-        //
-        // Input is bounded by --max-frame-bytes: a WebSocket message or
-        // frame beyond it, or a long-polling body beyond it, closes that
-        // connection before it is buffered (engineioxide's `max_payload`
-        // covers polling only; the WebSocket limits are separate and
-        // default to 64 MiB / 16 MiB). Palaver's events carry no binary
-        // attachments, so a packet announcing many is refused early.
-        let frame = app.config.max_frame_bytes as usize;
-        let parser = ParserConfig::common()
-            .max_incoming_binaries(4)
-            .max_incoming_binary_buf_size(frame)
-            .packet_completion_timeout(std::time::Duration::from_secs(10));
-        let (layer, io) = SocketIo::builder()
-            .with_state(app.clone())
-            .with_parser(parser)
-            .ws_read_buffer_size(1024)
-            .max_buffer_size(SOCKET_QUEUE)
-            .max_payload(frame as u64)
-            .ws_max_message_size(frame)
-            .ws_max_frame_size(frame)
-            .build_layer();
-        realtime::register(&io);
+        let api = http::router(app.clone());
+        let (api, close_sockets) = match connected {
+            None => {
+                let (layer, io) = socket_io(SocketIo::builder(), &app).build_layer();
+                realtime::register(&io, &app);
+                (api.layer(layer), closer(io))
+            }
+            Some(connected) => {
+                let chat = app.chat.clone();
+                connected.spawn_tasks(move |group| chat.forget_roster(group));
+                let adapter = RedisAdapterCtr::new_with_fred_config(
+                    connected.adapter.clone(),
+                    RedisAdapterConfig::new()
+                        .with_prefix(app.config.redis_prefix.clone())
+                        .with_request_timeout(cluster::CALL_TIMEOUT * 2),
+                )
+                .await
+                .map_err(|e| StartError::Adapter(e.to_string()))?;
+                let builder = SocketIo::builder().with_adapter::<FredAdapter<_>>(adapter);
+                let (layer, io) = socket_io(builder, &app).build_layer();
+                realtime::register(&io, &app)
+                    .await
+                    .map_err(|e| StartError::Adapter(e.to_string()))?;
+                (api.layer(layer), closer(io))
+            }
+        };
         // Outermost first: CORS answers preflights, the origin check
         // refuses other origins before the API or the Socket.IO handshake.
-        let mut router =
-            http::router(app.clone())
-                .layer(layer)
-                .layer(axum::middleware::from_fn_with_state(
-                    app.clone(),
-                    http::origin::check,
-                ));
+        let mut router = api.layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            http::origin::check,
+        ));
         if let Some(cors) = http::origin::cors(&app.config.allowed_origins) {
             router = router.layer(cors);
         }
         limits::Limits::spawn_sweeper(std::sync::Arc::downgrade(&app.limits));
-        Ok(Server { app, router, io })
+        Ok(Server {
+            app,
+            router,
+            close_sockets,
+        })
     }
 
     /// The storage backend's name.
@@ -144,7 +164,11 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let Server { router, io, app } = self;
+        let Server {
+            router,
+            close_sockets,
+            app,
+        } = self;
         // Chat frames are small: without TCP_NODELAY, Nagle's algorithm
         // and delayed ACKs add tens of milliseconds to deliveries.
         let listener = listener.tap_io(|tcp| {
@@ -167,11 +191,49 @@ impl Server {
                 }
                 // Let each socket's writer flush the answers just queued.
                 tokio::time::sleep(FLUSH_PAUSE).await;
-                io.close().await;
+                close_sockets().await;
             })
             .await?;
         Ok(())
     }
+}
+
+/// Palaver's Socket.IO settings, whatever the adapter.
+///
+/// A 1 KiB WebSocket read buffer (default 4 KiB) per connection: chat
+/// frames are small and idle connections are most connections. The
+/// per-socket outgoing queue is deep (default 128 packets): socketioxide
+/// drops a packet, acks included, when it is full, and a client pipelining
+/// hundreds of sends gets an ack and a delivery for each. Its memory is
+/// allocated as it fills, not up front.
+///
+/// Input is bounded by --max-frame-bytes: a WebSocket message or frame
+/// beyond it, or a long-polling body beyond it, closes that connection
+/// before it is buffered (engineioxide's `max_payload` covers polling only;
+/// the WebSocket limits are separate and default to 64 MiB / 16 MiB).
+/// Palaver's events carry no binary attachments, so a packet announcing
+/// many is refused early.
+fn socket_io<A: socketioxide::adapter::Adapter>(
+    builder: SocketIoBuilder<A>,
+    app: &App,
+) -> SocketIoBuilder<A> {
+    let frame = app.config.max_frame_bytes as usize;
+    let parser = ParserConfig::common()
+        .max_incoming_binaries(4)
+        .max_incoming_binary_buf_size(frame)
+        .packet_completion_timeout(std::time::Duration::from_secs(10));
+    builder
+        .with_state(app.clone())
+        .with_parser(parser)
+        .ws_read_buffer_size(1024)
+        .max_buffer_size(SOCKET_QUEUE)
+        .max_payload(frame as u64)
+        .ws_max_message_size(frame)
+        .ws_max_frame_size(frame)
+}
+
+fn closer<A: socketioxide::adapter::Adapter>(io: SocketIo<A>) -> Closer {
+    Box::new(move || Box::pin(async move { io.close().await }))
 }
 
 /// Builds and serves: what `palaver serve` does.

@@ -13,6 +13,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::chat::ChatError;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::store::UserId;
 
@@ -58,6 +59,8 @@ pub struct Limits {
     login_ip: Bucket<IpAddr>,
     max_connections: u32,
     connections: Mutex<HashMap<UserId, u32>>,
+    login_attempts_per_user: u32,
+    login_attempts_per_ip: u32,
 }
 
 impl Limits {
@@ -90,6 +93,8 @@ impl Limits {
             ),
             max_connections: config.max_connections_per_user,
             connections: Mutex::new(HashMap::new()),
+            login_attempts_per_user: config.login_attempts_per_user,
+            login_attempts_per_ip: config.login_attempts_per_ip,
         }
     }
 
@@ -105,12 +110,45 @@ impl Limits {
         self.login_ip
             .take(&ip)
             .map_err(|wait| limited(&self.login_ip.describe, wait))?;
-        // Usernames are at most 32 characters; longer input still counts,
-        // under a bounded key.
-        let key: String = username.chars().take(64).collect::<String>().to_lowercase();
         self.login_user
-            .take(&key)
+            .take(&login_key(username))
             .map_err(|wait| limited(&self.login_user.describe, wait))
+    }
+
+    /// The same attempt counted over every node (after [`Limits::login`]
+    /// passed on this one). Without Redis only the node's own count holds.
+    pub async fn login_everywhere(
+        &self,
+        cluster: &Cluster,
+        username: &str,
+        ip: IpAddr,
+    ) -> Result<(), ChatError> {
+        let checks = [
+            (
+                self.login_attempts_per_ip,
+                format!("login-ip:{ip}"),
+                &self.login_ip.describe,
+            ),
+            (
+                self.login_attempts_per_user,
+                format!("login-user:{}", login_key(username)),
+                &self.login_user.describe,
+            ),
+        ];
+        for (per_minute, key, describe) in checks {
+            if per_minute == 0 {
+                continue;
+            }
+            let granted = cluster
+                .take_tokens(&[(key, 1)], f64::from(per_minute) / 60.0, per_minute)
+                .await;
+            if granted.is_some_and(|g| g.first() == Some(&0)) {
+                return Err(ChatError::RateLimited(format!(
+                    "{describe} (over all nodes); retry later"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Counts a new connection of `user`, unless they hold the most
@@ -160,6 +198,12 @@ impl Limits {
             }
         })
     }
+}
+
+/// Usernames are at most 32 characters; longer input still counts, under a
+/// bounded key.
+fn login_key(username: &str) -> String {
+    username.chars().take(64).collect::<String>().to_lowercase()
 }
 
 fn limited(describe: &str, wait: Duration) -> ChatError {

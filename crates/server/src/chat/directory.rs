@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use palaver_protocol::Role;
 
@@ -45,7 +46,7 @@ impl Roster {
 
 #[derive(Default)]
 struct Rosters {
-    map: HashMap<GroupId, Arc<Roster>>,
+    map: HashMap<GroupId, (Arc<Roster>, Instant)>,
     generation: u64,
 }
 
@@ -54,9 +55,18 @@ struct Rosters {
 pub struct Directory {
     users: Mutex<HashSet<UserId>>,
     rosters: Mutex<Rosters>,
+    /// How long a cached roster is trusted (`None`: until invalidated).
+    max_age: Option<Duration>,
 }
 
 impl Directory {
+    pub fn new(max_age: Option<Duration>) -> Self {
+        Directory {
+            max_age,
+            ..Directory::default()
+        }
+    }
+
     pub fn knows_user(&self, id: UserId) -> bool {
         self.users.lock().unwrap().contains(&id)
     }
@@ -70,7 +80,12 @@ impl Directory {
     }
 
     pub fn roster(&self, group: GroupId) -> Option<Arc<Roster>> {
-        self.rosters.lock().unwrap().map.get(&group).cloned()
+        let r = self.rosters.lock().unwrap();
+        let (roster, cached) = r.map.get(&group)?;
+        match self.max_age {
+            Some(max) if cached.elapsed() > max => None,
+            _ => Some(roster.clone()),
+        }
     }
 
     /// The generation to pass to [`put_roster`](Self::put_roster) for a
@@ -88,7 +103,7 @@ impl Directory {
         if r.map.len() >= MAX_ROSTERS {
             r.map.clear();
         }
-        r.map.insert(group, roster);
+        r.map.insert(group, (roster, Instant::now()));
     }
 
     /// Forgets a group's roster after its membership changed.
@@ -96,5 +111,12 @@ impl Directory {
         let mut r = self.rosters.lock().unwrap();
         r.generation += 1;
         r.map.remove(&group);
+    }
+
+    /// Forgets every roster (changes may have been missed).
+    pub fn forget_rosters(&self) {
+        let mut r = self.rosters.lock().unwrap();
+        r.generation += 1;
+        r.map.clear();
     }
 }

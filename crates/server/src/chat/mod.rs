@@ -12,8 +12,11 @@ pub mod input;
 pub mod presence;
 mod writer;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 
 use palaver_protocol::{ConversationSummary, Group, Member, MessagePage, Role, User};
 use tokio::sync::mpsc;
@@ -24,6 +27,7 @@ pub use input::{GroupName, Password, SendRequest, Target, Username};
 pub use writer::{Respond, Sent, MAX_BATCH};
 
 use crate::auth;
+use crate::cluster::{Cluster, ROSTER_MAX_AGE};
 use crate::store::{GroupId, Page, ReadOutcome, Store, StoreError, UserId};
 use directory::Directory;
 use writer::{Job, Queued};
@@ -45,6 +49,26 @@ pub(crate) struct Core {
     pub store: Box<dyn Store>,
     pub directory: Directory,
     pub presence: presence::Presence,
+    pub settings: Settings,
+    /// Who else is online, across nodes (set by the Socket.IO side).
+    pub online: std::sync::OnceLock<Arc<dyn OnlineLookup>>,
+}
+
+/// How the chat service runs.
+#[derive(Clone)]
+pub struct Settings {
+    pub max_message_chars: usize,
+    /// Messages per second per user (0: unlimited), checked cluster-wide
+    /// by the writer when `cluster` is set.
+    pub message_rate: u32,
+    pub message_burst: u32,
+    /// Set when this node is one of several (`--redis-url`).
+    pub cluster: Option<Arc<Cluster>>,
+}
+
+/// Answers which of some users have a socket on any node.
+pub trait OnlineLookup: Send + Sync {
+    fn online(&self, users: Vec<UserId>) -> BoxFuture<'static, HashSet<UserId>>;
 }
 
 impl Core {
@@ -79,6 +103,15 @@ impl Core {
                     .roster(g)
                     .await?
                     .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
+                let mut roster = roster;
+                if roster.role(user).is_none() && self.settings.cluster.is_some() {
+                    // Another node may have just added them: ask the database.
+                    self.directory.invalidate_roster(g);
+                    roster = self
+                        .roster(g)
+                        .await?
+                        .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
+                }
                 if roster.role(user).is_none() {
                     return Err(ChatError::Forbidden(format!(
                         "you are not a member of group {g}"
@@ -121,11 +154,17 @@ pub(crate) fn now_ms() -> i64 {
 
 impl Chat {
     /// Starts the service and its writer task over `store`.
-    pub fn start(store: Box<dyn Store>, max_message_chars: usize) -> Self {
+    pub fn start(store: Box<dyn Store>, settings: Settings) -> Self {
+        // In a cluster another node may change a group: cached rosters are
+        // dropped when it says so, and expire in any case.
+        let max_age = settings.cluster.as_ref().map(|_| ROSTER_MAX_AGE);
+        let max_message_chars = settings.max_message_chars;
         let core = Arc::new(Core {
             store,
-            directory: Directory::default(),
+            directory: Directory::new(max_age),
             presence: presence::Presence::default(),
+            settings,
+            online: std::sync::OnceLock::new(),
         });
         let (sends, rx) = mpsc::channel(SEND_QUEUE);
         tokio::spawn(writer::run(core.clone(), rx));
@@ -139,6 +178,44 @@ impl Chat {
 
     pub fn store(&self) -> &dyn Store {
         &*self.core.store
+    }
+
+    /// This node's link to the others, when it is one of several.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.core.settings.cluster.as_ref()
+    }
+
+    /// Drops a cached roster another node changed (`None`: all of them).
+    pub fn forget_roster(&self, group: Option<GroupId>) {
+        match group {
+            Some(g) => self.core.directory.invalidate_roster(g),
+            None => self.core.directory.forget_rosters(),
+        }
+    }
+
+    /// Sets how online-ness is looked up across nodes (once).
+    pub fn set_online_lookup(&self, lookup: Arc<dyn OnlineLookup>) {
+        let _ = self.core.online.set(lookup);
+    }
+
+    /// Which of `users` are online: on this node, or (in a cluster) on any.
+    async fn online_among(&self, users: Vec<UserId>) -> HashSet<UserId> {
+        let (here, elsewhere): (Vec<UserId>, Vec<UserId>) = users
+            .into_iter()
+            .partition(|&u| self.core.presence.is_online(u));
+        let mut online: HashSet<UserId> = here.into_iter().collect();
+        if let (Some(lookup), false) = (self.core.online.get(), elsewhere.is_empty()) {
+            online.extend(lookup.online(elsewhere).await);
+        }
+        online
+    }
+
+    /// Tells the other nodes that `group`'s members changed.
+    async fn roster_changed(&self, group: GroupId) {
+        self.core.directory.invalidate_roster(group);
+        if let Some(cluster) = self.cluster() {
+            cluster.roster_changed(group).await;
+        }
     }
 
     pub fn max_message_chars(&self) -> usize {
@@ -205,7 +282,7 @@ impl Chat {
     /// A user with whether they are online now.
     pub async fn user_with_presence(&self, id: UserId) -> Result<User, ChatError> {
         let mut user = self.user(id).await?;
-        user.online = Some(self.core.presence.is_online(id));
+        user.online = Some(self.online_among(vec![id]).await.contains(&id));
         Ok(user)
     }
 
@@ -345,7 +422,7 @@ impl Chat {
             .store
             .add_member(group, user, role, now_ms())
             .await;
-        self.core.directory.invalidate_roster(group);
+        self.roster_changed(group).await;
         Ok(member?)
     }
 
@@ -378,7 +455,7 @@ impl Chat {
             }
         }
         let result = self.core.store.remove_member(group, user).await;
-        self.core.directory.invalidate_roster(group);
+        self.roster_changed(group).await;
         result.map_err(|e| match e {
             StoreError::NotFound => {
                 ChatError::NotFound(format!("user {user} is not a member of group {group}"))
@@ -485,10 +562,13 @@ impl Chat {
             .store
             .conversations(user, MAX_CONVERSATIONS)
             .await?;
-        for c in &mut list {
-            if c.conversation_type == palaver_protocol::ConversationType::Private {
-                c.online = Some(self.core.presence.is_online(c.receiver_id));
-            }
+        let private = |c: &ConversationSummary| {
+            c.conversation_type == palaver_protocol::ConversationType::Private
+        };
+        let peers = list.iter().filter(|c| private(c)).map(|c| c.receiver_id);
+        let online = self.online_among(peers.collect()).await;
+        for c in list.iter_mut().filter(|c| private(c)) {
+            c.online = Some(online.contains(&c.receiver_id));
         }
         Ok(list)
     }

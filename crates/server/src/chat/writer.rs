@@ -9,6 +9,7 @@
 //! themselves: whatever queued up while the previous transaction was
 //! committing goes into the next (at most [`MAX_BATCH`]); there is no timer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,11 +90,31 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
     };
     let deadline = oldest + SEND_DEADLINE;
 
+    // In a cluster, each user's sends also draw on a cluster-wide bucket
+    // (each node's own bucket was checked when the send arrived).
+    let senders: Vec<UserId> = jobs.iter().map(|j| j.req.sender).collect();
+    let mut granted = cluster_grants(core, senders).await;
+
     // Authorize each send; refused ones are answered at once.
     let mut accepted = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     let now = now_ms();
     for Job { req, respond, .. } in jobs {
+        if let Some(granted) = granted.as_mut() {
+            match granted.get_mut(&req.sender) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => {
+                    let s = &core.settings;
+                    respond
+                        .respond(Err(ChatError::RateLimited(format!(
+                            "at most {} messages a second (bursts of {}) over all nodes; retry shortly",
+                            s.message_rate, s.message_burst
+                        ))))
+                        .await;
+                    continue;
+                }
+            }
+        }
         match timeout_at(deadline, core.participants(req.sender, req.target)).await {
             Ok(Ok(recipients)) => {
                 // The request moves into the row: its content is not copied.
@@ -153,6 +174,29 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
             }
         }
     }
+}
+
+/// Tokens granted per sender by the cluster-wide buckets, or `None` when
+/// there is no cluster, no limit, or Redis cannot answer.
+async fn cluster_grants(core: &Core, senders: Vec<UserId>) -> Option<HashMap<UserId, u32>> {
+    let s = &core.settings;
+    let cluster = s.cluster.as_ref()?;
+    if s.message_rate == 0 {
+        return None;
+    }
+    let mut wants: HashMap<UserId, u32> = HashMap::new();
+    for sender in senders {
+        *wants.entry(sender).or_default() += 1;
+    }
+    let wants: Vec<(UserId, u32)> = wants.into_iter().collect();
+    let keyed: Vec<(String, u32)> = wants
+        .iter()
+        .map(|&(user, n)| (format!("msg:{user}"), n))
+        .collect();
+    let granted = cluster
+        .take_tokens(&keyed, f64::from(s.message_rate), s.message_burst)
+        .await?;
+    Some(wants.iter().map(|&(u, _)| u).zip(granted).collect())
 }
 
 /// Inserts a batch, retrying deadlocks and serialization failures.

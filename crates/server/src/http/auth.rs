@@ -37,6 +37,11 @@ pub async fn login(
 ) -> Result<Json<AuthResponse>, ApiError> {
     // Counted before any work: guessing passwords costs the guesser.
     app.limits.login(&body.username, peer.ip())?;
+    if let Some(cluster) = app.chat.cluster() {
+        app.limits
+            .login_everywhere(cluster, &body.username, peer.ip())
+            .await?;
+    }
     // Bounded before hashing: an oversize password cannot be right anyway.
     let password = Password::parse(&body.password)
         .map_err(|_| crate::chat::ChatError::Unauthorized("invalid username or password".into()))?;

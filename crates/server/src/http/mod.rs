@@ -46,7 +46,8 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// 200 when the database answers within 2 s, else 503.
+/// 200 when the database answers within 2 s, else 503; in a cluster,
+/// `redis` says whether Redis answers (without changing the status).
 async fn healthz(State(app): State<App>) -> (StatusCode, Json<serde_json::Value>) {
     let store = app.chat.store();
     let ok = matches!(
@@ -58,10 +59,15 @@ async fn healthz(State(app): State<App>) -> (StatusCode, Json<serde_json::Value>
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if ok { "ok" } else { "unavailable" },
         "database": store.backend(),
     });
+    // Redis trouble is reported, not failed on: the node still serves its
+    // own clients and stores every message.
+    if let Some(cluster) = app.chat.cluster() {
+        body["redis"] = if cluster.is_up() { "ok" } else { "unavailable" }.into();
+    }
     (status, Json(body))
 }
 

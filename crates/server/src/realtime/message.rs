@@ -53,6 +53,7 @@ impl<A: Adapter> MessageHandler<A, Ordered> for SendHandler {
             Ok(req) => self.app.chat.send(
                 req,
                 Box::new(SocketRespond {
+                    app: self.app.clone(),
                     socket: SocketRef::from(s),
                     ack,
                 }),
@@ -87,13 +88,14 @@ fn explain_bad_payload<A: Adapter>(
 /// Acks the sending socket and delivers to every other socket of every
 /// recipient (`socket.to(..)` excludes the sending socket itself).
 struct SocketRespond<A: Adapter> {
+    app: App,
     socket: SocketRef<A>,
     ack: AckSender<A>,
 }
 
 impl<A: Adapter> Respond for SocketRespond<A> {
     fn respond(self: Box<Self>, outcome: Result<Sent, ChatError>) -> BoxFuture<'static, ()> {
-        let SocketRespond { socket, ack } = *self;
+        let SocketRespond { app, socket, ack } = *self;
         match outcome {
             Ok(sent) => {
                 if let Err(e) = ack.send(&Ack::ok(SentBody::<&Message> {
@@ -108,10 +110,7 @@ impl<A: Adapter> Respond for SocketRespond<A> {
                 }
                 let rooms: Vec<String> = sent.recipients.iter().map(|&u| user_room(u)).collect();
                 async move {
-                    let delivery = socket.to(rooms).emit(events::MESSAGE, &*sent.message);
-                    if let Err(e) = delivery.await {
-                        tracing::debug!(error = %e, "delivery failed");
-                    }
+                    super::deliver(&app, &socket, rooms, events::MESSAGE, &*sent.message).await;
                 }
                 .boxed()
             }

@@ -15,6 +15,11 @@ mod presence;
 mod read;
 mod typing;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
 use palaver_protocol::{Ack, ErrorCode};
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
@@ -25,7 +30,8 @@ use socketioxide::SocketIo;
 use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::app::App;
-use crate::chat::ChatError;
+use crate::chat::{ChatError, OnlineLookup};
+use crate::cluster::CALL_TIMEOUT;
 use crate::store::UserId;
 
 /// The authenticated user of a socket, kept in its extensions.
@@ -37,9 +43,89 @@ pub fn user_room(user: UserId) -> String {
     format!("u:{user}")
 }
 
-/// Registers the `/` namespace.
-pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) {
-    io.ns("/", on_connect::<A>.with(authenticate::<A>));
+/// Registers the `/` namespace. With the Redis adapter, the returned
+/// value is a future that subscribes the namespace and must be awaited.
+pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &App) -> A::InitRes {
+    if app.chat.cluster().is_some() {
+        app.chat
+            .set_online_lookup(Arc::new(ClusterOnline { io: io.clone() }));
+    }
+    io.ns("/", on_connect::<A>.with(authenticate::<A>))
+}
+
+/// Sends `event` to every socket in `rooms` except `socket` itself, on
+/// every node. When Redis is away (or does not answer in time) it goes to
+/// this node's sockets only: clients catch up through history.
+pub(crate) async fn deliver<A: Adapter, T: serde::Serialize + ?Sized>(
+    app: &App,
+    socket: &SocketRef<A>,
+    rooms: Vec<String>,
+    event: &str,
+    data: &T,
+) {
+    if let Some(cluster) = app.chat.cluster() {
+        if cluster.is_up() {
+            let everywhere = socket.to(rooms.clone()).emit(event, data);
+            match tokio::time::timeout(CALL_TIMEOUT, everywhere).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => tracing::debug!(error = %e, "cluster delivery failed"),
+                Err(_) => tracing::debug!("cluster delivery timed out"),
+            }
+            cluster.set_up(false);
+        }
+        if let Err(e) = socket.local().to(rooms).emit(event, data).await {
+            tracing::debug!(error = %e, "local delivery failed");
+        }
+        return;
+    }
+    if let Err(e) = socket.to(rooms).emit(event, data).await {
+        tracing::debug!(error = %e, "delivery failed");
+    }
+}
+
+/// How many sockets `user` has: on every node in a cluster whose Redis
+/// answers, else on this node.
+async fn sockets_of<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) -> usize {
+    let room = user_room(user);
+    if app.chat.cluster().is_some_and(|c| c.is_up()) {
+        let all = socket.within(room.clone()).fetch_sockets();
+        if let Ok(Ok(sockets)) = tokio::time::timeout(CALL_TIMEOUT * 2, all).await {
+            return sockets.len();
+        }
+    }
+    socket.within(room).local().sockets().len()
+}
+
+/// Online-ness over the cluster: a user is online if any node holds a
+/// socket in their room.
+struct ClusterOnline<A: Adapter> {
+    io: SocketIo<A>,
+}
+
+/// Most users looked up across nodes for one answer (a conversation list
+/// is at most 1,000 rows); the rest count as offline unless on this node.
+const MAX_ONLINE_LOOKUPS: usize = 200;
+
+impl<A: Adapter> OnlineLookup for ClusterOnline<A> {
+    fn online(&self, users: Vec<UserId>) -> BoxFuture<'static, HashSet<UserId>> {
+        let io = self.io.clone();
+        Box::pin(async move {
+            let lookups = users.into_iter().take(MAX_ONLINE_LOOKUPS).map(|u| {
+                let all = io.within(user_room(u)).fetch_sockets();
+                async move {
+                    match tokio::time::timeout(CALL_TIMEOUT * 2, all).await {
+                        Ok(Ok(sockets)) if !sockets.is_empty() => Some(u),
+                        _ => None,
+                    }
+                }
+            });
+            futures_util::stream::iter(lookups)
+                .buffer_unordered(16)
+                .filter_map(std::future::ready)
+                .collect()
+                .await
+        })
+    }
 }
 
 /// Why a handshake was refused; its text is the `connect_error` message.
@@ -74,6 +160,15 @@ async fn authenticate<A: Adapter>(
     // Counted last: nothing below fails, and `on_disconnect` uncounts.
     if let Err(e) = app.limits.connect(user) {
         return Err(Refusal(format!("{}: {e}", e.code())));
+    }
+    if app.chat.cluster().is_some() {
+        let max = app.config.max_connections_per_user as usize;
+        if sockets_of(&app, &socket, user).await >= max {
+            app.limits.disconnected(user);
+            return Err(Refusal(format!(
+                "rate_limited: at most {max} connections per user"
+            )));
+        }
     }
     socket.extensions.insert(SocketUser(user));
     socket.join(user_room(user));

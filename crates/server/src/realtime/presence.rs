@@ -7,14 +7,20 @@ use palaver_protocol::{events, Presence};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use super::user_room;
+use super::{sockets_of, user_room};
 use crate::app::App;
 use crate::store::UserId;
 
 /// Called for every authenticated socket.
 pub fn connected<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) {
     if app.chat.presence().connect(user) {
-        tokio::spawn(announce(app.clone(), socket.clone(), user, true));
+        let (app, socket) = (app.clone(), socket.clone());
+        tokio::spawn(async move {
+            // In a cluster the user may be online through another node.
+            if app.chat.cluster().is_none() || sockets_of(&app, &socket, user).await <= 1 {
+                announce(app, socket, user, true).await;
+            }
+        });
     }
 }
 
@@ -23,7 +29,9 @@ pub fn disconnected<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) 
     if let Some(token) = app.chat.presence().disconnect(user) {
         let (app, socket) = (app.clone(), socket.clone());
         tokio::spawn(async move {
-            if app.chat.presence().settle_offline(user, token).await {
+            if app.chat.presence().settle_offline(user, token).await
+                && (app.chat.cluster().is_none() || sockets_of(&app, &socket, user).await == 0)
+            {
                 announce(app, socket, user, false).await;
             }
         });
@@ -47,7 +55,5 @@ async fn announce<A: Adapter>(app: App, socket: SocketRef<A>, user: UserId, onli
         last_seen: Some(at),
     };
     let rooms: Vec<String> = contacts.iter().map(|&u| user_room(u)).collect();
-    if let Err(e) = socket.to(rooms).emit(events::PRESENCE, &event).await {
-        tracing::debug!(error = %e, "presence delivery failed");
-    }
+    super::deliver(&app, &socket, rooms, events::PRESENCE, &event).await;
 }

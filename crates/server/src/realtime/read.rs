@@ -30,7 +30,7 @@ pub async fn on_read<A: Adapter>(
                     seq: read_seq,
                 };
                 let rooms: Vec<String> = participants.iter().map(|&u| user_room(u)).collect();
-                let _ = socket.to(rooms).emit(events::READ, &receipt).await;
+                super::deliver(&app, &socket, rooms, events::READ, &receipt).await;
             }
         }
     }

@@ -80,7 +80,7 @@ pub async fn on_typing<A: Adapter>(
                 typing: input.typing,
             };
             let rooms: Vec<String> = others.iter().map(|&u| user_room(u)).collect();
-            let _ = socket.to(rooms).emit(events::TYPING, &event).await;
+            super::deliver(&app, &socket, rooms, events::TYPING, &event).await;
         }
     }
 }

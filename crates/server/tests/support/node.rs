@@ -111,6 +111,17 @@ impl Node {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn delete(&self, path: &str, token: &str) -> u16 {
+        self.http
+            .delete(format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     pub async fn register(&self, name: &str) -> (i64, String) {
         let (s, body) = self
             .post(

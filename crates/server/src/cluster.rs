@@ -1,0 +1,291 @@
+//! Running as one of several nodes (`--redis-url`).
+//!
+//! Redis carries Socket.IO deliveries between nodes through the
+//! socketioxide-redis adapter (fred driver: it reconnects and resubscribes
+//! by itself when Redis comes back). Besides that, this module keeps what a
+//! node caches or counts correct across nodes:
+//! - **group rosters**: a membership change is published on
+//!   `<prefix>:rosters`; every node drops its cached roster. Cached rosters also
+//!   expire after [`ROSTER_MAX_AGE`], so a change is seen within it even
+//!   while Redis is away, and a node that reconnects forgets them all.
+//! - **per-user rate limits**: token buckets in Redis (one Lua call per
+//!   batch of sends), on top of each node's own buckets.
+//! - presence and connections per user are counted over the cluster with
+//!   the adapter's `fetch_sockets` (in `realtime`).
+//!
+//! Redis is never needed for correctness of storage: when it is away each
+//! node keeps serving its own clients, acks stay truthful (they follow the
+//! database commit), deliveries fall back to this node's sockets, and
+//! `/healthz` says so. [`Cluster::is_up`] is the node's view of Redis,
+//! kept by a ping every [`PROBE_EVERY`] and by every failed call.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface};
+use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
+use fred::types::{Builder, RespVersion};
+
+use crate::store::GroupId;
+
+/// Longest a node trusts a cached roster in a cluster.
+pub const ROSTER_MAX_AGE: Duration = Duration::from_millis(800);
+/// Longest wait for one Redis call on a request path.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often Redis is pinged.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Token buckets for many keys at once; the clock is Redis's, so every
+/// node agrees. ARGV: rate per second, burst, then one count per key.
+/// Returns the tokens granted per key (at most what was asked).
+const TAKE_TOKENS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local ttl = math.ceil(burst / rate * 1000) + 1000
+local out = {}
+for i, key in ipairs(KEYS) do
+  local want = tonumber(ARGV[2 + i])
+  local b = redis.call('HMGET', key, 't', 'ts')
+  local tokens = tonumber(b[1])
+  local ts = tonumber(b[2])
+  if tokens == nil or ts == nil then
+    tokens = burst
+    ts = now
+  end
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  local granted = math.min(want, math.floor(tokens))
+  tokens = tokens - granted
+  redis.call('HSET', key, 't', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, ttl)
+  out[i] = granted
+end
+return out
+"#;
+
+/// Why Redis could not be used at start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use Redis at {url}: {source}")]
+pub struct ClusterError {
+    url: String,
+    #[source]
+    source: fred::error::Error,
+}
+
+/// This node's link to the others.
+pub struct Cluster {
+    client: Client,
+    up: AtomicBool,
+    prefix: String,
+}
+
+/// What [`connect`] hands back: the link, and a subscriber client for the
+/// Socket.IO adapter.
+pub struct Connected {
+    pub cluster: Arc<Cluster>,
+    pub adapter: SubscriberClient,
+    rosters: SubscriberClient,
+}
+
+fn builder(url: &str) -> Result<Builder, fred::error::Error> {
+    let mut config = RedisConfig::from_url(url)?;
+    // The adapter's driver needs RESP3 (commands and pub/sub on one connection).
+    config.version = RespVersion::RESP3;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.internal_command_timeout = Duration::from_secs(2);
+        })
+        .with_performance_config(|p| p.default_command_timeout = CALL_TIMEOUT)
+        // Forever, 100 ms doubling to 2 s between attempts.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2));
+    Ok(builder)
+}
+
+/// Connects to Redis at `url` (it must answer now; later outages are
+/// survived). Every channel and key starts with `prefix`.
+pub async fn connect(url: &str, prefix: &str) -> Result<Connected, ClusterError> {
+    let fail = |source| ClusterError {
+        url: redacted(url),
+        source,
+    };
+    let builder = builder(url).map_err(fail)?;
+    let client = builder.build().map_err(fail)?;
+    client.init().await.map_err(fail)?;
+    let adapter = builder.build_subscriber_client().map_err(fail)?;
+    resubscribe_on_reconnect(adapter.clone());
+    let rosters = builder.build_subscriber_client().map_err(fail)?;
+    rosters.init().await.map_err(fail)?;
+    resubscribe_on_reconnect(rosters.clone());
+    rosters
+        .subscribe(format!("{prefix}:rosters"))
+        .await
+        .map_err(fail)?;
+    let cluster = Arc::new(Cluster {
+        client,
+        up: AtomicBool::new(true),
+        prefix: prefix.to_string(),
+    });
+    Ok(Connected {
+        cluster,
+        adapter,
+        rosters,
+    })
+}
+
+/// Subscribes again to every channel `client` had after Redis comes back.
+/// (fred's own `manage_subscriptions` sends a `SUBSCRIBE` without channels
+/// when a client has only shard channels, as the adapter's has, and stops
+/// at its error before resubscribing them.)
+fn resubscribe_on_reconnect(client: SubscriberClient) {
+    let mut reconnects = client.reconnect_rx();
+    tokio::spawn(async move {
+        while reconnects.recv().await.is_ok() {
+            let channels: Vec<String> = client
+                .tracked_channels()
+                .into_iter()
+                .map(|c| c.to_string())
+                .collect();
+            if !channels.is_empty() {
+                if let Err(e) = client.subscribe(channels).await {
+                    tracing::warn!(error = %e, "redis: cannot resubscribe");
+                }
+            }
+            for channel in client.tracked_shard_channels() {
+                if let Err(e) = client.ssubscribe(channel.to_string()).await {
+                    tracing::warn!(error = %e, "redis: cannot resubscribe");
+                }
+            }
+        }
+    });
+}
+
+/// The URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Connected {
+    /// Starts the background tasks: the health probe, and dropping cached
+    /// rosters when another node announces a change (`forget(Some(g))`) or
+    /// when announcements may have been missed (`forget(None)`).
+    pub fn spawn_tasks(&self, forget: impl Fn(Option<GroupId>) + Send + Sync + 'static) {
+        let forget = Arc::new(forget);
+        let mut messages = self.rosters.message_rx();
+        let on_message = forget.clone();
+        tokio::spawn(async move {
+            loop {
+                match messages.recv().await {
+                    Ok(m) => match m.value.as_str().and_then(|s| s.parse().ok()) {
+                        Some(group) => on_message(Some(group)),
+                        None => on_message(None),
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => on_message(None),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        let mut reconnects = self.rosters.reconnect_rx();
+        tokio::spawn(async move {
+            while reconnects.recv().await.is_ok() {
+                tracing::info!("redis: reconnected");
+                forget(None);
+            }
+        });
+        let cluster = Arc::downgrade(&self.cluster);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROBE_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(cluster) = cluster.upgrade() else {
+                    return;
+                };
+                let ok = matches!(
+                    tokio::time::timeout(CALL_TIMEOUT, cluster.client.ping::<String>(None)).await,
+                    Ok(Ok(_))
+                );
+                cluster.set_up(ok);
+            }
+        });
+    }
+}
+
+impl Cluster {
+    /// Whether Redis answered lately.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Records a failed (or successful) use of Redis.
+    pub fn set_up(&self, up: bool) {
+        let was = self.up.swap(up, Ordering::AcqRel);
+        if was != up {
+            if up {
+                tracing::info!("redis: available again; cross-node delivery resumes");
+            } else {
+                tracing::warn!("redis: unavailable; delivering to this node's sockets only");
+            }
+        }
+    }
+
+    /// Tells every node that `group`'s membership changed. Best effort:
+    /// cached rosters expire anyway.
+    pub async fn roster_changed(&self, group: GroupId) {
+        if !self.is_up() {
+            return;
+        }
+        let channel = format!("{}:rosters", self.prefix);
+        let publish = self.client.publish::<i64, _, _>(channel, group.to_string());
+        if !matches!(tokio::time::timeout(CALL_TIMEOUT, publish).await, Ok(Ok(_))) {
+            self.set_up(false);
+        }
+    }
+
+    /// Takes tokens from cluster-wide buckets: for each `(key, wanted)`,
+    /// how many were granted. `None` when Redis cannot answer (the node's
+    /// own buckets still apply). Keys are prefixed here.
+    pub async fn take_tokens(
+        &self,
+        wants: &[(String, u32)],
+        per_second: f64,
+        burst: u32,
+    ) -> Option<Vec<u32>> {
+        if !self.is_up() || wants.is_empty() {
+            return None;
+        }
+        let keys: Vec<String> = wants
+            .iter()
+            .map(|(k, _)| format!("{}:rate:{k}", self.prefix))
+            .collect();
+        let mut args = vec![per_second.to_string(), burst.to_string()];
+        args.extend(wants.iter().map(|(_, n)| n.to_string()));
+        let call = self
+            .client
+            .eval::<Vec<i64>, _, _, _>(TAKE_TOKENS, keys, args);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(granted)) if granted.len() == wants.len() => {
+                Some(granted.into_iter().map(|g| g.max(0) as u32).collect())
+            }
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "redis: rate limit call failed");
+                self.set_up(false);
+                None
+            }
+            Err(_) => {
+                self.set_up(false);
+                None
+            }
+        }
+    }
+}
