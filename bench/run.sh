@@ -6,7 +6,7 @@
 #   SCENARIOS="private100" bash bench/run.sh
 #
 # Needs MariaDB on 127.0.0.1:3306 (root, no password), PostgreSQL on
-# 127.0.0.1:5432 (postgres, trust) and Node.js. Results: target/bench/*.json
+# 127.0.0.1:5432 (postgres, trust), Redis on 127.0.0.1:6379 and Node.js. Results: target/bench/*.json
 # and a Markdown table on stdout (target/bench/summary.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ ulimit -n "$(ulimit -Hn)"
 OUT=${OUT:-target/bench}
 REFERENCE_DIR=${REFERENCE_DIR:-../shared/reference/seed-node}
 DURATION=${DURATION:-5}
-SCENARIOS=${SCENARIOS:-"private100 private10000 group16 idle sqlite postgres"}
+SCENARIOS=${SCENARIOS:-"private100 private10000 group16 idle sqlite postgres cluster"}
 SECRET=benchsecret
 mkdir -p "$OUT"
 
@@ -38,10 +38,12 @@ start_reference() {
   wait_http 127.0.0.1:3100/socket.io/?EIO=4\&transport=polling
 }
 
-start_palaver() { # $1 = database URL
-  "$PALAVER" serve --listen 127.0.0.1:4100 --database-url "$1" --jwt-secret "$SECRET" --message-rate 0 > "$OUT/palaver.log" 2>&1 &
+start_palaver() { # $1 = database URL, $2 = port (4100), then extra flags
+  local url=$1 port=${2:-4100}; shift; shift || true
+  "$PALAVER" serve --listen "127.0.0.1:$port" --database-url "$url" --jwt-secret "$SECRET" --message-rate 0 "$@" \
+    > "$OUT/palaver-$port.log" 2>&1 &
   PAL_PID=$!; pids+=("$PAL_PID")
-  wait_http 127.0.0.1:4100/healthz
+  wait_http "127.0.0.1:$port/healthz"
 }
 
 fresh_mysql() { mariadb -uroot -e "DROP DATABASE IF EXISTS palaver_bench; CREATE DATABASE palaver_bench"; }
@@ -89,6 +91,19 @@ for s in $SCENARIOS; do
       fresh_pg; start_palaver postgres://postgres@127.0.0.1:5432/palaver_bench
       bench "palaver-postgres-private100" palaver 4100 "$PAL_PID" --users 100 --search --search-start 4000
       stop "$PAL_PID" ;;
+    cluster)
+      # One node vs two nodes, both with Redis, on one MariaDB database;
+      # users alternate between the nodes, so most deliveries cross Redis.
+      redis=(--redis-url redis://127.0.0.1:6379 --redis-prefix palaver-bench)
+      fresh_mysql; start_palaver mysql://root@127.0.0.1:3306/palaver_bench 4100 "${redis[@]}"
+      bench "palaver-redis-1node-private100" palaver 4100 "$PAL_PID" --users 100 --search --search-start 4000
+      stop "$PAL_PID"
+      fresh_mysql; start_palaver mysql://root@127.0.0.1:3306/palaver_bench 4100 "${redis[@]}"; first=$PAL_PID
+      start_palaver mysql://root@127.0.0.1:3306/palaver_bench 4101 "${redis[@]}"
+      "$BENCH" --target palaver --servers 127.0.0.1:4100,127.0.0.1:4101 --jwt-secret "$SECRET" \
+        --server-pid "$first" --duration "$DURATION" --label palaver-redis-2nodes-private100 \
+        --json "$OUT/palaver-redis-2nodes-private100.json" --users 100 --search --search-start 4000
+      stop "$first"; stop "$PAL_PID" ;;
     *) echo "unknown scenario $s"; exit 1 ;;
   esac
 done
