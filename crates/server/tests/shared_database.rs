@@ -226,12 +226,14 @@ async fn database_outage_gives_errors_not_lies_and_service_resumes(backend: Back
 
     let mut outage = Outage::begin(backend);
     // Every send is answered `unavailable` within 2 s; nothing is a false ok.
+    let mut slowest = Duration::ZERO;
     for n in 1..=5 {
         let started = Instant::now();
         let ack = client
             .emit_ack_timeout("message", &send(n), Duration::from_secs(5))
             .await
             .expect("an answer, not a hang");
+        slowest = slowest.max(started.elapsed());
         assert!(
             started.elapsed() <= Duration::from_secs(2),
             "answered in {:?}",
@@ -272,6 +274,13 @@ async fn database_outage_gives_errors_not_lies_and_service_resumes(backend: Back
     assert_eq!(
         stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
         (1..=6).collect::<Vec<_>>()
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "outage {backend:?}: 5 sends during the outage answered unavailable (slowest {slowest:?}), \
+         recovered in {:?}, retried 5, stored 6 of 6, duplicates 0, process up",
+        started.elapsed()
     );
 }
 

@@ -38,9 +38,10 @@ async fn shutdown_answers_every_queued_send_and_keeps_every_acked_one(b: Backend
     // still unread in the connection when it closed have no answer; their
     // outcome is unknown to the client, which retries them by clientMsgId.
     let mut acked = BTreeSet::from(["m0".to_string()]);
-    let mut refused = 0;
+    let (mut refused, mut unanswered) = (0, 0);
     for rx in pending {
         let Ok(ack) = tokio::time::timeout(WAIT, rx).await.expect("no hang") else {
+            unanswered += 1;
             continue;
         };
         if ack["ok"] == true {
@@ -71,6 +72,13 @@ async fn shutdown_answers_every_queued_send_and_keeps_every_acked_one(b: Backend
     // And nothing was committed without its ack reaching the client: the
     // shutdown waited for the writer before closing the sockets.
     assert_eq!(stored, acked, "committed but never answered");
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "shutdown {b:?}: sent={N} acked={} refused={refused} unanswered={unanswered} \
+         acked_but_lost=0 stored_unanswered=0",
+        acked.len()
+    );
 }
 
 backend_tests!(shutdown_answers_every_queued_send_and_keeps_every_acked_one);
