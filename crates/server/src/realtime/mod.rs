@@ -10,6 +10,7 @@
 //! Each user's sockets share the room `u:<id>`; delivery addresses rooms,
 //! so routing cost does not depend on how many users are connected.
 
+pub mod decode;
 mod message;
 mod presence;
 mod read;
