@@ -118,7 +118,8 @@ impl Server {
                     connected.adapter.clone(),
                     RedisAdapterConfig::new()
                         .with_prefix(app.config.redis_prefix.clone())
-                        .with_request_timeout(cluster::CALL_TIMEOUT * 2),
+                        .with_request_timeout(cluster::CALL_TIMEOUT * 2)
+                        .with_stream_buffer(cluster::PUBSUB_BUFFER),
                 )
                 .await
                 .map_err(|e| StartError::Adapter(e.to_string()))?;
