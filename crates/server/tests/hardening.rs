@@ -205,3 +205,36 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    let mut node = Node::start_with(&db, "secret", &[], "warn", None).await;
+    let (_, token) = node.register("alice").await;
+    let mut client = node.connect(&token).await;
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = node.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit}");
+    let mut closed = false;
+    while let Some((name, _)) = client.next_event_timeout(Duration::from_secs(2)).await {
+        closed |= name == "disconnect";
+    }
+    assert!(closed, "the socket was closed");
+    let _ = writeln!(
+        std::io::stderr(),
+        "sigterm: exited 0 after {:?}, socket closed",
+        started.elapsed()
+    );
+}
