@@ -220,7 +220,7 @@ fn socket_io<A: socketioxide::adapter::Adapter>(
 ) -> SocketIoBuilder<A> {
     let frame = app.config.max_frame_bytes as usize;
     let parser = ParserConfig::common()
-        .max_incoming_binaries(4)
+        .max_incoming_binaries(realtime::MAX_BINARY_ATTACHMENTS)
         .max_incoming_binary_buf_size(frame)
         .packet_completion_timeout(std::time::Duration::from_secs(10));
     builder

@@ -1,14 +1,14 @@
 //! One incoming WebSocket text frame, decoded and validated exactly as the
 //! server does it, without a socket: Engine.IO packet → Socket.IO packet
-//! (the common parser, with the server's default parse limits) → event
+//! (the common parser, with the server's default limits) → event
 //! name → the typed payload of `message`, `read` or `typing` → the chat
 //! input checks.
 //!
 //! The server itself never calls this; it exists so that the fuzz target
 //! (`fuzz/fuzz_targets/event.rs`) and the test replaying its corpus
 //! (`tests/fuzz_corpus.rs`) exercise the very code hostile input reaches.
-//! Where a step lives inside a socket-bound handler, the socket-free part
-//! is mirrored here and named.
+//! Where a step lives inside a socket-bound handler, its socket-free part
+//! is called from here.
 
 use bytes::Bytes;
 use engineioxide_core::{Packet as EnginePacket, ProtocolVersion};
@@ -18,7 +18,8 @@ use socketioxide_core::parser::{Parse, ParseConfig, ParseError, ParserError, Par
 use socketioxide_core::Value;
 use socketioxide_parser_common::CommonParser;
 
-use super::invalid_payload;
+use super::message::explain_bad_message;
+use super::{invalid_payload, MAX_BINARY_ATTACHMENTS};
 use crate::chat::{ChatError, SendRequest, Target};
 use crate::store::UserId;
 
@@ -114,7 +115,11 @@ pub fn decode_event(
 ) -> Result<Decoded, Rejected> {
     let frame = std::str::from_utf8(frame).map_err(|_| Rejected::Utf8)?;
     let parser = CommonParser;
-    let config = ParseConfig::default();
+    let config = ParseConfig {
+        max_incoming_binaries: MAX_BINARY_ATTACHMENTS,
+        max_incoming_binary_buf_size: 64 * 1024,
+        ..ParseConfig::default()
+    };
     let state = ParserState::default();
     let packet = EnginePacket::parse(ProtocolVersion::V4, frame.to_owned())
         .map_err(|e| Rejected::Engine(e.to_string()))?;
@@ -194,7 +199,9 @@ fn typed_event(
         // `message::SendHandler`: TryData<SendMessage>, then SendRequest::parse.
         events::MESSAGE => {
             let raw: Result<SendMessage, ParserError> = parser.decode_value(data, true);
-            let raw = raw.map_err(|_| explain_bad_message(parser, data));
+            let raw = raw.map_err(|_| {
+                explain_bad_message(parser.decode_value::<serde_json::Value>(data, true))
+            });
             Event::Message(
                 raw.and_then(|raw| SendRequest::parse(raw, ctx.user, ctx.max_message_chars)),
             )
@@ -218,23 +225,6 @@ fn typed_event(
         }
         _ => Event::Unknown(name),
     })
-}
-
-/// Mirrors `message::explain_bad_payload` (which needs a socket): decode
-/// the payload again generically and name the field that is wrong.
-fn explain_bad_message(parser: CommonParser, data: &mut Value) -> ChatError {
-    let generic: Result<serde_json::Value, ParserError> = parser.decode_value(data, true);
-    let reason = match generic {
-        Ok(value) if value.is_object() => {
-            match serde_path_to_error::deserialize::<_, SendMessage>(value) {
-                Ok(_) => "unreadable payload".to_string(),
-                Err(e) if e.path().iter().next().is_none() => e.inner().to_string(),
-                Err(e) => format!("{}: {}", e.path(), e.inner()),
-            }
-        }
-        Ok(_) | Err(_) => "the payload must be an object".to_string(),
-    };
-    ChatError::invalid(format!("invalid message payload: {reason}"))
 }
 
 #[cfg(test)]

@@ -72,6 +72,12 @@ fn explain_bad_payload<A: Adapter>(
     ack_id: &Option<i64>,
 ) -> ChatError {
     let Ok(TryData(generic)) = TryData::<serde_json::Value>::from_message_parts(s, v, ack_id);
+    explain_bad_message(generic)
+}
+
+/// The error for a `message` payload that did not parse, naming the wrong
+/// field, from the same payload decoded generically.
+pub(super) fn explain_bad_message<E>(generic: Result<serde_json::Value, E>) -> ChatError {
     let reason = match generic {
         Ok(value) if value.is_object() => {
             match serde_path_to_error::deserialize::<_, SendMessage>(value) {

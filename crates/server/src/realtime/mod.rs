@@ -35,6 +35,9 @@ use crate::chat::{ChatError, OnlineLookup};
 use crate::cluster::CALL_TIMEOUT;
 use crate::store::UserId;
 
+/// Binary attachments a packet may announce: Palaver's events have none.
+pub const MAX_BINARY_ATTACHMENTS: usize = 4;
+
 /// The authenticated user of a socket, kept in its extensions.
 #[derive(Debug, Clone, Copy)]
 pub struct SocketUser(pub UserId);
