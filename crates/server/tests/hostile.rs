@@ -11,10 +11,14 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+#[path = "support/node.rs"]
+mod node;
+
 use futures_util::{SinkExt, StreamExt};
+use node::Node;
 use palaver_client::Client;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
@@ -28,11 +32,11 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 /// fallback handler answers with an error ack to id 424242.
 const PROBE: &str = r#"42424242["hostile probe"]"#;
 
-/// The `palaver serve` process under attack.
+/// The `palaver serve` process under attack, its output in a file.
 struct Server {
-    child: Child,
+    node: Node,
     addr: SocketAddr,
-    stderr: PathBuf,
+    log: PathBuf,
     secret: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -41,55 +45,17 @@ struct Server {
 impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let db = format!("sqlite://{}", dir.path().join("palaver.db").display());
         let secret = palaver::auth::random_secret();
-        let stderr = dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_palaver"))
-            .args(["serve", "--listen", &addr.to_string(), "--database-url"])
-            .arg(format!(
-                "sqlite://{}",
-                dir.path().join("palaver.db").display()
-            ))
-            .args(["--jwt-secret", &secret])
-            .env_remove("PALAVER_DATABASE_URL")
-            .env_remove("PALAVER_LISTEN")
-            .env("RUST_LOG", "warn")
-            .env("RUST_BACKTRACE", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("start palaver");
-        let mut server = Server {
-            child,
-            addr,
-            stderr,
+        let log = dir.path().join("server.log");
+        let node = Node::start_with(&db, &secret, &[], "warn", Some(&log)).await;
+        Server {
+            addr: node.addr,
+            http: node.http.clone(),
+            node,
+            log,
             secret,
-            http: reqwest::Client::new(),
             _dir: dir,
-        };
-        let started = Instant::now();
-        loop {
-            let up = server
-                .http
-                .get(server.url("/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            if up {
-                return server;
-            }
-            assert!(server.is_running(), "palaver exited: {}", server.log());
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "palaver did not start: {}",
-                server.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -98,40 +64,21 @@ impl Server {
     }
 
     fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        self.node.is_running()
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     async fn register(&self, username: &str) -> (i64, String) {
-        let r = self
-            .http
-            .post(self.url("/api/auth/register"))
-            .json(&json!({"username": username, "password": "correct horse"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "register {username}");
-        let body: Value = r.json().await.unwrap();
-        (
-            body["user"]["id"].as_i64().unwrap(),
-            body["token"].as_str().unwrap().to_string(),
-        )
+        self.node.register(username).await
     }
 
     /// A token for a fresh user (created on first use), so that no case
     /// inherits another's connection count or rate limit.
     fn mint(&self, user: i64) -> String {
         palaver::auth::Tokens::new(self.secret.as_bytes(), Duration::from_secs(3600)).issue(user)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
