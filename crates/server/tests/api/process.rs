@@ -33,6 +33,17 @@ fn help_documents_every_flag() {
         "--max-message-chars",
         "--db-max-connections",
         "--db-acquire-timeout-ms",
+        "--redis-url",
+        "PALAVER_REDIS_URL",
+        "--redis-prefix",
+        "--max-frame-bytes",
+        "--max-body-bytes",
+        "--message-rate",
+        "--message-burst",
+        "--max-connections-per-user",
+        "--login-attempts-per-user",
+        "--login-attempts-per-ip",
+        "--allowed-origins",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -111,4 +122,34 @@ fn an_unknown_database_scheme_is_refused() {
         .unwrap();
     let err = one_line_error(&out);
     assert!(err.contains("unknown database URL scheme"), "{err}");
+}
+
+#[test]
+fn an_unreachable_redis_is_a_one_line_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let out = palaver()
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .args(["--redis-url", &format!("redis://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("cannot use Redis at"), "{err}");
+}
+
+#[test]
+fn a_malformed_origin_list_is_refused() {
+    let out = palaver()
+        .args([
+            "serve",
+            "--allowed-origins",
+            "https://ok.example,not an origin",
+        ])
+        .output()
+        .unwrap();
+    let err = one_line_error(&out);
+    assert!(err.contains("--allowed-origins"), "{err}");
 }
