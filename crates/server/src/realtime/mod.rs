@@ -88,12 +88,14 @@ pub(crate) async fn deliver<A: Adapter, T: serde::Serialize + ?Sized>(
 }
 
 /// How many sockets `user` has: on every node in a cluster whose Redis
-/// answers, else on this node.
+/// answers, else on this node. (The adapter stops waiting for nodes after
+/// its request timeout, `CALL_TIMEOUT * 2`, and counts those that answered;
+/// the outer timeout is longer so that partial answer is used.)
 async fn sockets_of<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) -> usize {
     let room = user_room(user);
     if app.chat.cluster().is_some_and(|c| c.is_up()) {
         let all = socket.within(room.clone()).fetch_sockets();
-        if let Ok(Ok(sockets)) = tokio::time::timeout(CALL_TIMEOUT * 2, all).await {
+        if let Ok(Ok(sockets)) = tokio::time::timeout(CALL_TIMEOUT * 3, all).await {
             return sockets.len();
         }
     }
@@ -117,7 +119,7 @@ impl<A: Adapter> OnlineLookup for ClusterOnline<A> {
             let lookups = users.into_iter().take(MAX_ONLINE_LOOKUPS).map(|u| {
                 let all = io.within(user_room(u)).fetch_sockets();
                 async move {
-                    match tokio::time::timeout(CALL_TIMEOUT * 2, all).await {
+                    match tokio::time::timeout(CALL_TIMEOUT * 3, all).await {
                         Ok(Ok(sockets)) if !sockets.is_empty() => Some(u),
                         _ => None,
                     }
