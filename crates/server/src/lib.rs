@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment variables.
+//! - `accept`: the accept loop (hyper HTTP/1 with upgrades) serving both.
 //! - [`app`]: the shared state handed to both front doors.
 //! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
 //! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
@@ -13,6 +14,7 @@
 //! and calls [`run`]; tests call [`Server::build`] and [`Server::serve`] on
 //! port 0.
 
+mod accept;
 pub mod app;
 pub mod auth;
 pub mod chat;
@@ -25,9 +27,6 @@ pub mod store;
 
 use std::future::Future;
 
-use std::net::SocketAddr;
-
-use axum::serve::ListenerExt;
 use axum::Router;
 use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
 use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
@@ -170,31 +169,22 @@ impl Server {
             close_sockets,
             app,
         } = self;
-        // Chat frames are small: without TCP_NODELAY, Nagle's algorithm
-        // and delayed ACKs add tens of milliseconds to deliveries.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        accept::serve(listener, router, async move {
+            shutdown.await;
+            // Answer every send already queued (after its commit), then
+            // disconnect the sockets; bounded, so a dead database
+            // cannot hold the process up.
+            if tokio::time::timeout(DRAIN_TIMEOUT, app.chat.drain())
+                .await
+                .is_err()
+            {
+                tracing::warn!("shutdown: sends still pending after {DRAIN_TIMEOUT:?}");
             }
-        });
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // Answer every send already queued (after its commit), then
-                // disconnect the sockets; bounded, so a dead database
-                // cannot hold the process up.
-                if tokio::time::timeout(DRAIN_TIMEOUT, app.chat.drain())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!("shutdown: sends still pending after {DRAIN_TIMEOUT:?}");
-                }
-                // Let each socket's writer flush the answers just queued.
-                tokio::time::sleep(FLUSH_PAUSE).await;
-                close_sockets().await;
-            })
-            .await?;
+            // Let each socket's writer flush the answers just queued.
+            tokio::time::sleep(FLUSH_PAUSE).await;
+            close_sockets().await;
+        })
+        .await;
         Ok(())
     }
 }
