@@ -9,6 +9,8 @@
 //! - [`realtime`]: the Socket.IO namespace, handshake and events.
 //! - [`chat`]: the domain — validate → store → fan out — behind both front doors.
 //! - [`store`]: the storage trait and its backends; the only place with SQL.
+//! - [`limits`]: per-user and per-address rate limits, connections per user.
+//! - [`cluster`]: running as one of several nodes (Redis).
 //!
 //! The binary (`main.rs`) parses flags, sets up logging, binds the listener
 //! and calls [`run`]; tests call [`Server::build`] and [`Server::serve`] on
