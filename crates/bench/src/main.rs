@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -110,6 +110,8 @@ struct Phase {
     ack_errors: AtomicU64,
     deliver_us: Mutex<Histogram<u64>>,
     ack_us: Mutex<Histogram<u64>>,
+    /// Deliveries whose `seq` was not above the last one that connection saw.
+    out_of_order: AtomicU64,
 }
 
 impl Phase {
@@ -123,6 +125,7 @@ impl Phase {
             ack_errors: AtomicU64::new(0),
             deliver_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
             ack_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
+            out_of_order: AtomicU64::new(0),
         }
     }
 
@@ -134,6 +137,10 @@ impl Phase {
 /// Shared by every connection's receive handler.
 struct Shared {
     phase: RwLock<Arc<Phase>>,
+    /// The highest `seq` each connection has received (Palaver only). Every
+    /// connection receives one conversation (its partner's, or its group's),
+    /// so seqs must arrive in increasing order.
+    last_seq: Vec<AtomicI64>,
 }
 
 /// Parses `…"content":"<k>:<t_us>:<sender>"…` out of a delivery frame.
@@ -161,10 +168,24 @@ fn on_delivery(shared: &Shared, me: usize, frame: &str) {
     let Some(slot) = phase.received.get(k) else {
         return;
     };
+    if let (Some(seq), Some(last)) = (seq_of(frame), shared.last_seq.get(me)) {
+        if last.fetch_max(seq, Ordering::Relaxed) >= seq {
+            phase.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     slot.fetch_add(1, Ordering::Relaxed);
     phase.delivered.fetch_add(1, Ordering::Relaxed);
     let latency = phase.micros().saturating_sub(t).max(1);
     let _ = phase.deliver_us.lock().unwrap().record(latency);
+}
+
+/// The `"seq":<n>` of a Palaver delivery frame.
+fn seq_of(frame: &str) -> Option<i64> {
+    let rest = &frame[frame.find("\"seq\":")? + 6..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,6 +199,8 @@ struct PhaseReport {
     delivered: u64,
     lost: u64,
     duplicates: u64,
+    /// Deliveries out of `seq` order on their connection.
+    out_of_order: u64,
     ack_ok: u64,
     ack_errors: u64,
     /// Sends never answered (Palaver only).
@@ -465,6 +488,7 @@ impl Bench {
             delivered,
             lost,
             duplicates,
+            out_of_order: phase.out_of_order.load(Ordering::Relaxed),
             ack_ok,
             ack_errors,
             ack_missing,
@@ -475,6 +499,7 @@ impl Bench {
             ack_p99_ms: ms(&ack, 0.99),
             held: lost == 0
                 && duplicates == 0
+                && phase.out_of_order.load(Ordering::Relaxed) == 0
                 && ack_errors == 0
                 && ack_missing == 0
                 && p99 <= self.args.p99_limit_ms,
@@ -484,9 +509,9 @@ impl Bench {
 
 fn print_phase(p: &PhaseReport) {
     eprintln!(
-        "rate {:>8.0}/s: {:>8.0} msg/s {:>9.0} deliveries/s  p50 {:>7.2} p99 {:>8.2} p99.9 {:>8.2} ms  ack p99 {:>7.2} ms  lost {} dup {} errors {} unanswered {}  {}",
+        "rate {:>8.0}/s: {:>8.0} msg/s {:>9.0} deliveries/s  p50 {:>7.2} p99 {:>8.2} p99.9 {:>8.2} ms  ack p99 {:>7.2} ms  lost {} dup {} disorder {} errors {} unanswered {}  {}",
         p.offered_rate, p.messages_per_s, p.deliveries_per_s, p.deliver_p50_ms, p.deliver_p99_ms,
-        p.deliver_p999_ms, p.ack_p99_ms, p.lost, p.duplicates, p.ack_errors, p.ack_missing,
+        p.deliver_p999_ms, p.ack_p99_ms, p.lost, p.duplicates, p.out_of_order, p.ack_errors, p.ack_missing,
         if p.held { "HELD" } else { "not held" }
     );
 }
@@ -497,6 +522,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let shared = Arc::new(Shared {
         phase: RwLock::new(Arc::new(Phase::new(0, 1))),
+        last_seq: (0..args.users).map(|_| AtomicI64::new(0)).collect(),
     });
     let rss_before = rss_kib(&args.server_pid);
     let clients = Bench::connect_all(&args, &shared).await?;
