@@ -23,6 +23,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// A keyed token bucket, or no limit.
 struct Bucket<K: Hash + Eq + Clone> {
     limiter: Option<DefaultKeyedRateLimiter<K>>,
+    quota: Option<Quota>,
     describe: String,
 }
 
@@ -30,8 +31,19 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
     fn new(quota: Option<Quota>, describe: String) -> Self {
         Bucket {
             limiter: quota.map(RateLimiter::keyed),
+            quota,
             describe,
         }
+    }
+
+    /// The same quota as (tokens per second, burst), for cluster buckets.
+    fn rate(&self) -> Option<(f64, u32)> {
+        self.quota.map(|q| {
+            (
+                1.0 / q.replenish_interval().as_secs_f64(),
+                q.burst_size().get(),
+            )
+        })
     }
 
     /// Takes one token for `key`, or says how long until one is free.
@@ -59,8 +71,6 @@ pub struct Limits {
     login_ip: Bucket<IpAddr>,
     max_connections: u32,
     connections: Mutex<HashMap<UserId, u32>>,
-    login_attempts_per_user: u32,
-    login_attempts_per_ip: u32,
 }
 
 impl Limits {
@@ -93,8 +103,6 @@ impl Limits {
             ),
             max_connections: config.max_connections_per_user,
             connections: Mutex::new(HashMap::new()),
-            login_attempts_per_user: config.login_attempts_per_user,
-            login_attempts_per_ip: config.login_attempts_per_ip,
         }
     }
 
@@ -125,23 +133,21 @@ impl Limits {
     ) -> Result<(), ChatError> {
         let checks = [
             (
-                self.login_attempts_per_ip,
+                self.login_ip.rate(),
                 format!("login-ip:{ip}"),
                 &self.login_ip.describe,
             ),
             (
-                self.login_attempts_per_user,
+                self.login_user.rate(),
                 format!("login-user:{}", login_key(username)),
                 &self.login_user.describe,
             ),
         ];
-        for (per_minute, key, describe) in checks {
-            if per_minute == 0 {
+        for (rate, key, describe) in checks {
+            let Some((per_second, burst)) = rate else {
                 continue;
-            }
-            let granted = cluster
-                .take_tokens(&[(key, 1)], f64::from(per_minute) / 60.0, per_minute)
-                .await;
+            };
+            let granted = cluster.take_tokens(&[(key, 1)], per_second, burst).await;
             if granted.is_some_and(|g| g.first() == Some(&0)) {
                 return Err(ChatError::RateLimited(format!(
                     "{describe} (over all nodes); retry later"

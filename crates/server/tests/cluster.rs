@@ -278,10 +278,18 @@ async fn presence_and_connection_limits_span_nodes(backend: Backend) {
     let _ = bob;
 }
 
-/// A user's message rate is one budget over all nodes.
+/// A user's message rate, and a username's login attempts, are one budget
+/// over all nodes.
 async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
-    let Some(c) = cluster(backend, 2, &["--message-rate", "1", "--message-burst", "6"]).await
-    else {
+    let flags = [
+        "--message-rate",
+        "1",
+        "--message-burst",
+        "6",
+        "--login-attempts-per-user",
+        "3",
+    ];
+    let Some(c) = cluster(backend, 2, &flags).await else {
         return;
     };
     let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
@@ -308,6 +316,20 @@ async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
         (6..=8).contains(&ok),
         "ok={ok} limited={limited}: the burst of 6 is shared"
     );
+
+    // Each node alone would allow 3 logins a minute for alice; together, 3.
+    let mut statuses = Vec::new();
+    for node in [n1, n2, n1, n2] {
+        let (s, _) = node
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"username": "alice", "password": "wrong password"}),
+            )
+            .await;
+        statuses.push(s);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429], "login attempts are shared");
 }
 
 /// A node dies: its clients reconnect to another node and catch up through

@@ -92,8 +92,10 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
 
     // In a cluster, each user's sends also draw on a cluster-wide bucket
     // (each node's own bucket was checked when the send arrived).
-    let senders: Vec<UserId> = jobs.iter().map(|j| j.req.sender).collect();
-    let mut granted = cluster_grants(core, senders).await;
+    let mut granted = match cluster_wants(core, &jobs) {
+        Some(wants) => take_grants(core, wants).await,
+        None => None,
+    };
 
     // Authorize each send; refused ones are answered at once.
     let mut accepted = Vec::with_capacity(jobs.len());
@@ -176,18 +178,25 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
     }
 }
 
-/// Tokens granted per sender by the cluster-wide buckets, or `None` when
-/// there is no cluster, no limit, or Redis cannot answer.
-async fn cluster_grants(core: &Core, senders: Vec<UserId>) -> Option<HashMap<UserId, u32>> {
+/// Sends per sender in a batch, when a cluster-wide message limit applies
+/// (no allocation otherwise: this is the hot path).
+fn cluster_wants(core: &Core, jobs: &[Job]) -> Option<HashMap<UserId, u32>> {
     let s = &core.settings;
-    let cluster = s.cluster.as_ref()?;
-    if s.message_rate == 0 {
+    if s.cluster.is_none() || s.message_rate == 0 {
         return None;
     }
-    let mut wants: HashMap<UserId, u32> = HashMap::new();
-    for sender in senders {
-        *wants.entry(sender).or_default() += 1;
+    let mut wants = HashMap::new();
+    for job in jobs {
+        *wants.entry(job.req.sender).or_default() += 1;
     }
+    Some(wants)
+}
+
+/// Takes the sends each user wants from the cluster-wide buckets; `None`
+/// when Redis cannot answer.
+async fn take_grants(core: &Core, wants: HashMap<UserId, u32>) -> Option<HashMap<UserId, u32>> {
+    let s = &core.settings;
+    let cluster = s.cluster.as_ref()?;
     let wants: Vec<(UserId, u32)> = wants.into_iter().collect();
     let keyed: Vec<(String, u32)> = wants
         .iter()
