@@ -54,26 +54,9 @@ async fn oversize_ws_frame(node: &Node, size: usize) -> &'static str {
 /// Posts a body of `size` bytes to a fresh long-polling session; the HTTP
 /// status, or 0 when the server cut the request off.
 async fn oversize_polling_body(node: &Node, size: usize) -> u16 {
-    let base = format!("http://{}/socket.io/?EIO=4&transport=polling", node.addr);
-    let open = node
-        .http
-        .get(&base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let handshake: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
-    let sid = handshake["sid"].as_str().unwrap();
+    let session = node.polling_session().await;
     let body = format!("4{}", "y".repeat(size - 1));
-    match node
-        .http
-        .post(format!("{base}&sid={sid}"))
-        .body(body)
-        .send()
-        .await
-    {
+    match node.http.post(session).body(body).send().await {
         Ok(r) => r.status().as_u16(),
         Err(_) => 0,
     }

@@ -59,10 +59,6 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
     fn is_running(&mut self) -> bool {
         self.node.is_running()
     }
@@ -456,13 +452,8 @@ fn polling_body(frames: &[Out]) -> Vec<u8> {
 }
 
 async fn polling_connect(server: &Server, token: &str) -> Polling {
-    let base = server.url("/socket.io/?EIO=4&transport=polling");
-    let open = server.http.get(&base).send().await.unwrap();
-    assert_eq!(open.status(), 200);
-    let open = open.text().await.unwrap();
-    let handshake: Value = serde_json::from_str(open.strip_prefix('0').expect("open")).unwrap();
     let polling = Polling {
-        url: format!("{base}&sid={}", handshake["sid"].as_str().unwrap()),
+        url: server.node.polling_session().await,
     };
     let r = server
         .http

@@ -122,6 +122,17 @@ impl Node {
             .as_u16()
     }
 
+    /// Opens an Engine.IO long-polling session; returns its URL (with `sid`).
+    pub async fn polling_session(&self) -> String {
+        let base = format!("http://{}/socket.io/?EIO=4&transport=polling", self.addr);
+        let open = self.http.get(&base).send().await.unwrap();
+        assert_eq!(open.status(), 200);
+        let open = open.text().await.unwrap();
+        let handshake: Value =
+            serde_json::from_str(open.strip_prefix('0').expect("an open packet")).unwrap();
+        format!("{base}&sid={}", handshake["sid"].as_str().unwrap())
+    }
+
     pub async fn register(&self, name: &str) -> (i64, String) {
         let (s, body) = self
             .post(
