@@ -145,7 +145,6 @@ pub struct Chat {
     sends: mpsc::Sender<Queued>,
     /// Set by [`Chat::drain`]: new sends are refused.
     closing: Arc<AtomicBool>,
-    max_message_chars: usize,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -158,7 +157,6 @@ impl Chat {
         // In a cluster another node may change a group: cached rosters are
         // dropped when it says so, and expire in any case.
         let max_age = settings.cluster.as_ref().map(|_| ROSTER_MAX_AGE);
-        let max_message_chars = settings.max_message_chars;
         let core = Arc::new(Core {
             store,
             directory: Directory::new(max_age),
@@ -172,7 +170,6 @@ impl Chat {
             core,
             sends,
             closing: Arc::default(),
-            max_message_chars,
         }
     }
 
@@ -219,7 +216,7 @@ impl Chat {
     }
 
     pub fn max_message_chars(&self) -> usize {
-        self.max_message_chars
+        self.core.settings.max_message_chars
     }
 
     // ---- accounts -------------------------------------------------------

@@ -45,7 +45,7 @@ impl<A: Adapter> MessageHandler<A, Ordered> for SendHandler {
             answer_error(ack, ChatError::Unauthorized("unauthorized".into()));
             return;
         };
-        let max = self.app.config.max_message_chars as usize;
+        let max = self.app.chat.max_message_chars();
         let parsed = data
             .and_then(|raw| SendRequest::parse(raw, user, max))
             .and_then(|req| self.app.limits.message(user).map(|()| req));
