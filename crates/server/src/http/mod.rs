@@ -43,7 +43,33 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes as usize))
+        .layer(axum::middleware::from_fn_with_state(
+            app.config.max_body_bytes,
+            refuse_declared_oversize,
+        ))
         .with_state(app)
+}
+
+/// A body whose `Content-Length` is already over the limit is refused
+/// (413 `too_large`) before any of it is read; bodies without one are cut
+/// off at the limit while they are read (`DefaultBodyLimit`).
+async fn refuse_declared_oversize(
+    State(max): State<u32>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > u64::from(max) => {
+            ApiError::from(ChatError::TooLarge("request body is too large".into())).into_response()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// 200 when the database answers within 2 s, else 503; in a cluster,
