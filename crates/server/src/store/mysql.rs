@@ -1,18 +1,51 @@
 //! MySQL and MariaDB: a shared database for several nodes.
 
 use sqlx::mysql::MySqlDatabaseError;
+use sqlx::Row;
 
 use super::sql::{Dialect, SqlStore};
 use super::{ConnectError, PoolOptions, StoreError};
 
 /// Connects and applies migrations.
 pub(crate) async fn connect(url: &str, pool: &PoolOptions) -> Result<SqlStore, ConnectError> {
+    let pool = open(url, pool).await?;
+    let returning = server_has_returning(&pool).await?;
+    Ok(SqlStore::new(pool, Dialect::MySql, returning))
+}
+
+async fn open(url: &str, pool: &PoolOptions) -> Result<sqlx::AnyPool, ConnectError> {
     let pool = super::open_pool(url, pool).await?;
     sqlx::migrate!("./migrations/mysql")
         .run(&pool)
         .await
         .map_err(ConnectError::Migrate)?;
-    Ok(SqlStore::new(pool, Dialect::MySql))
+    Ok(pool)
+}
+
+async fn server_has_returning(pool: &sqlx::AnyPool) -> Result<bool, ConnectError> {
+    let version: String = sqlx::query("SELECT VERSION()")
+        .fetch_one(pool)
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(ConnectError::Connect)?;
+    let returning = has_returning(&version);
+    tracing::info!(%version, returning, "connected to MySQL/MariaDB");
+    Ok(returning)
+}
+
+/// Whether the server understands `INSERT … RETURNING`: MariaDB does from
+/// 10.5 (its `VERSION()` reads like `10.11.19-MariaDB-0+deb12u1`), MySQL
+/// does not. With it, a message batch needs two statements fewer.
+fn has_returning(version: &str) -> bool {
+    // Older MariaDB servers put a MySQL-compatible prefix in front.
+    let version = version.strip_prefix("5.5.5-").unwrap_or(version);
+    if !version.contains("MariaDB") {
+        return false;
+    }
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (10, 5)
 }
 
 /// Deadlocks and lock wait timeouts are retried; a server going away is
@@ -36,4 +69,111 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
         }
     }
     super::classify(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::Connection;
+
+    use super::super::{ConversationKey, NewMessage, Page, Store};
+    use super::*;
+
+    /// MySQL (not MariaDB) has no `INSERT … RETURNING`, so inserted rows are
+    /// read back with a `SELECT`. The machine's MariaDB would otherwise never
+    /// run that path: this runs one batch through each path on it and
+    /// checks both against what was stored.
+    #[tokio::test]
+    async fn read_backs_and_returning_agree_with_the_stored_rows() {
+        let Some(base) = std::env::var("PALAVER_TEST_MYSQL_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            assert!(
+                std::env::var("PALAVER_REQUIRE_ALL_BACKENDS").is_err(),
+                "PALAVER_TEST_MYSQL_URL is required"
+            );
+            return;
+        };
+        let base = base.trim_end_matches('/');
+        let name = format!("palaver_unit_{}", std::process::id());
+        let mut admin = sqlx::MySqlConnection::connect(base).await.unwrap();
+        let reset = format!("DROP DATABASE IF EXISTS {name}");
+        sqlx::raw_sql(&reset).execute(&mut admin).await.unwrap();
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::any::install_default_drivers();
+        let opts = PoolOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let pool = open(&format!("{base}/{name}"), &opts).await.unwrap();
+
+        for returning in [false, true] {
+            let store = SqlStore::new(pool.clone(), Dialect::MySql, returning);
+            for user in 1..=3 {
+                store.ensure_user(user, 0).await.unwrap();
+            }
+            // 40 messages over two conversations, interleaved, one of them
+            // an in-batch retry of an earlier clientMsgId.
+            let mut batch: Vec<NewMessage> = (0..40)
+                .map(|i| NewMessage {
+                    sender_id: 1,
+                    conversation: ConversationKey::private(1, 2 + i % 2),
+                    receiver_id: 2 + i % 2,
+                    content: format!("m{i}"),
+                    client_msg_id: Some(format!("{returning}-{i}")),
+                    created_at_ms: i,
+                })
+                .collect();
+            batch.push(NewMessage {
+                created_at_ms: 99,
+                ..batch[5].clone()
+            });
+            let out = store.insert_messages(&batch).await.unwrap();
+            let inserted: Vec<_> = out.into_iter().map(Result::unwrap).collect();
+            assert!(inserted[..40].iter().all(|i| i.fresh));
+            assert!(!inserted[40].fresh);
+            assert_eq!(inserted[40].message.id, inserted[5].message.id);
+            for peer in [2, 3] {
+                let page = Page {
+                    after_seq: None,
+                    before_seq: None,
+                    limit: 100,
+                };
+                let (stored, _) = store
+                    .messages(ConversationKey::private(1, peer), page)
+                    .await
+                    .unwrap();
+                let acked: Vec<_> = inserted[..40]
+                    .iter()
+                    .map(|i| &i.message)
+                    .filter(|m| m.receiver_id == peer)
+                    .collect();
+                // Both flavours append 20 messages to each conversation.
+                let fresh = &stored[stored.len() - 20..];
+                assert_eq!(acked.len(), 20);
+                for (a, s) in acked.iter().zip(fresh) {
+                    assert_eq!((a.id, a.seq, &a.content), (s.id, s.seq, &s.content));
+                }
+                assert!(fresh.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+            }
+        }
+        pool.close().await;
+        sqlx::raw_sql(&reset).execute(&mut admin).await.unwrap();
+    }
+
+    #[test]
+    fn returning_is_used_on_mariadb_from_10_5_only() {
+        assert!(super::has_returning("10.11.19-MariaDB-0+deb12u1"));
+        assert!(super::has_returning("11.4.2-MariaDB"));
+        assert!(super::has_returning("10.5.0-MariaDB-log"));
+        assert!(super::has_returning("5.5.5-10.6.4-MariaDB"));
+        assert!(!super::has_returning("10.4.32-MariaDB"));
+        assert!(!super::has_returning("8.0.36"));
+        assert!(!super::has_returning("8.4.0-0ubuntu0.24.04.1"));
+    }
 }

@@ -10,7 +10,7 @@ pub(crate) async fn connect(url: &str, pool: &PoolOptions) -> Result<SqlStore, C
         .run(&pool)
         .await
         .map_err(ConnectError::Migrate)?;
-    Ok(SqlStore::new(pool, Dialect::Postgres))
+    Ok(SqlStore::new(pool, Dialect::Postgres, true))
 }
 
 /// By SQLSTATE: serialization failures and deadlocks are retried;

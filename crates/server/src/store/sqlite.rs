@@ -42,7 +42,7 @@ pub(crate) async fn connect(url: &str, pool: &PoolOptions) -> Result<SqlStore, C
         .run(&pool)
         .await
         .map_err(ConnectError::Migrate)?;
-    Ok(SqlStore::new(pool, Dialect::Sqlite))
+    Ok(SqlStore::new(pool, Dialect::Sqlite, true))
 }
 
 /// SQLite's result codes: BUSY (5) and LOCKED (6), with their extended
