@@ -23,11 +23,17 @@ async fn open(url: &str, pool: &PoolOptions) -> Result<sqlx::AnyPool, ConnectErr
 }
 
 async fn server_has_returning(pool: &sqlx::AnyPool) -> Result<bool, ConnectError> {
-    let version: String = sqlx::query("SELECT VERSION()")
+    let row = sqlx::query("SELECT VERSION()")
         .fetch_one(pool)
         .await
-        .and_then(|row| row.try_get(0))
         .map_err(ConnectError::Connect)?;
+    // `Any` may hand a MySQL string over as bytes; an unreadable version
+    // only means the read-backs are used.
+    let version: String = row.try_get(0).unwrap_or_else(|_| {
+        row.try_get::<Vec<u8>, _>(0)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    });
     let returning = has_returning(&version);
     tracing::info!(%version, returning, "connected to MySQL/MariaDB");
     Ok(returning)
