@@ -11,7 +11,9 @@
 //! `client_msg_id`s, one upsert that bumps every touched conversation's
 //! `last_seq` (which locks those rows until commit, in key order, so
 //! concurrent writers on other nodes queue up instead of racing), and one
-//! multi-row insert.
+//! multi-row insert — each cut into at most two statements for a writer
+//! batch ([`shaped_chunks`]), and each returning its rows where the server
+//! has `RETURNING` (MySQL reads them back with one more statement).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
