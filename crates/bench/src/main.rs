@@ -98,7 +98,16 @@ struct Args {
     /// Seconds to hold idle connections before measuring memory.
     #[arg(long, default_value_t = 3.0)]
     idle_settle: f64,
+    /// Seconds to wait after the last connection (and after setting up
+    /// groups) before the first phase, so that the server's per-connection
+    /// work (for Palaver: presence, last-seen writes) is not measured as
+    /// message latency.
+    #[arg(long, default_value_t = 3.0)]
+    settle: f64,
 }
+
+/// A search that holds nothing stops going down below this rate.
+const MIN_SEARCH_RATE: f64 = 50.0;
 
 /// Counters of one phase.
 struct Phase {
@@ -555,6 +564,7 @@ async fn main() -> anyhow::Result<()> {
         }
     } else {
         bench.setup_targets().await?;
+        tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
         if args.search {
             let mut rate = args.search_start;
             let failed = loop {
@@ -562,11 +572,15 @@ async fn main() -> anyhow::Result<()> {
                 print_phase(&p);
                 let held = p.held;
                 report.phases.push(p.clone());
-                if !held {
+                if held {
+                    report.best = Some(p);
+                    rate *= 1.5;
+                } else if report.best.is_none() && rate / 1.5 >= MIN_SEARCH_RATE {
+                    // Nothing held yet: the start was too high; go down.
+                    rate /= 1.5;
+                } else {
                     break rate;
                 }
-                report.best = Some(p);
-                rate *= 1.5;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             };
             // Narrow down between the best held rate and the first failure.
