@@ -109,6 +109,20 @@ struct Args {
 /// A search that holds nothing stops going down below this rate.
 const MIN_SEARCH_RATE: f64 = 50.0;
 
+/// The search's next rate before it bisects: up by 1.5× while phases
+/// hold; down by 1.5× while none has held yet (the start was too high);
+/// `None` at the first failure after a hold, or when going down reaches
+/// [`MIN_SEARCH_RATE`].
+fn next_search_rate(rate: f64, held: bool, any_held: bool) -> Option<f64> {
+    if held {
+        Some(rate * 1.5)
+    } else if !any_held && rate / 1.5 >= MIN_SEARCH_RATE {
+        Some(rate / 1.5)
+    } else {
+        None
+    }
+}
+
 /// Counters of one phase.
 struct Phase {
     started: Instant,
@@ -572,14 +586,13 @@ async fn main() -> anyhow::Result<()> {
                 print_phase(&p);
                 let held = p.held;
                 report.phases.push(p.clone());
+                let any_held = held || report.best.is_some();
                 if held {
                     report.best = Some(p);
-                    rate *= 1.5;
-                } else if report.best.is_none() && rate / 1.5 >= MIN_SEARCH_RATE {
-                    // Nothing held yet: the start was too high; go down.
-                    rate /= 1.5;
-                } else {
-                    break rate;
+                }
+                match next_search_rate(rate, held, any_held) {
+                    Some(next) => rate = next,
+                    None => break rate,
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             };
@@ -618,4 +631,20 @@ async fn main() -> anyhow::Result<()> {
         c.close();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_goes_up_while_held_and_down_until_something_holds() {
+        assert_eq!(next_search_rate(4000.0, true, true), Some(6000.0));
+        // The start rate failed: go down, not stop.
+        assert_eq!(next_search_rate(4000.0, false, false), Some(4000.0 / 1.5));
+        // A failure after a hold ends the climb (then the bisection runs).
+        assert_eq!(next_search_rate(6000.0, false, true), None);
+        // Going down stops at the floor.
+        assert_eq!(next_search_rate(MIN_SEARCH_RATE, false, false), None);
+    }
 }
