@@ -94,15 +94,21 @@ impl Server {
             Some(url) => Some(cluster::connect(url, &config.redis_prefix).await?),
             None => None,
         };
+        let writer_url = config.database_url.clone();
+        let writer_timeout = config.db_acquire_timeout();
         let chat = chat::Chat::start(
             store,
+            Box::new(move || {
+                Box::pin(async move { store::connect_writer(&writer_url, writer_timeout).await })
+            }),
             chat::Settings {
                 max_message_chars: config.max_message_chars as usize,
                 message_rate: config.message_rate,
                 message_burst: config.message_burst,
                 cluster: connected.as_ref().map(|c| c.cluster.clone()),
             },
-        );
+        )
+        .await?;
         let app = App::new(chat, tokens, config);
 
         let api = http::router(app.clone());

@@ -28,7 +28,7 @@ pub use writer::{Respond, Sent, MAX_BATCH};
 
 use crate::auth;
 use crate::cluster::{Cluster, ROSTER_MAX_AGE};
-use crate::store::{GroupId, Page, ReadOutcome, Store, StoreError, UserId};
+use crate::store::{ConnectError, GroupId, Page, ReadOutcome, Store, StoreError, UserId};
 use directory::Directory;
 use writer::{Job, Queued};
 
@@ -151,9 +151,22 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Opens the writer's own store on the writer's thread (`None`: the writer
+/// uses the main one); see [`crate::store::connect_writer`].
+pub type OpenWriterStore =
+    Box<dyn FnOnce() -> BoxFuture<'static, Result<Option<Box<dyn Store>>, ConnectError>> + Send>;
+
 impl Chat {
-    /// Starts the service and its writer task over `store`.
-    pub fn start(store: Box<dyn Store>, settings: Settings) -> Self {
+    /// Starts the service over `store`, and its writer on a thread of its
+    /// own (a single-threaded runtime): with thousands of sockets the main
+    /// runtime's queues delayed each of the writer's database round trips,
+    /// and batches commit one at a time (BENCHMARKS.md). Returns once the
+    /// writer's store is open.
+    pub async fn start(
+        store: Box<dyn Store>,
+        open_writer_store: OpenWriterStore,
+        settings: Settings,
+    ) -> Result<Self, ConnectError> {
         // In a cluster another node may change a group: cached rosters are
         // dropped when it says so, and expire in any case.
         let max_age = settings.cluster.as_ref().map(|_| ROSTER_MAX_AGE);
@@ -165,11 +178,38 @@ impl Chat {
             online: std::sync::OnceLock::new(),
         });
         let (sends, rx) = mpsc::channel(SEND_QUEUE);
-        tokio::spawn(writer::run(core.clone(), rx));
-        Chat {
-            core,
-            sends,
-            closing: Arc::default(),
+        let (opened, ready) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ConnectError::Writer)?;
+        let writer_core = core.clone();
+        std::thread::Builder::new()
+            .name("palaver-writer".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match open_writer_store().await {
+                        Ok(own) => {
+                            let _ = opened.send(Ok(()));
+                            writer::run(writer_core, own, rx).await;
+                        }
+                        Err(e) => {
+                            let _ = opened.send(Err(e));
+                        }
+                    }
+                })
+            })
+            .map_err(ConnectError::Writer)?;
+        match ready.await {
+            Ok(Ok(())) => Ok(Chat {
+                core,
+                sends,
+                closing: Arc::default(),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnectError::Writer(std::io::Error::other(
+                "the writer thread stopped while starting",
+            ))),
         }
     }
 

@@ -20,7 +20,7 @@ use palaver_protocol::Message;
 use tokio::sync::mpsc;
 
 use super::{now_ms, ChatError, Core, SendRequest};
-use crate::store::{NewMessage, StoreError, UserId};
+use crate::store::{NewMessage, Store, StoreError, UserId};
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -67,7 +67,14 @@ fn unavailable() -> ChatError {
 }
 
 /// Runs until every sender handle is dropped and the queue is drained.
-pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Queued>) {
+/// Batches are written through `own` when the writer has a store of its
+/// own, else through the main one.
+pub(crate) async fn run(
+    core: Arc<Core>,
+    own: Option<Box<dyn Store>>,
+    mut rx: mpsc::Receiver<Queued>,
+) {
+    let store = own.as_deref().unwrap_or(&*core.store);
     let mut items: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
         let mut jobs = Vec::with_capacity(items.len());
@@ -75,16 +82,16 @@ pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Queued>) {
             match item {
                 Queued::Send(job) => jobs.push(job),
                 Queued::Barrier(done) => {
-                    commit_batch(&core, std::mem::take(&mut jobs)).await;
+                    commit_batch(&core, store, std::mem::take(&mut jobs)).await;
                     let _ = done.send(());
                 }
             }
         }
-        commit_batch(&core, jobs).await;
+        commit_batch(&core, store, jobs).await;
     }
 }
 
-async fn commit_batch(core: &Core, jobs: Vec<Job>) {
+async fn commit_batch(core: &Core, store: &dyn Store, jobs: Vec<Job>) {
     let Some(oldest) = jobs.iter().map(|j| j.queued).min() else {
         return;
     };
@@ -142,7 +149,7 @@ async fn commit_batch(core: &Core, jobs: Vec<Job>) {
     // answer is `unavailable` (never a false ok) and a retry with the same
     // clientMsgId returns the stored message if there is one.
     let commit_started = Instant::now();
-    let result = match timeout_at(deadline, insert_with_retries(core, &rows)).await {
+    let result = match timeout_at(deadline, insert_with_retries(store, &rows)).await {
         Ok(Ok(outcomes)) => Ok(outcomes),
         Ok(Err(e)) => Err(ChatError::from(e)),
         Err(_) => {
@@ -210,12 +217,12 @@ async fn take_grants(core: &Core, wants: HashMap<UserId, u32>) -> Option<HashMap
 
 /// Inserts a batch, retrying deadlocks and serialization failures.
 async fn insert_with_retries(
-    core: &Core,
+    store: &dyn Store,
     rows: &[NewMessage],
 ) -> Result<Vec<Result<crate::store::Inserted, StoreError>>, StoreError> {
     let mut attempt = 1;
     loop {
-        match core.store.insert_messages(rows).await {
+        match store.insert_messages(rows).await {
             Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {
                 tracing::debug!(error = %e, attempt, "retrying message batch");
                 tokio::time::sleep(Duration::from_millis(5 << attempt)).await;

@@ -251,6 +251,27 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Box<dyn Store>, Co
     }
 }
 
+/// Opens the message writer's own connection (see `chat::writer`). For a
+/// networked database this is a second pool of one connection, opened on
+/// the writer's thread, so that the writer's round trips are driven by the
+/// writer's own runtime and do not wait behind the sockets' tasks. `None`
+/// for SQLite: its connections already run on threads of their own, and
+/// the writer shares the main pool.
+pub async fn connect_writer(
+    url: &str,
+    acquire_timeout: Duration,
+) -> Result<Option<Box<dyn Store>>, ConnectError> {
+    let pool = PoolOptions {
+        max_connections: 1,
+        acquire_timeout,
+    };
+    match url.split(':').next().unwrap_or_default() {
+        "mysql" | "mariadb" => Ok(Some(Box::new(mysql::connect(url, &pool).await?))),
+        "postgres" | "postgresql" => Ok(Some(Box::new(postgres::connect(url, &pool).await?))),
+        _ => Ok(None),
+    }
+}
+
 /// Opens a pool for a networked database. One plain connection is made
 /// first so that an unreachable server is reported with its real cause
 /// ("connection refused", "unknown database"), not as a pool timeout.
@@ -284,6 +305,8 @@ pub enum ConnectError {
     Connect(#[source] sqlx::Error),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("cannot start the message writer: {0}")]
+    Writer(#[source] std::io::Error),
 }
 
 /// Classifies a driver error. Backends refine `Retryable` and `Conflict`
