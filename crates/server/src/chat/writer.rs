@@ -8,6 +8,10 @@
 //! come after commit and deliveries leave in commit order. Batches form by
 //! themselves: whatever queued up while the previous transaction was
 //! committing goes into the next (at most [`MAX_BATCH`]); there is no timer.
+//!
+//! The task runs on a thread and runtime of its own (see `Chat::start`),
+//! with its own database connection where the database is networked, so
+//! that each round trip of a commit is not queued behind the sockets' work.
 
 use std::collections::HashMap;
 use std::sync::Arc;
