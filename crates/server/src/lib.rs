@@ -98,9 +98,7 @@ impl Server {
         let writer_timeout = config.db_acquire_timeout();
         let chat = chat::Chat::start(
             store,
-            Box::new(move || {
-                Box::pin(async move { store::connect_writer(&writer_url, writer_timeout).await })
-            }),
+            Box::pin(async move { store::connect_writer(&writer_url, writer_timeout).await }),
             chat::Settings {
                 max_message_chars: config.max_message_chars as usize,
                 message_rate: config.message_rate,

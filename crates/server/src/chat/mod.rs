@@ -151,10 +151,10 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Opens the writer's own store on the writer's thread (`None`: the writer
-/// uses the main one); see [`crate::store::connect_writer`].
-pub type OpenWriterStore =
-    Box<dyn FnOnce() -> BoxFuture<'static, Result<Option<Box<dyn Store>>, ConnectError>> + Send>;
+/// Opens the writer's own store; polled on the writer's thread, so that its
+/// connection belongs to the writer's runtime (`None`: the writer uses the
+/// main store). See [`crate::store::connect_writer`].
+pub type OpenWriterStore = BoxFuture<'static, Result<Option<Box<dyn Store>>, ConnectError>>;
 
 impl Chat {
     /// Starts the service over `store`, and its writer on a thread of its
@@ -188,7 +188,7 @@ impl Chat {
             .name("palaver-writer".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    match open_writer_store().await {
+                    match open_writer_store.await {
                         Ok(own) => {
                             let _ = opened.send(Ok(()));
                             writer::run(writer_core, own, rx).await;

@@ -261,15 +261,14 @@ pub async fn connect_writer(
     url: &str,
     acquire_timeout: Duration,
 ) -> Result<Option<Box<dyn Store>>, ConnectError> {
+    if url.starts_with("sqlite:") {
+        return Ok(None);
+    }
     let pool = PoolOptions {
         max_connections: 1,
         acquire_timeout,
     };
-    match url.split(':').next().unwrap_or_default() {
-        "mysql" | "mariadb" => Ok(Some(Box::new(mysql::connect(url, &pool).await?))),
-        "postgres" | "postgresql" => Ok(Some(Box::new(postgres::connect(url, &pool).await?))),
-        _ => Ok(None),
-    }
+    connect(url, &pool).await.map(Some)
 }
 
 /// Opens a pool for a networked database. One plain connection is made
