@@ -24,7 +24,7 @@ use palaver_protocol::Message;
 use tokio::sync::mpsc;
 
 use super::{now_ms, ChatError, Core, SendRequest};
-use crate::store::{NewMessage, Store, StoreError, UserId};
+use crate::store::{NewMessage, SeqCache, Store, StoreError, UserId};
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -79,6 +79,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Queued>,
 ) {
     let store = own.as_deref().unwrap_or(&*core.store);
+    let mut seqs = SeqCache::new();
     let mut items: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
         let mut jobs = Vec::with_capacity(items.len());
@@ -86,16 +87,16 @@ pub(crate) async fn run(
             match item {
                 Queued::Send(job) => jobs.push(job),
                 Queued::Barrier(done) => {
-                    commit_batch(&core, store, std::mem::take(&mut jobs)).await;
+                    commit_batch(&core, store, &mut seqs, std::mem::take(&mut jobs)).await;
                     let _ = done.send(());
                 }
             }
         }
-        commit_batch(&core, store, jobs).await;
+        commit_batch(&core, store, &mut seqs, jobs).await;
     }
 }
 
-async fn commit_batch(core: &Core, store: &dyn Store, jobs: Vec<Job>) {
+async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs: Vec<Job>) {
     let Some(oldest) = jobs.iter().map(|j| j.queued).min() else {
         return;
     };
@@ -153,10 +154,12 @@ async fn commit_batch(core: &Core, store: &dyn Store, jobs: Vec<Job>) {
     // answer is `unavailable` (never a false ok) and a retry with the same
     // clientMsgId returns the stored message if there is one.
     let commit_started = Instant::now();
-    let result = match timeout_at(deadline, insert_with_retries(store, &rows)).await {
+    let result = match timeout_at(deadline, insert_with_retries(store, seqs, &rows)).await {
         Ok(Ok(outcomes)) => Ok(outcomes),
         Ok(Err(e)) => Err(ChatError::from(e)),
         Err(_) => {
+            // Cut off mid-batch: whether it committed is unknown.
+            seqs.forget(rows.iter().map(|r| r.conversation));
             tracing::warn!(batch = rows.len(), "message batch timed out");
             Err(unavailable())
         }
@@ -222,11 +225,12 @@ async fn take_grants(core: &Core, wants: HashMap<UserId, u32>) -> Option<HashMap
 /// Inserts a batch, retrying deadlocks and serialization failures.
 async fn insert_with_retries(
     store: &dyn Store,
+    seqs: &mut SeqCache,
     rows: &[NewMessage],
 ) -> Result<Vec<Result<crate::store::Inserted, StoreError>>, StoreError> {
     let mut attempt = 1;
     loop {
-        match store.insert_messages(rows).await {
+        match store.insert_messages(rows, seqs).await {
             Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {
                 tracing::debug!(error = %e, attempt, "retrying message batch");
                 tokio::time::sleep(Duration::from_millis(5 << attempt)).await;

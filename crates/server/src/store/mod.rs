@@ -8,8 +8,11 @@
 
 mod mysql;
 mod postgres;
+mod seqs;
 mod sql;
 mod sqlite;
+
+pub use seqs::SeqCache;
 
 use std::time::Duration;
 
@@ -22,7 +25,7 @@ pub type UserId = i64;
 pub type GroupId = i64;
 
 /// Which conversation: the private pair or the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ConversationKey {
     /// Unordered pair; constructed with [`ConversationKey::private`] so that
     /// `lo <= hi`.
@@ -196,12 +199,14 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError>;
 
     /// Inserts a batch in one transaction, allocating each conversation's
-    /// next `seq` inside it. The outer error fails the whole batch (nothing
+    /// next `seq` inside it, from what `seqs` remembers where it can (see
+    /// [`SeqCache`]). The outer error fails the whole batch (nothing
     /// committed); inner errors are per message (`Conflict` for a reused
     /// `client_msg_id` with different content).
     async fn insert_messages(
         &self,
         batch: &[NewMessage],
+        seqs: &mut SeqCache,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError>;
 
     /// Moves `user`'s read position in a conversation forward to `seq`.

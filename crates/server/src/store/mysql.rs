@@ -83,7 +83,7 @@ mod tests {
 
     use sqlx::Connection;
 
-    use super::super::{ConversationKey, NewMessage, Page, Store};
+    use super::super::{ConversationKey, NewMessage, Page, SeqCache, Store};
     use super::*;
 
     /// MySQL (not MariaDB) has no `INSERT … RETURNING`, so inserted rows are
@@ -139,7 +139,10 @@ mod tests {
                 created_at_ms: 99,
                 ..batch[5].clone()
             });
-            let out = store.insert_messages(&batch).await.unwrap();
+            let out = store
+                .insert_messages(&batch, &mut SeqCache::new())
+                .await
+                .unwrap();
             let inserted: Vec<_> = out.into_iter().map(Result::unwrap).collect();
             assert!(inserted[..40].iter().all(|i| i.fresh));
             assert!(!inserted[40].fresh);

@@ -8,21 +8,24 @@
 //!
 //! Messages are inserted a batch at a time with a fixed number of
 //! statements whatever the batch size: one lookup of reused
-//! `client_msg_id`s, one upsert that bumps every touched conversation's
-//! `last_seq` (which locks those rows until commit, in key order, so
-//! concurrent writers on other nodes queue up instead of racing), and one
-//! multi-row insert — each cut into at most two statements for a writer
-//! batch ([`shaped_chunks`]), and each returning its rows where the server
-//! has `RETURNING` (MySQL reads them back with one more statement).
+//! `client_msg_id`s and one multi-row insert — each cut into at most two
+//! statements for a writer batch ([`shaped_chunks`]), and each returning
+//! its rows where the server has `RETURNING` (MySQL reads them back with
+//! one more statement). Each conversation's next `seq` comes from the
+//! writer's memory ([`SeqCache`]); only conversations it does not know yet
+//! cost a read, and while other writers share the database every
+//! conversation of a batch is locked and read (see `seqs.rs`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use palaver_protocol::{ConversationSummary, ConversationType, Group, Member, Message, Role, User};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 
+use super::seqs::{Learned, SeqCache};
 use super::{
     from_ms, like_prefix, ConversationKey, GroupId, Inserted, NewMessage, Page, ReadOutcome, Store,
     StoreError, UserId,
@@ -308,71 +311,153 @@ impl SqlStore {
         Ok(found)
     }
 
-    /// Adds `count` to each conversation's `last_seq`, creating missing
-    /// conversations; returns each key's `(conversation id, new last_seq)`.
-    async fn bump_conversations(
+    /// The row id of each conversation in `convs`, from `seqs` where known,
+    /// else read, creating the rows that do not exist yet.
+    async fn conversation_ids(
         &self,
         conn: &mut AnyConnection,
-        counts: &BTreeMap<String, (ConversationKey, i64)>,
-    ) -> Result<HashMap<String, (i64, i64)>, StoreError> {
-        let entries: Vec<(&String, &(ConversationKey, i64))> = counts.iter().collect();
-        let mut bumped = HashMap::with_capacity(entries.len());
-        for chunk in shaped_chunks(&entries) {
-            let values = tuples(chunk.len(), 5);
-            let mut sql = match self.d {
-                Dialect::MySql => format!(
-                    "INSERT INTO conversations (conv_key, user_lo, user_hi, group_id, last_seq) \
-                     VALUES {values} ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)"
-                ),
-                _ => format!(
-                    "INSERT INTO conversations (conv_key, user_lo, user_hi, group_id, last_seq) \
-                     VALUES {values} ON CONFLICT (conv_key) DO UPDATE \
-                     SET last_seq = conversations.last_seq + excluded.last_seq"
-                ),
-            };
-            // MariaDB returns the updated values of rows that existed.
-            if self.returning {
-                sql.push_str(" RETURNING id, conv_key, last_seq");
+        convs: &[ConversationKey],
+        seqs: &SeqCache,
+    ) -> Result<HashMap<ConversationKey, i64>, StoreError> {
+        let mut ids = HashMap::with_capacity(convs.len());
+        let mut missing = Vec::new();
+        for conv in convs {
+            match seqs.id(conv) {
+                Some(id) => {
+                    ids.insert(*conv, id);
+                }
+                None => missing.push(*conv),
             }
-            let sql = self.d.q(&sql);
+        }
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        self.select_ids(conn, &missing, &mut ids, false).await?;
+        missing.retain(|c| !ids.contains_key(c));
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        for chunk in shaped_chunks(&missing) {
+            let sql = self.d.insert_ignore(&format!(
+                "conversations (conv_key, user_lo, user_hi, group_id) VALUES {}",
+                tuples(chunk.len(), 4)
+            ));
+            let sql = self.d.q(sql);
             let mut query = sqlx::query(&sql);
-            for (key, (conv, count)) in chunk {
+            for conv in chunk {
                 let (lo, hi, group) = match *conv {
                     ConversationKey::Private { lo, hi } => (Some(lo), Some(hi), None),
                     ConversationKey::Group(g) => (None, None, Some(g)),
                 };
-                query = query
-                    .bind(key.as_str())
-                    .bind(lo)
-                    .bind(hi)
-                    .bind(group)
-                    .bind(*count);
+                query = query.bind(conv.db_key()).bind(lo).bind(hi).bind(group);
             }
-            let rows = if !self.returning {
-                query.execute(&mut *conn).await.map_err(|e| self.err(e))?;
-                let sql = format!(
-                    "SELECT id, conv_key, last_seq FROM conversations WHERE conv_key IN {}",
-                    tuple(chunk.len())
-                );
-                let mut select = sqlx::query(&sql);
-                for (key, _) in chunk {
-                    select = select.bind(key.as_str());
-                }
-                select.fetch_all(&mut *conn).await
-            } else {
-                query.fetch_all(&mut *conn).await
+            query.execute(&mut *conn).await.map_err(|e| self.err(e))?;
+        }
+        // Another writer may have created some of them since this
+        // transaction's first read: MySQL must read past its snapshot.
+        self.select_ids(conn, &missing, &mut ids, true).await?;
+        if let Some(conv) = missing.iter().find(|c| !ids.contains_key(c)) {
+            return Err(StoreError::Retryable(sqlx::Error::Protocol(format!(
+                "conversation {} was not created",
+                conv.db_key()
+            ))));
+        }
+        Ok(ids)
+    }
+
+    async fn select_ids(
+        &self,
+        conn: &mut AnyConnection,
+        convs: &[ConversationKey],
+        ids: &mut HashMap<ConversationKey, i64>,
+        current: bool,
+    ) -> Result<(), StoreError> {
+        for chunk in shaped_chunks(convs) {
+            let by_key: HashMap<String, ConversationKey> =
+                chunk.iter().map(|c| (c.db_key(), *c)).collect();
+            let mut sql = format!(
+                "SELECT id, conv_key FROM conversations WHERE conv_key IN {}",
+                tuple(chunk.len())
+            );
+            if current && self.d == Dialect::MySql {
+                sql.push_str(" LOCK IN SHARE MODE");
             }
-            .map_err(|e| self.err(e))?;
-            // By position: MariaDB's prepared `INSERT … RETURNING` reports
-            // no column names.
-            for row in rows {
+            let sql = self.d.q(sql);
+            let mut query = sqlx::query(&sql);
+            for conv in chunk {
+                query = query.bind(conv.db_key());
+            }
+            for row in query.fetch_all(&mut *conn).await.map_err(|e| self.err(e))? {
                 let id: i64 = row.try_get(0).map_err(|e| self.err(e))?;
                 let key: String = row.try_get(1).map_err(|e| self.err(e))?;
-                let last: i64 = row.try_get(2).map_err(|e| self.err(e))?;
-                bumped.insert(key, (id, last));
+                if let Some(conv) = by_key.get(&key) {
+                    ids.insert(*conv, id);
+                }
             }
         }
-        Ok(bumped)
+        Ok(())
+    }
+
+    /// Locks the conversations' rows (in id order, so that two writers
+    /// never wait on each other in a cycle) until the transaction ends.
+    /// SQLite needs nothing: its write transaction already excludes every
+    /// other writer.
+    async fn lock_conversations(
+        &self,
+        conn: &mut AnyConnection,
+        sorted_ids: &[i64],
+    ) -> Result<(), StoreError> {
+        if self.d == Dialect::Sqlite {
+            return Ok(());
+        }
+        for chunk in shaped_chunks(sorted_ids) {
+            let sql = format!(
+                "SELECT id FROM conversations WHERE id IN {} ORDER BY id FOR UPDATE",
+                tuple(chunk.len())
+            );
+            let sql = self.d.q(sql);
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.fetch_all(&mut *conn).await.map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The highest `seq` in each conversation (absent: no messages yet).
+    /// With `current`, MySQL reads the latest committed rows rather than
+    /// the transaction's snapshot (taken by its first read, which may be
+    /// older than the lock just taken); PostgreSQL's read-committed
+    /// statements and SQLite's exclusive write transaction already do.
+    async fn last_seqs(
+        &self,
+        conn: &mut AnyConnection,
+        ids: &[i64],
+        current: bool,
+    ) -> Result<HashMap<i64, i64>, StoreError> {
+        let mut lasts = HashMap::with_capacity(ids.len());
+        for chunk in shaped_chunks(ids) {
+            let mut sql = format!(
+                "SELECT conversation_id, MAX(seq) FROM messages WHERE conversation_id IN {} \
+                 GROUP BY conversation_id",
+                tuple(chunk.len())
+            );
+            if current && self.d == Dialect::MySql {
+                sql.push_str(" LOCK IN SHARE MODE");
+            }
+            let sql = self.d.q(sql);
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut *conn).await.map_err(|e| self.err(e))? {
+                let id: i64 = row.try_get(0).map_err(|e| self.err(e))?;
+                let last: i64 = row.try_get(1).map_err(|e| self.err(e))?;
+                lasts.insert(id, last);
+            }
+        }
+        Ok(lasts)
     }
 
     /// Inserts rows `(batch index, conversation id, seq)`; returns the new
@@ -435,11 +520,14 @@ impl SqlStore {
         Ok(ids)
     }
 
+    /// Inserts a batch inside the caller's transaction; returns each
+    /// message's outcome and what to remember once it commits.
     async fn insert_batch(
         &self,
         conn: &mut AnyConnection,
         batch: &[NewMessage],
-    ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+        seqs: &SeqCache,
+    ) -> Result<(Vec<Result<Inserted, StoreError>>, Learned), StoreError> {
         let existing = self.existing_keys(conn, batch).await?;
         let mut out: Vec<Option<Result<Inserted, StoreError>>> =
             batch.iter().map(|_| None).collect();
@@ -477,34 +565,47 @@ impl SqlStore {
             fresh.push(i);
         }
 
-        // Allocate seqs: count per conversation, bump each once, then hand
-        // out last_seq - count + 1 ..= last_seq in batch order.
-        let keys: Vec<String> = fresh
-            .iter()
-            .map(|&i| batch[i].conversation.db_key())
-            .collect();
-        let mut counts: BTreeMap<String, (ConversationKey, i64)> = BTreeMap::new();
-        for (&i, key) in fresh.iter().zip(&keys) {
-            match counts.get_mut(key.as_str()) {
-                Some(entry) => entry.1 += 1,
-                None => {
-                    counts.insert(key.clone(), (batch[i].conversation, 1));
-                }
-            }
+        // Allocate seqs: each conversation's last seq (remembered, or read
+        // under lock when other writers share the database), then hand out
+        // the next ones in batch order.
+        let mut counts: BTreeMap<ConversationKey, i64> = BTreeMap::new();
+        for &i in &fresh {
+            *counts.entry(batch[i].conversation).or_default() += 1;
         }
-        let bumped = self.bump_conversations(conn, &counts).await?;
-        let mut next: HashMap<&str, (i64, i64)> = HashMap::with_capacity(counts.len());
-        for (key, (_, count)) in &counts {
-            let (id, last) = *bumped.get(key).ok_or_else(|| {
-                StoreError::Other(sqlx::Error::Protocol(format!(
-                    "conversation {key} not bumped"
-                )))
-            })?;
-            next.insert(key.as_str(), (id, last - count + 1));
+        let convs: Vec<ConversationKey> = counts.keys().copied().collect();
+        let ids = self.conversation_ids(conn, &convs, seqs).await?;
+        let shared = seqs.shared(Instant::now());
+        let unknown: Vec<i64> = if shared {
+            let mut all: Vec<i64> = ids.values().copied().collect();
+            all.sort_unstable();
+            self.lock_conversations(conn, &all).await?;
+            all
+        } else {
+            convs
+                .iter()
+                .filter(|c| seqs.last(c).is_none())
+                .map(|c| ids[c])
+                .collect()
+        };
+        let read = self.last_seqs(conn, &unknown, shared).await?;
+        let mut learned = Learned::default();
+        let mut next: HashMap<ConversationKey, (i64, i64)> = HashMap::with_capacity(counts.len());
+        for (conv, count) in &counts {
+            let id = ids[conv];
+            let last = match seqs.last(conv) {
+                Some(remembered) if !shared => remembered,
+                remembered => {
+                    let last = read.get(&id).copied().unwrap_or(0);
+                    learned.others |= remembered.is_some_and(|r| r != last);
+                    last
+                }
+            };
+            next.insert(*conv, (id, last + 1));
+            learned.convs.push((*conv, id, last + count));
         }
         let mut rows = Vec::with_capacity(fresh.len());
-        for (&i, key) in fresh.iter().zip(&keys) {
-            let slot = next.get_mut(key.as_str()).expect("counted above");
+        for &i in &fresh {
+            let slot = next.get_mut(&batch[i].conversation).expect("counted above");
             rows.push((i, slot.0, slot.1));
             slot.1 += 1;
         }
@@ -538,10 +639,11 @@ impl SqlStore {
                 _ => Err(reused_key()),
             });
         }
-        Ok(out
+        let out = out
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(reused_key())))
-            .collect())
+            .collect();
+        Ok((out, learned))
     }
 }
 
@@ -912,7 +1014,8 @@ impl Store for SqlStore {
             Err(e) => return Err(e),
         }
         let sql = self.d.upsert_read(
-            "SELECT ?, id, last_seq FROM conversations WHERE conv_key = ?",
+            "SELECT ?, c.id, COALESCE((SELECT MAX(m.seq) FROM messages m \
+             WHERE m.conversation_id = c.id), 0) FROM conversations c WHERE c.conv_key = ?",
             false,
         );
         sqlx::query(&self.d.q(sql))
@@ -990,19 +1093,36 @@ impl Store for SqlStore {
     async fn insert_messages(
         &self,
         batch: &[NewMessage],
+        seqs: &mut SeqCache,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let out = match self.insert_batch(&mut tx, batch).await {
-            Ok(out) => out,
-            // Inside a batch a uniqueness failure means another node won a
-            // race on a client_msg_id: retrying finds its row.
-            Err(StoreError::Conflict(m)) => {
-                return Err(StoreError::Retryable(sqlx::Error::Protocol(m)))
+        let result = async {
+            let mut tx = self.begin_write().await?;
+            let (out, learned) = self.insert_batch(&mut tx, batch, seqs).await?;
+            tx.commit().await.map_err(|e| self.err(e))?;
+            Ok((out, learned))
+        }
+        .await;
+        match result {
+            Ok((out, learned)) => {
+                seqs.commit(learned, Instant::now());
+                Ok(out)
             }
-            Err(e) => return Err(e),
-        };
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(out)
+            Err(e) => {
+                // The batch may or may not have committed: what it would
+                // have taught is unknown.
+                seqs.forget(batch.iter().map(|m| m.conversation));
+                match e {
+                    // Inside a batch a uniqueness failure means another
+                    // writer won a race, on a seq or a client_msg_id:
+                    // retrying (with locks, for a while) finds its rows.
+                    StoreError::Conflict(m) => {
+                        seqs.others_seen(Instant::now());
+                        Err(StoreError::Retryable(sqlx::Error::Protocol(m)))
+                    }
+                    e => Err(e),
+                }
+            }
+        }
     }
 
     async fn mark_read(
@@ -1013,7 +1133,9 @@ impl Store for SqlStore {
     ) -> Result<ReadOutcome, StoreError> {
         let sql = self
             .d
-            .q("SELECT id, last_seq FROM conversations WHERE conv_key = ?");
+            .q("SELECT c.id, COALESCE((SELECT MAX(m.seq) FROM messages m \
+                WHERE m.conversation_id = c.id), 0) AS last_seq \
+                FROM conversations c WHERE c.conv_key = ?");
         let row = sqlx::query(&sql)
             .bind(conversation.db_key())
             .fetch_optional(&self.pool)
@@ -1127,16 +1249,17 @@ impl Store for SqlStore {
              m.id AS m_id, m.conversation_type AS m_conversation_type, m.sender_id AS m_sender_id, \
              m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
              m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at \
-             FROM conversations c \
+             FROM (SELECT c0.*, COALESCE((SELECT MAX(mx.seq) FROM messages mx \
+                 WHERE mx.conversation_id = c0.id), 0) AS last_seq \
+               FROM conversations c0 WHERE c0.id IN ( \
+                 SELECT id FROM conversations WHERE user_lo = ? \
+                 UNION SELECT id FROM conversations WHERE user_hi = ? \
+                 UNION SELECT c2.id FROM conversations c2 \
+                   JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?)) c \
              LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
              LEFT JOIN read_positions r ON r.conversation_id = c.id AND r.user_id = ? \
              LEFT JOIN users pu ON c.group_id IS NULL \
                AND pu.id = CASE WHEN c.user_lo = ? THEN c.user_hi ELSE c.user_lo END \
-             WHERE c.id IN ( \
-               SELECT id FROM conversations WHERE user_lo = ? \
-               UNION SELECT id FROM conversations WHERE user_hi = ? \
-               UNION SELECT c2.id FROM conversations c2 \
-                 JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?) \
              ORDER BY (m.id IS NULL), m.id DESC, c.id DESC LIMIT ?");
         let rows = sqlx::query(&sql)
             .bind(user)

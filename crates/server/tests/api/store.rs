@@ -1,7 +1,9 @@
 //! The storage trait directly, on every backend: batch insertion rules that
 //! the server-level tests cannot force deterministically.
 
-use palaver::store::{self, ConversationKey, NewMessage, Page, PoolOptions, Store, StoreError};
+use palaver::store::{
+    self, ConversationKey, Inserted, NewMessage, Page, PoolOptions, SeqCache, Store, StoreError,
+};
 
 use crate::backend_tests;
 use crate::helpers::*;
@@ -35,6 +37,7 @@ async fn users(store: &dyn Store, n: i64) {
 
 async fn a_batch_allocates_consecutive_seqs_per_conversation(b: Backend) {
     let (_db, store) = open(b).await;
+    let mut seqs = SeqCache::new();
     users(&*store, 3).await;
     let batch = vec![
         msg(1, 2, "a", None),
@@ -42,26 +45,33 @@ async fn a_batch_allocates_consecutive_seqs_per_conversation(b: Backend) {
         msg(2, 1, "c", None),
         msg(3, 1, "d", None),
     ];
-    let out = store.insert_messages(&batch).await.unwrap();
-    let seqs: Vec<i64> = out
+    let out = store.insert_messages(&batch, &mut seqs).await.unwrap();
+    let got: Vec<i64> = out
         .iter()
         .map(|r| r.as_ref().unwrap().message.seq)
         .collect();
-    assert_eq!(seqs, [1, 1, 2, 2]);
+    assert_eq!(got, [1, 1, 2, 2]);
     let ids: Vec<i64> = out.iter().map(|r| r.as_ref().unwrap().message.id).collect();
     assert!(
         ids.windows(2).all(|w| w[0] < w[1]),
         "ids follow batch order: {ids:?}"
     );
     let next = store
-        .insert_messages(&[msg(2, 1, "e", None)])
+        .insert_messages(&[msg(2, 1, "e", None)], &mut seqs)
         .await
         .unwrap();
     assert_eq!(next[0].as_ref().unwrap().message.seq, 3);
+    // A restarted writer remembers nothing and reads where to go on.
+    let after_restart = store
+        .insert_messages(&[msg(1, 2, "f", None)], &mut SeqCache::new())
+        .await
+        .unwrap();
+    assert_eq!(after_restart[0].as_ref().unwrap().message.seq, 4);
 }
 
 async fn a_key_repeated_within_a_batch_is_stored_once(b: Backend) {
     let (_db, store) = open(b).await;
+    let mut seqs = SeqCache::new();
     users(&*store, 2).await;
     let batch = vec![
         msg(1, 2, "same", Some("k")),
@@ -69,7 +79,7 @@ async fn a_key_repeated_within_a_batch_is_stored_once(b: Backend) {
         msg(1, 2, "different", Some("k")),
         msg(2, 1, "other sender, same key", Some("k")),
     ];
-    let out = store.insert_messages(&batch).await.unwrap();
+    let out = store.insert_messages(&batch, &mut seqs).await.unwrap();
     let first = out[0].as_ref().unwrap();
     let repeat = out[1].as_ref().unwrap();
     assert!(first.fresh && !repeat.fresh);
@@ -90,13 +100,17 @@ async fn a_key_repeated_within_a_batch_is_stored_once(b: Backend) {
 
 async fn a_key_from_an_earlier_batch_returns_the_stored_message(b: Backend) {
     let (_db, store) = open(b).await;
+    let mut seqs = SeqCache::new();
     users(&*store, 2).await;
     let first = store
-        .insert_messages(&[msg(1, 2, "x", Some("k"))])
+        .insert_messages(&[msg(1, 2, "x", Some("k"))], &mut seqs)
         .await
         .unwrap();
     let again = store
-        .insert_messages(&[msg(1, 2, "x", Some("k")), msg(1, 2, "y", None)])
+        .insert_messages(
+            &[msg(1, 2, "x", Some("k")), msg(1, 2, "y", None)],
+            &mut seqs,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -109,6 +123,98 @@ async fn a_key_from_an_earlier_batch_returns_the_stored_message(b: Backend) {
         2,
         "no seq was spent on the retry"
     );
+}
+
+/// Inserts, retrying what the store calls retryable (as the writer does);
+/// returns the outcomes and how many attempts failed.
+async fn insert_retrying(
+    store: &dyn Store,
+    batch: &[NewMessage],
+    seqs: &mut SeqCache,
+) -> (Vec<Inserted>, usize) {
+    for failed in 0..50 {
+        match store.insert_messages(batch, seqs).await {
+            Ok(out) => return (out.into_iter().map(Result::unwrap).collect(), failed),
+            Err(StoreError::Retryable(_)) => continue,
+            Err(e) => panic!("insert failed: {e}"),
+        }
+    }
+    panic!("50 attempts failed");
+}
+
+async fn stored_seqs(store: &dyn Store, conv: ConversationKey) -> Vec<(i64, String)> {
+    let page = Page {
+        after_seq: Some(0),
+        before_seq: None,
+        limit: 1000,
+    };
+    let (stored, more) = store.messages(conv, page).await.unwrap();
+    assert!(!more);
+    stored.into_iter().map(|m| (m.seq, m.content)).collect()
+}
+
+/// Two writers on one database (two nodes): each remembers the seqs it
+/// wrote, so the first time the other one has written in between, its
+/// insert hits the unique seq and is retried; from then on it locks and
+/// reads, and is not refused again.
+async fn a_second_writer_is_noticed_once_then_both_lock(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 2).await;
+    let (mut a, mut b) = (SeqCache::new(), SeqCache::new());
+    let conv = ConversationKey::private(1, 2);
+    let mut retries = Vec::new();
+    for i in 0..7 {
+        let seqs = if i % 2 == 0 { &mut a } else { &mut b };
+        let (out, failed) =
+            insert_retrying(&*store, &[msg(1, 2, &format!("m{i}"), None)], seqs).await;
+        assert_eq!(out[0].message.seq, i as i64 + 1);
+        retries.push(failed);
+    }
+    // b's first write read the last seq (it remembered none); a's second
+    // and b's second found their memory stale; after that both lock.
+    assert_eq!(retries, [0, 0, 1, 1, 0, 0, 0]);
+    let expected: Vec<(i64, String)> = (0..7).map(|i| (i + 1, format!("m{i}"))).collect();
+    assert_eq!(stored_seqs(&*store, conv).await, expected);
+}
+
+/// Two writers racing on the same conversations: every message stored
+/// once, and each conversation's seqs are 1..=n without a gap.
+async fn racing_writers_leave_no_gaps(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 3).await;
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(store);
+    const BATCHES: usize = 40;
+    let mut tasks = Vec::new();
+    for w in 0..2i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = SeqCache::new();
+            for n in 0..BATCHES {
+                let batch: Vec<NewMessage> = (0..5)
+                    .map(|i| {
+                        msg(
+                            1,
+                            2 + i % 2,
+                            &format!("w{w}-{n}-{i}"),
+                            Some(&format!("w{w}-{n}-{i}")),
+                        )
+                    })
+                    .collect();
+                insert_retrying(&*store, &batch, &mut seqs).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut total = 0;
+    for peer in [2, 3] {
+        let stored = stored_seqs(&*store, ConversationKey::private(1, peer)).await;
+        let seqs: Vec<i64> = stored.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=stored.len() as i64).collect::<Vec<_>>());
+        total += stored.len();
+    }
+    assert_eq!(total, 2 * BATCHES * 5);
 }
 
 async fn missing_users_and_minted_ids_do_not_collide_with_registration(b: Backend) {
@@ -129,4 +235,6 @@ backend_tests!(
     a_key_repeated_within_a_batch_is_stored_once,
     a_key_from_an_earlier_batch_returns_the_stored_message,
     missing_users_and_minted_ids_do_not_collide_with_registration,
+    a_second_writer_is_noticed_once_then_both_lock,
+    racing_writers_leave_no_gaps,
 );

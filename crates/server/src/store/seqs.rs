@@ -1,0 +1,190 @@
+//! What the message writer remembers between batches: each conversation's
+//! row id and last `seq`, and whether other writers share the database.
+//!
+//! A conversation's last `seq` is the highest `seq` among its messages; the
+//! unique index on `(conversation_id, seq)` is what guarantees that no two
+//! messages get the same one. A writer that is alone on its database knows
+//! the last `seq` of every conversation it has written to — it wrote it —
+//! so it allocates the next ones without a statement, where it would
+//! otherwise have to read (or lock and bump) one row per conversation in
+//! every batch. Measured with 10,000 users, that per-conversation statement
+//! was half of each commit (BENCHMARKS.md).
+//!
+//! Several processes may share one database (with or without Redis). When
+//! another writer has added to a conversation, the remembered `seq` is
+//! stale and the insert hits the unique index: the batch is rolled back
+//! and retried, and from then on, for [`SHARED_HOLD`], every batch locks
+//! its conversations' rows in id order and reads their last `seq` under
+//! that lock, so writers on different nodes queue instead of racing. While
+//! shared, a batch that finds a last `seq` it did not write extends the
+//! hold; after a quiet [`SHARED_HOLD`] the writer trusts its memory again.
+//!
+//! A remembered value is only ever one this process committed or read in a
+//! committed state: values from a batch are recorded after its commit
+//! succeeds, and a failed batch (which may or may not have committed)
+//! forgets its conversations' last `seq`s.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::ConversationKey;
+
+/// Conversations remembered at most; beyond this the memory starts over
+/// (each forgotten conversation costs one read on its next message).
+pub const CAPACITY: usize = 100_000;
+
+/// How long a writer locks conversations after it last saw another writer.
+pub const SHARED_HOLD: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    id: i64,
+    last: Option<i64>,
+}
+
+/// See the module documentation. One per writer; not shared.
+#[derive(Debug, Default)]
+pub struct SeqCache {
+    known: HashMap<ConversationKey, Known>,
+    shared_until: Option<Instant>,
+}
+
+/// What a batch learned, recorded once it has committed.
+#[derive(Debug, Default)]
+pub(crate) struct Learned {
+    /// `(conversation, row id, last seq)`.
+    pub convs: Vec<(ConversationKey, i64, i64)>,
+    /// A last `seq` differed from the remembered one: another writer.
+    pub others: bool,
+}
+
+impl SeqCache {
+    pub fn new() -> Self {
+        SeqCache::default()
+    }
+
+    /// The conversation's row id, if known (ids never change).
+    pub(crate) fn id(&self, conv: &ConversationKey) -> Option<i64> {
+        self.known.get(conv).map(|k| k.id)
+    }
+
+    /// The remembered last `seq`, trusted or not.
+    pub(crate) fn last(&self, conv: &ConversationKey) -> Option<i64> {
+        self.known.get(conv).and_then(|k| k.last)
+    }
+
+    /// Whether batches must lock and read their conversations' last `seq`.
+    pub(crate) fn shared(&self, now: Instant) -> bool {
+        self.shared_until.is_some_and(|until| now < until)
+    }
+
+    /// Records a committed batch.
+    pub(crate) fn commit(&mut self, learned: Learned, now: Instant) {
+        if learned.others {
+            self.others_seen(now);
+        }
+        if self.known.len() + learned.convs.len() > CAPACITY {
+            self.known.clear();
+        }
+        for (conv, id, last) in learned.convs {
+            self.known.insert(
+                conv,
+                Known {
+                    id,
+                    last: Some(last),
+                },
+            );
+        }
+    }
+
+    /// Forgets the last `seq` of `convs` after a batch failed: it may or
+    /// may not have committed.
+    pub(crate) fn forget(&mut self, convs: impl IntoIterator<Item = ConversationKey>) {
+        for conv in convs {
+            if let Some(k) = self.known.get_mut(&conv) {
+                k.last = None;
+            }
+        }
+    }
+
+    /// Another writer has written to this database: lock for a while.
+    pub(crate) fn others_seen(&mut self, now: Instant) {
+        self.shared_until = Some(now + SHARED_HOLD);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(n: i64) -> ConversationKey {
+        ConversationKey::Group(n)
+    }
+
+    #[test]
+    fn remembers_only_what_was_committed_and_forgets_on_failure() {
+        let mut seqs = SeqCache::new();
+        let now = Instant::now();
+        assert_eq!(seqs.id(&conv(1)), None);
+        seqs.commit(
+            Learned {
+                convs: vec![(conv(1), 10, 5), (conv(2), 20, 1)],
+                others: false,
+            },
+            now,
+        );
+        assert_eq!(
+            (seqs.id(&conv(1)), seqs.last(&conv(1))),
+            (Some(10), Some(5))
+        );
+        seqs.forget([conv(1)]);
+        assert_eq!((seqs.id(&conv(1)), seqs.last(&conv(1))), (Some(10), None));
+        assert_eq!(seqs.last(&conv(2)), Some(1));
+        assert!(!seqs.shared(now));
+    }
+
+    #[test]
+    fn another_writer_means_locking_for_the_hold_then_trusting_again() {
+        let mut seqs = SeqCache::new();
+        let now = Instant::now();
+        seqs.others_seen(now);
+        assert!(seqs.shared(now));
+        assert!(seqs.shared(now + SHARED_HOLD - Duration::from_millis(1)));
+        assert!(!seqs.shared(now + SHARED_HOLD));
+        // A committed batch that saw another writer extends the hold.
+        let later = now + SHARED_HOLD / 2;
+        seqs.commit(
+            Learned {
+                convs: vec![],
+                others: true,
+            },
+            later,
+        );
+        assert!(seqs.shared(now + SHARED_HOLD));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut seqs = SeqCache::new();
+        let now = Instant::now();
+        for chunk in 0..(CAPACITY as i64 / 1000 + 2) {
+            let convs = (0..1000)
+                .map(|i| {
+                    let n = chunk * 1000 + i;
+                    (conv(n), n, 1)
+                })
+                .collect();
+            seqs.commit(
+                Learned {
+                    convs,
+                    others: false,
+                },
+                now,
+            );
+            assert!(seqs.known.len() <= CAPACITY);
+        }
+        // The newest batch is always kept.
+        let newest = (CAPACITY as i64 / 1000 + 1) * 1000;
+        assert_eq!(seqs.id(&conv(newest)), Some(newest));
+    }
+}
