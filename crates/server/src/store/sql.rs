@@ -171,6 +171,10 @@ fn tuples(rows: usize, n: usize) -> String {
     s
 }
 
+/// The last `seq` of conversation `c` (0 before its first message): one
+/// probe of the unique `(conversation_id, seq)` index.
+const LAST_SEQ: &str = "COALESCE((SELECT m.seq FROM messages m WHERE m.conversation_id = c.id \
+     ORDER BY m.seq DESC LIMIT 1), 0)";
 const USER_COLS: &str = "id, username, created_at, last_seen";
 const GROUP_COLS: &str = "id, name, owner_id, created_at";
 const MESSAGE_COLS: &str =
@@ -204,6 +208,23 @@ impl SqlStore {
             _ => self.pool.begin().await,
         };
         tx.map_err(|e| self.err(e))
+    }
+
+    /// A message batch's transaction. Its reads must see rows other
+    /// writers have committed, not a snapshot from its own first read:
+    /// after locking a conversation it reads the conversation's last `seq`,
+    /// and after creating conversations it reads their ids. PostgreSQL's
+    /// default (read committed) and SQLite's exclusive write transaction
+    /// do; MySQL's default (repeatable read) does not, so the batch asks
+    /// for read committed, in the same round trip as its `BEGIN`.
+    async fn begin_batch(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        if self.d != Dialect::MySql {
+            return self.begin_write().await;
+        }
+        self.pool
+            .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// A text column. sqlx's `Any` driver reports MySQL `TEXT` columns as
@@ -332,7 +353,7 @@ impl SqlStore {
         if missing.is_empty() {
             return Ok(ids);
         }
-        self.select_ids(conn, &missing, &mut ids, false).await?;
+        self.select_ids(conn, &missing, &mut ids).await?;
         missing.retain(|c| !ids.contains_key(c));
         if missing.is_empty() {
             return Ok(ids);
@@ -353,9 +374,9 @@ impl SqlStore {
             }
             query.execute(&mut *conn).await.map_err(|e| self.err(e))?;
         }
-        // Another writer may have created some of them since this
-        // transaction's first read: MySQL must read past its snapshot.
-        self.select_ids(conn, &missing, &mut ids, true).await?;
+        // Another writer may have created some of them meanwhile: the
+        // batch reads committed rows (see `begin_batch`), so they show.
+        self.select_ids(conn, &missing, &mut ids).await?;
         if let Some(conv) = missing.iter().find(|c| !ids.contains_key(c)) {
             return Err(StoreError::Retryable(sqlx::Error::Protocol(format!(
                 "conversation {} was not created",
@@ -370,18 +391,14 @@ impl SqlStore {
         conn: &mut AnyConnection,
         convs: &[ConversationKey],
         ids: &mut HashMap<ConversationKey, i64>,
-        current: bool,
     ) -> Result<(), StoreError> {
         for chunk in shaped_chunks(convs) {
             let by_key: HashMap<String, ConversationKey> =
                 chunk.iter().map(|c| (c.db_key(), *c)).collect();
-            let mut sql = format!(
+            let sql = format!(
                 "SELECT id, conv_key FROM conversations WHERE conv_key IN {}",
                 tuple(chunk.len())
             );
-            if current && self.d == Dialect::MySql {
-                sql.push_str(" LOCK IN SHARE MODE");
-            }
             let sql = self.d.q(sql);
             let mut query = sqlx::query(&sql);
             for conv in chunk {
@@ -425,27 +442,20 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The highest `seq` in each conversation (absent: no messages yet).
-    /// With `current`, MySQL reads the latest committed rows rather than
-    /// the transaction's snapshot (taken by its first read, which may be
-    /// older than the lock just taken); PostgreSQL's read-committed
-    /// statements and SQLite's exclusive write transaction already do.
+    /// The highest `seq` in each conversation (absent: no messages yet),
+    /// one index probe each (`MAX … GROUP BY` would scan every message of
+    /// the conversation on PostgreSQL, and under a lock on MySQL).
     async fn last_seqs(
         &self,
         conn: &mut AnyConnection,
         ids: &[i64],
-        current: bool,
     ) -> Result<HashMap<i64, i64>, StoreError> {
         let mut lasts = HashMap::with_capacity(ids.len());
         for chunk in shaped_chunks(ids) {
-            let mut sql = format!(
-                "SELECT conversation_id, MAX(seq) FROM messages WHERE conversation_id IN {} \
-                 GROUP BY conversation_id",
+            let sql = format!(
+                "SELECT c.id, {LAST_SEQ} FROM conversations c WHERE c.id IN {}",
                 tuple(chunk.len())
             );
-            if current && self.d == Dialect::MySql {
-                sql.push_str(" LOCK IN SHARE MODE");
-            }
             let sql = self.d.q(sql);
             let mut query = sqlx::query(&sql);
             for id in chunk {
@@ -587,7 +597,7 @@ impl SqlStore {
                 .map(|c| ids[c])
                 .collect()
         };
-        let read = self.last_seqs(conn, &unknown, shared).await?;
+        let read = self.last_seqs(conn, &unknown).await?;
         let mut learned = Learned::default();
         let mut next: HashMap<ConversationKey, (i64, i64)> = HashMap::with_capacity(counts.len());
         for (conv, count) in &counts {
@@ -1014,8 +1024,7 @@ impl Store for SqlStore {
             Err(e) => return Err(e),
         }
         let sql = self.d.upsert_read(
-            "SELECT ?, c.id, COALESCE((SELECT MAX(m.seq) FROM messages m \
-             WHERE m.conversation_id = c.id), 0) FROM conversations c WHERE c.conv_key = ?",
+            &format!("SELECT ?, c.id, {LAST_SEQ} FROM conversations c WHERE c.conv_key = ?"),
             false,
         );
         sqlx::query(&self.d.q(sql))
@@ -1096,7 +1105,7 @@ impl Store for SqlStore {
         seqs: &mut SeqCache,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
         let result = async {
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_batch().await?;
             let (out, learned) = self.insert_batch(&mut tx, batch, seqs).await?;
             tx.commit().await.map_err(|e| self.err(e))?;
             Ok((out, learned))
@@ -1131,11 +1140,9 @@ impl Store for SqlStore {
         conversation: ConversationKey,
         seq: i64,
     ) -> Result<ReadOutcome, StoreError> {
-        let sql = self
-            .d
-            .q("SELECT c.id, COALESCE((SELECT MAX(m.seq) FROM messages m \
-                WHERE m.conversation_id = c.id), 0) AS last_seq \
-                FROM conversations c WHERE c.conv_key = ?");
+        let sql = self.d.q(format!(
+            "SELECT c.id, {LAST_SEQ} AS last_seq FROM conversations c WHERE c.conv_key = ?"
+        ));
         let row = sqlx::query(&sql)
             .bind(conversation.db_key())
             .fetch_optional(&self.pool)
@@ -1240,18 +1247,16 @@ impl Store for SqlStore {
         user: UserId,
         limit: u32,
     ) -> Result<Vec<ConversationSummary>, StoreError> {
-        let sql = self
-            .d
-            .q("SELECT c.user_lo, c.user_hi, c.group_id, c.last_seq, \
+        let sql = self.d.q(format!(
+            "SELECT c.user_lo, c.user_hi, c.group_id, c.last_seq, \
              COALESCE(r.read_seq, 0) AS read_seq, pu.last_seen AS peer_last_seen, \
              (SELECT COUNT(*) FROM messages mu WHERE mu.conversation_id = c.id \
                 AND mu.seq > COALESCE(r.read_seq, 0) AND mu.sender_id <> ?) AS unread_count, \
              m.id AS m_id, m.conversation_type AS m_conversation_type, m.sender_id AS m_sender_id, \
              m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
              m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at \
-             FROM (SELECT c0.*, COALESCE((SELECT MAX(mx.seq) FROM messages mx \
-                 WHERE mx.conversation_id = c0.id), 0) AS last_seq \
-               FROM conversations c0 WHERE c0.id IN ( \
+             FROM (SELECT c.*, {LAST_SEQ} AS last_seq \
+               FROM conversations c WHERE c.id IN ( \
                  SELECT id FROM conversations WHERE user_lo = ? \
                  UNION SELECT id FROM conversations WHERE user_hi = ? \
                  UNION SELECT c2.id FROM conversations c2 \
@@ -1260,7 +1265,8 @@ impl Store for SqlStore {
              LEFT JOIN read_positions r ON r.conversation_id = c.id AND r.user_id = ? \
              LEFT JOIN users pu ON c.group_id IS NULL \
                AND pu.id = CASE WHEN c.user_lo = ? THEN c.user_hi ELSE c.user_lo END \
-             ORDER BY (m.id IS NULL), m.id DESC, c.id DESC LIMIT ?");
+             ORDER BY (m.id IS NULL), m.id DESC, c.id DESC LIMIT ?"
+        ));
         let rows = sqlx::query(&sql)
             .bind(user)
             .bind(user)
