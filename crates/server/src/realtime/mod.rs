@@ -180,7 +180,7 @@ async fn authenticate<A: Adapter>(
     socket.join(user_room(user));
     socket.on(
         palaver_protocol::events::MESSAGE,
-        message::SendHandler::new(app.clone()),
+        message::SendHandler::new(app.clone(), user),
     );
     socket.on(palaver_protocol::events::READ, read::on_read::<A>);
     socket.extensions.insert(typing::TypingBucket::default());
