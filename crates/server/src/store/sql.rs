@@ -442,9 +442,9 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The highest `seq` in each conversation (absent: no messages yet),
-    /// one index probe each (`MAX … GROUP BY` would scan every message of
-    /// the conversation on PostgreSQL, and under a lock on MySQL).
+    /// The highest `seq` in each conversation, one index probe each
+    /// (`MAX(seq) … GROUP BY conversation_id` would scan every message of
+    /// each conversation on PostgreSQL, which has no loose index scan).
     async fn last_seqs(
         &self,
         conn: &mut AnyConnection,
