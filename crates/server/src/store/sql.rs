@@ -415,6 +415,27 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Runs `select` (a query whose only parameters are the `IN` list it
+    /// is given) over `ids` in chunks; returns every row.
+    async fn rows_by_ids(
+        &self,
+        conn: &mut AnyConnection,
+        ids: &[i64],
+        select: impl Fn(&str) -> String,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut rows = Vec::with_capacity(ids.len());
+        for chunk in shaped_chunks(ids) {
+            let sql = select(&tuple(chunk.len()));
+            let sql = self.d.q(sql);
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            rows.extend(query.fetch_all(&mut *conn).await.map_err(|e| self.err(e))?);
+        }
+        Ok(rows)
+    }
+
     /// Locks the conversations' rows (in id order, so that two writers
     /// never wait on each other in a cycle) until the transaction ends.
     /// SQLite needs nothing: its write transaction already excludes every
@@ -427,18 +448,10 @@ impl SqlStore {
         if self.d == Dialect::Sqlite {
             return Ok(());
         }
-        for chunk in shaped_chunks(sorted_ids) {
-            let sql = format!(
-                "SELECT id FROM conversations WHERE id IN {} ORDER BY id FOR UPDATE",
-                tuple(chunk.len())
-            );
-            let sql = self.d.q(sql);
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            query.fetch_all(&mut *conn).await.map_err(|e| self.err(e))?;
-        }
+        self.rows_by_ids(conn, sorted_ids, |list| {
+            format!("SELECT id FROM conversations WHERE id IN {list} ORDER BY id FOR UPDATE")
+        })
+        .await?;
         Ok(())
     }
 
@@ -450,22 +463,16 @@ impl SqlStore {
         conn: &mut AnyConnection,
         ids: &[i64],
     ) -> Result<HashMap<i64, i64>, StoreError> {
-        let mut lasts = HashMap::with_capacity(ids.len());
-        for chunk in shaped_chunks(ids) {
-            let sql = format!(
-                "SELECT c.id, {LAST_SEQ} FROM conversations c WHERE c.id IN {}",
-                tuple(chunk.len())
-            );
-            let sql = self.d.q(sql);
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(&mut *conn).await.map_err(|e| self.err(e))? {
-                let id: i64 = row.try_get(0).map_err(|e| self.err(e))?;
-                let last: i64 = row.try_get(1).map_err(|e| self.err(e))?;
-                lasts.insert(id, last);
-            }
+        let rows = self
+            .rows_by_ids(conn, ids, |list| {
+                format!("SELECT c.id, {LAST_SEQ} FROM conversations c WHERE c.id IN {list}")
+            })
+            .await?;
+        let mut lasts = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0).map_err(|e| self.err(e))?;
+            let last: i64 = row.try_get(1).map_err(|e| self.err(e))?;
+            lasts.insert(id, last);
         }
         Ok(lasts)
     }
