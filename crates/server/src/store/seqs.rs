@@ -19,6 +19,14 @@
 //! shared, a batch that finds a last `seq` it did not write extends the
 //! hold; after a quiet [`SHARED_HOLD`] the writer trusts its memory again.
 //!
+//! The writer that hit the index must not be the only one to find out: a
+//! writer that keeps winning the race (its memory is right, it never hits
+//! the index) would otherwise never lock, and the other could lose every
+//! retry. So the loser also writes a new value into the `writer_epoch`
+//! setting, and every batch that trusts its memory first reads that
+//! setting (one small statement): a value it has not seen means another
+//! writer is about, and the batch locks.
+//!
 //! A remembered value is only ever one this process committed or read in a
 //! committed state: values from a batch are recorded after its commit
 //! succeeds, and a failed batch (which may or may not have committed)
@@ -47,6 +55,9 @@ struct Known {
 pub struct SeqCache {
     known: HashMap<ConversationKey, Known>,
     shared_until: Option<Instant>,
+    /// The `writer_epoch` setting as last read or written (`Some(None)`:
+    /// not set); `None` before the first read.
+    epoch: Option<Option<String>>,
 }
 
 /// What a batch learned, recorded once it has committed.
@@ -111,6 +122,20 @@ impl SeqCache {
     pub(crate) fn others_seen(&mut self, now: Instant) {
         self.shared_until = Some(now + SHARED_HOLD);
     }
+
+    /// Records the `writer_epoch` setting as read at the start of a batch;
+    /// true if it changed since the last read (another writer met a
+    /// conflict). The first read only records.
+    pub(crate) fn epoch_read(&mut self, value: Option<String>) -> bool {
+        let changed = self.epoch.as_ref().is_some_and(|seen| *seen != value);
+        self.epoch = Some(value);
+        changed
+    }
+
+    /// Records the value this writer itself wrote.
+    pub(crate) fn epoch_written(&mut self, value: String) {
+        self.epoch = Some(Some(value));
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +186,18 @@ mod tests {
             later,
         );
         assert!(seqs.shared(now + SHARED_HOLD));
+    }
+
+    #[test]
+    fn a_changed_epoch_is_news_but_the_first_read_and_own_writes_are_not() {
+        let mut seqs = SeqCache::new();
+        assert!(!seqs.epoch_read(None), "first read");
+        assert!(!seqs.epoch_read(None));
+        assert!(seqs.epoch_read(Some("b1".into())), "set by another writer");
+        assert!(!seqs.epoch_read(Some("b1".into())));
+        seqs.epoch_written("a1".into());
+        assert!(!seqs.epoch_read(Some("a1".into())), "own write");
+        assert!(seqs.epoch_read(Some("b2".into())));
     }
 
     #[test]

@@ -175,6 +175,8 @@ fn tuples(rows: usize, n: usize) -> String {
 /// probe of the unique `(conversation_id, seq)` index.
 const LAST_SEQ: &str = "COALESCE((SELECT m.seq FROM messages m WHERE m.conversation_id = c.id \
      ORDER BY m.seq DESC LIMIT 1), 0)";
+/// The setting a writer changes when it meets another writer (`seqs.rs`).
+const WRITER_EPOCH: &str = "writer_epoch";
 const USER_COLS: &str = "id, username, created_at, last_seen";
 const GROUP_COLS: &str = "id, name, owner_id, created_at";
 const MESSAGE_COLS: &str =
@@ -413,6 +415,41 @@ impl SqlStore {
             }
         }
         Ok(())
+    }
+
+    /// The `writer_epoch` setting (see `seqs.rs`).
+    async fn writer_epoch(&self, conn: &mut AnyConnection) -> Result<Option<String>, StoreError> {
+        let sql = self
+            .d
+            .q("SELECT setting_value FROM settings WHERE setting_key = ?");
+        let row = sqlx::query(&sql)
+            .bind(WRITER_EPOCH)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.map(|r| self.text(&r, "setting_value")).transpose()
+    }
+
+    /// Writes a new `writer_epoch` value, committed at once; returns it.
+    async fn bump_writer_epoch(&self) -> Result<String, StoreError> {
+        let value = format!("{:016x}", rand::random::<u64>());
+        let sql = match self.d {
+            Dialect::MySql => {
+                "INSERT INTO settings (setting_key, setting_value) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE setting_value = VALUES(setting_value)"
+            }
+            _ => {
+                "INSERT INTO settings (setting_key, setting_value) VALUES (?, ?) \
+                 ON CONFLICT (setting_key) DO UPDATE SET setting_value = excluded.setting_value"
+            }
+        };
+        sqlx::query(&self.d.q(sql))
+            .bind(WRITER_EPOCH)
+            .bind(value.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(value)
     }
 
     /// Runs `select` (a query whose only parameters are the `IN` list it
@@ -1113,6 +1150,12 @@ impl Store for SqlStore {
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
         let result = async {
             let mut tx = self.begin_batch().await?;
+            if !seqs.shared(Instant::now()) {
+                let epoch = self.writer_epoch(&mut tx).await?;
+                if seqs.epoch_read(epoch) {
+                    seqs.others_seen(Instant::now());
+                }
+            }
             let (out, learned) = self.insert_batch(&mut tx, batch, seqs).await?;
             tx.commit().await.map_err(|e| self.err(e))?;
             Ok((out, learned))
@@ -1133,6 +1176,11 @@ impl Store for SqlStore {
                     // retrying (with locks, for a while) finds its rows.
                     StoreError::Conflict(m) => {
                         seqs.others_seen(Instant::now());
+                        // Tell the other writers too (see `seqs.rs`); if
+                        // this fails, the retry still locks on this side.
+                        if let Ok(value) = self.bump_writer_epoch().await {
+                            seqs.epoch_written(value);
+                        }
                         Err(StoreError::Retryable(sqlx::Error::Protocol(m)))
                     }
                     e => Err(e),
