@@ -23,9 +23,11 @@
 //! writer that keeps winning the race (its memory is right, it never hits
 //! the index) would otherwise never lock, and the other could lose every
 //! retry. So the loser also writes a new value into the `writer_epoch`
-//! setting, and every batch that trusts its memory first reads that
-//! setting (one small statement): a value it has not seen means another
-//! writer is about, and the batch locks.
+//! setting, and the statement that inserts every batch's messages reads
+//! that setting too (no statement of its own): a value the writer has not
+//! seen means another writer is about, and its next batches lock. (A batch
+//! that inserted with a remembered `seq` is right whatever the setting
+//! says: the unique index let it in.)
 //!
 //! A remembered value is only ever one this process committed or read in a
 //! committed state: values from a batch are recorded after its commit
@@ -67,6 +69,8 @@ pub(crate) struct Learned {
     pub convs: Vec<(ConversationKey, i64, i64)>,
     /// A last `seq` differed from the remembered one: another writer.
     pub others: bool,
+    /// The `writer_epoch` setting as the batch's insert read it.
+    pub epoch: Option<Option<String>>,
 }
 
 impl SeqCache {
@@ -89,9 +93,16 @@ impl SeqCache {
         self.shared_until.is_some_and(|until| now < until)
     }
 
+    /// Whether this writer currently locks (it has seen another writer
+    /// within [`SHARED_HOLD`]).
+    pub fn locking(&self) -> bool {
+        self.shared(Instant::now())
+    }
+
     /// Records a committed batch.
     pub(crate) fn commit(&mut self, learned: Learned, now: Instant) {
-        if learned.others {
+        let epoch_changed = learned.epoch.is_some_and(|e| self.epoch_read(e));
+        if learned.others || epoch_changed {
             self.others_seen(now);
         }
         if self.known.len() + learned.convs.len() > CAPACITY {
@@ -123,8 +134,8 @@ impl SeqCache {
         self.shared_until = Some(now + SHARED_HOLD);
     }
 
-    /// Records the `writer_epoch` setting as read at the start of a batch;
-    /// true if it changed since the last read (another writer met a
+    /// Records the `writer_epoch` setting as a batch read it; true if it
+    /// changed since the last read (another writer met a
     /// conflict). The first read only records.
     pub(crate) fn epoch_read(&mut self, value: Option<String>) -> bool {
         let changed = self.epoch.as_ref().is_some_and(|seen| *seen != value);
@@ -155,6 +166,7 @@ mod tests {
             Learned {
                 convs: vec![(conv(1), 10, 5), (conv(2), 20, 1)],
                 others: false,
+                epoch: None,
             },
             now,
         );
@@ -182,6 +194,7 @@ mod tests {
             Learned {
                 convs: vec![],
                 others: true,
+                epoch: None,
             },
             later,
         );
@@ -215,6 +228,7 @@ mod tests {
                 Learned {
                     convs,
                     others: false,
+                    epoch: None,
                 },
                 now,
             );

@@ -177,6 +177,9 @@ const LAST_SEQ: &str = "COALESCE((SELECT m.seq FROM messages m WHERE m.conversat
      ORDER BY m.seq DESC LIMIT 1), 0)";
 /// The setting a writer changes when it meets another writer (`seqs.rs`).
 const WRITER_EPOCH: &str = "writer_epoch";
+/// Its value, read by the statement that inserts a batch's messages (no
+/// statement of its own).
+const EPOCH_NOW: &str = "(SELECT setting_value FROM settings WHERE setting_key = 'writer_epoch')";
 const USER_COLS: &str = "id, username, created_at, last_seen";
 const GROUP_COLS: &str = "id, name, owner_id, created_at";
 const MESSAGE_COLS: &str =
@@ -235,7 +238,10 @@ impl SqlStore {
         Ok(self.opt_text(r, col)?.unwrap_or_default())
     }
 
-    fn opt_text(&self, r: &AnyRow, col: &str) -> Result<Option<String>, StoreError> {
+    fn opt_text<I>(&self, r: &AnyRow, col: I) -> Result<Option<String>, StoreError>
+    where
+        I: sqlx::ColumnIndex<AnyRow> + Copy,
+    {
         match r.try_get::<Option<String>, _>(col) {
             Err(sqlx::Error::ColumnDecode { .. }) if self.d == Dialect::MySql => {
                 let bytes: Option<Vec<u8>> = r.try_get(col).map_err(|e| self.err(e))?;
@@ -417,19 +423,6 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The `writer_epoch` setting (see `seqs.rs`).
-    async fn writer_epoch(&self, conn: &mut AnyConnection) -> Result<Option<String>, StoreError> {
-        let sql = self
-            .d
-            .q("SELECT setting_value FROM settings WHERE setting_key = ?");
-        let row = sqlx::query(&sql)
-            .bind(WRITER_EPOCH)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        row.map(|r| self.text(&r, "setting_value")).transpose()
-    }
-
     /// Writes a new `writer_epoch` value, committed at once; returns it.
     async fn bump_writer_epoch(&self) -> Result<String, StoreError> {
         let value = format!("{:016x}", rand::random::<u64>());
@@ -515,14 +508,17 @@ impl SqlStore {
     }
 
     /// Inserts rows `(batch index, conversation id, seq)`; returns the new
-    /// ids keyed by `(conversation id, seq)`.
+    /// ids keyed by `(conversation id, seq)`, and the `writer_epoch`
+    /// setting read by the same statement (`None` if nothing was inserted;
+    /// see `seqs.rs`).
     async fn insert_rows(
         &self,
         conn: &mut AnyConnection,
         batch: &[NewMessage],
         rows: &[(usize, i64, i64)],
-    ) -> Result<HashMap<(i64, i64), i64>, StoreError> {
+    ) -> Result<(HashMap<(i64, i64), i64>, Option<Option<String>>), StoreError> {
         let mut ids = HashMap::with_capacity(rows.len());
+        let mut epoch = None;
         for chunk in shaped_chunks(rows) {
             let mut sql = format!(
                 "INSERT INTO messages (conversation_id, seq, conversation_type, sender_id, \
@@ -530,7 +526,8 @@ impl SqlStore {
                 tuples(chunk.len(), 8)
             );
             if self.returning {
-                sql.push_str(" RETURNING id, conversation_id, seq");
+                sql.push_str(" RETURNING id, conversation_id, seq, ");
+                sql.push_str(EPOCH_NOW);
             }
             let sql = self.d.q(&sql);
             let mut query = sqlx::query(&sql);
@@ -550,7 +547,7 @@ impl SqlStore {
             let returned = if !self.returning {
                 query.execute(&mut *conn).await.map_err(|e| self.err(e))?;
                 let sql = format!(
-                    "SELECT id, conversation_id, seq FROM messages \
+                    "SELECT id, conversation_id, seq, {EPOCH_NOW} FROM messages \
                      WHERE (conversation_id, seq) IN ({})",
                     tuples(chunk.len(), 2)
                 );
@@ -569,9 +566,12 @@ impl SqlStore {
                 let conv: i64 = row.try_get(1).map_err(|e| self.err(e))?;
                 let seq: i64 = row.try_get(2).map_err(|e| self.err(e))?;
                 ids.insert((conv, seq), id);
+                if epoch.is_none() {
+                    epoch = Some(self.opt_text(&row, 3)?);
+                }
             }
         }
-        Ok(ids)
+        Ok((ids, epoch))
     }
 
     /// Inserts a batch inside the caller's transaction; returns each
@@ -664,7 +664,8 @@ impl SqlStore {
             slot.1 += 1;
         }
 
-        let ids = self.insert_rows(conn, batch, &rows).await?;
+        let (ids, epoch) = self.insert_rows(conn, batch, &rows).await?;
+        learned.epoch = epoch;
         for &(i, conv, seq) in &rows {
             let id = *ids.get(&(conv, seq)).ok_or_else(|| {
                 StoreError::Other(sqlx::Error::Protocol("inserted row not returned".into()))
@@ -1150,12 +1151,6 @@ impl Store for SqlStore {
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
         let result = async {
             let mut tx = self.begin_batch().await?;
-            if !seqs.shared(Instant::now()) {
-                let epoch = self.writer_epoch(&mut tx).await?;
-                if seqs.epoch_read(epoch) {
-                    seqs.others_seen(Instant::now());
-                }
-            }
             let (out, learned) = self.insert_batch(&mut tx, batch, seqs).await?;
             tx.commit().await.map_err(|e| self.err(e))?;
             Ok((out, learned))

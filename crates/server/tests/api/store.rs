@@ -155,9 +155,8 @@ async fn stored_seqs(store: &dyn Store, conv: ConversationKey) -> Vec<(i64, Stri
 
 /// Two writers on one database (two nodes): each remembers the seqs it
 /// wrote, so the first time the other one has written in between, its
-/// insert hits the unique seq and is retried, and from then on it locks
-/// and reads. The other writer learns of it too (the writer epoch) and
-/// locks before its memory goes stale, so it is never refused.
+/// insert hits the unique seq and is retried; from then on it locks and
+/// reads, and is not refused again.
 async fn a_second_writer_is_noticed_once_then_both_lock(b: Backend) {
     let (_db, store) = open(b).await;
     users(&*store, 2).await;
@@ -172,10 +171,40 @@ async fn a_second_writer_is_noticed_once_then_both_lock(b: Backend) {
         retries.push(failed);
     }
     // b's first write read the last seq (it remembered none); a's second
-    // found its memory stale; b saw a's epoch and locked at once.
-    assert_eq!(retries, [0, 0, 1, 0, 0, 0, 0]);
+    // and b's second found their memory stale; after that both lock.
+    assert_eq!(retries, [0, 0, 1, 1, 0, 0, 0]);
+    assert!(a.locking() && b.locking());
     let expected: Vec<(i64, String)> = (0..7).map(|i| (i + 1, format!("m{i}"))).collect();
     assert_eq!(stored_seqs(&*store, conv).await, expected);
+}
+
+/// A writer whose memory stays right never hits the unique index, so it
+/// learns of another writer from the writer epoch the other one bumps when
+/// it is refused; without that it would never lock, and the other could
+/// lose every retry while the first keeps inserting.
+async fn a_writer_that_keeps_winning_learns_of_the_loser(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 2).await;
+    let (mut a, mut b) = (SeqCache::new(), SeqCache::new());
+    let send = |i: usize| [msg(1, 2, &format!("m{i}"), None)];
+    store.insert_messages(&send(0), &mut a).await.unwrap();
+    store.insert_messages(&send(1), &mut b).await.unwrap();
+    store.insert_messages(&send(2), &mut b).await.unwrap();
+    assert!(!a.locking() && !b.locking());
+    // a's memory is stale: refused, and a tells the others. Its retry is
+    // not run here, as if it kept losing.
+    let refused = store.insert_messages(&send(3), &mut a).await;
+    assert!(
+        matches!(refused, Err(StoreError::Retryable(_))),
+        "{refused:?}"
+    );
+    assert!(a.locking());
+    // b's memory is right, so its insert goes in, and it reads the news.
+    let out = store.insert_messages(&send(4), &mut b).await.unwrap();
+    assert_eq!(out[0].as_ref().unwrap().message.seq, 4);
+    assert!(b.locking(), "the winner locks from now on");
+    let (out, failed) = insert_retrying(&*store, &send(3), &mut a).await;
+    assert_eq!((out[0].message.seq, failed), (5, 0));
 }
 
 /// Two writers racing on the same conversations: every message stored
@@ -237,5 +266,6 @@ backend_tests!(
     a_key_from_an_earlier_batch_returns_the_stored_message,
     missing_users_and_minted_ids_do_not_collide_with_registration,
     a_second_writer_is_noticed_once_then_both_lock,
+    a_writer_that_keeps_winning_learns_of_the_loser,
     racing_writers_leave_no_gaps,
 );
