@@ -175,11 +175,21 @@ fn tuples(rows: usize, n: usize) -> String {
 /// probe of the unique `(conversation_id, seq)` index.
 const LAST_SEQ: &str = "COALESCE((SELECT m.seq FROM messages m WHERE m.conversation_id = c.id \
      ORDER BY m.seq DESC LIMIT 1), 0)";
-/// The setting a writer changes when it meets another writer (`seqs.rs`).
-const WRITER_EPOCH: &str = "writer_epoch";
+/// The setting a writer changes when it meets another writer (`seqs.rs`);
+/// a macro so that the name is written once, here.
+macro_rules! writer_epoch {
+    () => {
+        "writer_epoch"
+    };
+}
+const WRITER_EPOCH: &str = writer_epoch!();
 /// Its value, read by the statement that inserts a batch's messages (no
 /// statement of its own).
-const EPOCH_NOW: &str = "(SELECT setting_value FROM settings WHERE setting_key = 'writer_epoch')";
+const EPOCH_NOW: &str = concat!(
+    "(SELECT setting_value FROM settings WHERE setting_key = '",
+    writer_epoch!(),
+    "')"
+);
 const USER_COLS: &str = "id, username, created_at, last_seen";
 const GROUP_COLS: &str = "id, name, owner_id, created_at";
 const MESSAGE_COLS: &str =
