@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 
 cargo build --release -q -p palaver -p palaver-bench
 BENCH=target/release/palaver-bench
-PALAVER=target/release/palaver
+PALAVER=${PALAVER:-target/release/palaver}  # PALAVER=path compares another build
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

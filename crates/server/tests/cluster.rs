@@ -156,6 +156,40 @@ async fn deliveries_reach_every_socket_on_every_node(backend: Backend) {
     }
     none(&mut c2, "message").await;
 
+    // Sends in flight together (one batch or a few; within the default
+    // burst of 100) still arrive in order
+    // on every other node: a node hands a conversation's deliveries to
+    // Redis one after another, whatever the other conversations do.
+    let pending: Vec<_> = (0..60)
+        .map(|i| {
+            let to = if i % 2 == 0 { bob } else { alice };
+            let rx = c2.emit_ack_deferred("message", &private(to, &format!("p{i}")));
+            (to, rx.unwrap())
+        })
+        .collect();
+    let (mut to_bob, mut to_alice) = (Vec::new(), Vec::new());
+    for (to, rx) in pending {
+        let ack = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
+        let m: Message = serde_json::from_value(ack["message"].clone()).unwrap();
+        if to == bob {
+            to_bob.push(m)
+        } else {
+            to_alice.push(m)
+        }
+    }
+    for (client, sent) in [
+        (&mut b3, &to_bob),
+        (&mut a1, &to_alice),
+        (&mut a2, &to_alice),
+    ] {
+        let mut got = Vec::new();
+        for _ in 0..sent.len() {
+            got.push(serde_json::from_value::<Message>(next(client, "message").await).unwrap());
+        }
+        assert_eq!(&got, sent, "each conversation arrives in commit order");
+    }
+
     // typing and read travel too.
     let ack = b3
         .emit_ack(

@@ -12,8 +12,18 @@
 //! The task runs on a thread and runtime of its own (see `Chat::start`),
 //! with its own database connection where the database is networked, so
 //! that each round trip of a commit is not queued behind the sockets' work.
+//!
+//! Deliveries on one node finish as soon as they are handed to the sockets,
+//! so the writer awaits each in turn. In a cluster each one is a Redis
+//! publish that finishes after a round trip; awaiting those one by one held
+//! a node to one round trip per message. There the writer hands them to
+//! [`Lanes`]: a conversation always goes to the same lane, and each lane
+//! awaits its deliveries in turn, so every conversation's deliveries leave
+//! in commit order while different conversations' publishes share round
+//! trips.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +31,10 @@ use tokio::time::{timeout_at, Instant};
 
 use futures_util::future::BoxFuture;
 use palaver_protocol::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{now_ms, ChatError, Core, SendRequest};
-use crate::store::{NewMessage, SeqCache, Store, StoreError, UserId};
+use crate::store::{ConversationKey, NewMessage, SeqCache, Store, StoreError, UserId};
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -33,6 +43,10 @@ const MAX_ATTEMPTS: u32 = 5;
 /// Every send is answered within this long of being queued: when the
 /// database is down or hanging, the answer is `unavailable`, never a hang.
 pub const SEND_DEADLINE: Duration = Duration::from_millis(1800);
+/// Deliveries in flight at once in a cluster (one per lane).
+const LANES: usize = 64;
+/// Deliveries a lane holds before the writer waits for it.
+const LANE_QUEUE: usize = 256;
 
 /// What a committed send produced.
 #[derive(Debug, Clone)]
@@ -44,9 +58,10 @@ pub struct Sent {
     pub fresh: bool,
 }
 
-/// How the transport answers a send once its outcome is known. The writer
-/// awaits each returned future before the next, which keeps deliveries in
-/// commit order.
+/// How the transport answers a send once its outcome is known: the answer
+/// to the sender goes out before `respond` returns, and the returned future
+/// delivers the message. The writer awaits each returned future before the
+/// next of its conversation, which keeps deliveries in commit order.
 pub trait Respond: Send + 'static {
     fn respond(self: Box<Self>, outcome: Result<Sent, ChatError>) -> BoxFuture<'static, ()>;
 }
@@ -80,6 +95,10 @@ pub(crate) async fn run(
 ) {
     let store = own.as_deref().unwrap_or(&*core.store);
     let mut seqs = SeqCache::new();
+    let lanes = core.settings.cluster.is_some().then(Lanes::start);
+    let out = Out {
+        lanes: lanes.as_ref(),
+    };
     let mut items: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
         let mut jobs = Vec::with_capacity(items.len());
@@ -87,16 +106,111 @@ pub(crate) async fn run(
             match item {
                 Queued::Send(job) => jobs.push(job),
                 Queued::Barrier(done) => {
-                    commit_batch(&core, store, &mut seqs, std::mem::take(&mut jobs)).await;
+                    commit_batch(&core, store, &mut seqs, out, std::mem::take(&mut jobs)).await;
+                    if let Some(lanes) = &lanes {
+                        lanes.flush().await;
+                    }
                     let _ = done.send(());
                 }
             }
         }
-        commit_batch(&core, store, &mut seqs, jobs).await;
+        commit_batch(&core, store, &mut seqs, out, jobs).await;
+    }
+    if let Some(lanes) = &lanes {
+        lanes.flush().await;
     }
 }
 
-async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs: Vec<Job>) {
+/// Where the writer's deliveries go: awaited in place, or into lanes.
+#[derive(Clone, Copy)]
+struct Out<'a> {
+    lanes: Option<&'a Lanes>,
+}
+
+impl Out<'_> {
+    async fn deliver(self, conversation: ConversationKey, delivery: BoxFuture<'static, ()>) {
+        match self.lanes {
+            Some(lanes) => lanes.push(conversation, delivery).await,
+            None => delivery.await,
+        }
+    }
+}
+
+enum LaneItem {
+    Deliver(BoxFuture<'static, ()>),
+    /// Answered once every delivery queued before it has finished.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Ordered delivery lanes: each is a task that awaits its deliveries one
+/// after another; a conversation is always in the same lane.
+struct Lanes {
+    lanes: Vec<mpsc::Sender<LaneItem>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Lanes {
+    fn start() -> Self {
+        let lanes = (0..LANES)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel(LANE_QUEUE);
+                tokio::spawn(async move {
+                    while let Some(item) = rx.recv().await {
+                        match item {
+                            LaneItem::Deliver(delivery) => delivery.await,
+                            LaneItem::Flush(done) => {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                });
+                tx
+            })
+            .collect();
+        Lanes {
+            lanes,
+            hasher: Default::default(),
+        }
+    }
+
+    fn lane(&self, conversation: ConversationKey) -> &mpsc::Sender<LaneItem> {
+        let mut h = self.hasher.build_hasher();
+        conversation.hash(&mut h);
+        &self.lanes[(std::hash::Hasher::finish(&h) % LANES as u64) as usize]
+    }
+
+    /// Queues a delivery behind the earlier ones of its conversation; waits
+    /// while its lane is full.
+    async fn push(&self, conversation: ConversationKey, delivery: BoxFuture<'static, ()>) {
+        // A lane ends only with the writer, so the send cannot fail here.
+        let _ = self
+            .lane(conversation)
+            .send(LaneItem::Deliver(delivery))
+            .await;
+    }
+
+    /// Returns once every delivery pushed so far has finished.
+    async fn flush(&self) {
+        let mut waits = Vec::with_capacity(self.lanes.len());
+        for lane in &self.lanes {
+            let (done, finished) = oneshot::channel();
+            if lane.send(LaneItem::Flush(done)).await.is_ok() {
+                waits.push(finished);
+            }
+        }
+        for finished in waits {
+            let _ = finished.await;
+        }
+    }
+}
+
+async fn commit_batch(
+    core: &Core,
+    store: &dyn Store,
+    seqs: &mut SeqCache,
+    out: Out<'_>,
+    jobs: Vec<Job>,
+) {
     let Some(oldest) = jobs.iter().map(|j| j.queued).min() else {
         return;
     };
@@ -173,7 +287,9 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
     );
     match result {
         Ok(outcomes) => {
-            for ((respond, recipients), outcome) in accepted.into_iter().zip(outcomes) {
+            for (((respond, recipients), outcome), row) in
+                accepted.into_iter().zip(outcomes).zip(&rows)
+            {
                 let outcome = outcome
                     .map(|ins| Sent {
                         message: Arc::new(ins.message),
@@ -181,7 +297,8 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
                         fresh: ins.fresh,
                     })
                     .map_err(ChatError::from);
-                respond.respond(outcome).await;
+                out.deliver(row.conversation, respond.respond(outcome))
+                    .await;
             }
         }
         Err(e) => {
@@ -238,5 +355,61 @@ async fn insert_with_retries(
             }
             other => return other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A delivery that waits `delay`, then records `name`.
+    fn delivery(
+        log: &Arc<Mutex<Vec<&'static str>>>,
+        name: &'static str,
+        delay: Duration,
+    ) -> BoxFuture<'static, ()> {
+        let log = log.clone();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            log.lock().unwrap().push(name);
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lanes_keep_each_conversations_order_and_overlap_the_others() {
+        let lanes = Lanes::start();
+        let slow = ConversationKey::private(1, 2);
+        // A conversation in another lane than `slow`.
+        let other = (1..)
+            .map(ConversationKey::Group)
+            .find(|&c| !lanes.lane(c).same_channel(lanes.lane(slow)))
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let second = Duration::from_secs(1);
+        lanes.push(slow, delivery(&log, "slow 1", second)).await;
+        lanes
+            .push(slow, delivery(&log, "slow 2", Duration::ZERO))
+            .await;
+        lanes
+            .push(other, delivery(&log, "other", Duration::ZERO))
+            .await;
+        lanes.flush().await;
+        // "other" did not wait for "slow 1"; "slow 2" did.
+        assert_eq!(*log.lock().unwrap(), ["other", "slow 1", "slow 2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_waits_for_every_lane() {
+        let lanes = Lanes::start();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for g in 0..200 {
+            let delay = Duration::from_millis(g as u64 % 7);
+            lanes
+                .push(ConversationKey::Group(g), delivery(&log, "x", delay))
+                .await;
+        }
+        lanes.flush().await;
+        assert_eq!(log.lock().unwrap().len(), 200);
     }
 }
