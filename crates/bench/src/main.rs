@@ -104,6 +104,10 @@ struct Args {
     /// message latency.
     #[arg(long, default_value_t = 3.0)]
     settle: f64,
+    /// Give every send to Palaver a unique `clientMsgId`, as a client that
+    /// retries does (the server then also looks up each batch's ids).
+    #[arg(long)]
+    client_msg_ids: bool,
 }
 
 /// A search that holds nothing stops going down below this rate.
@@ -244,6 +248,7 @@ struct Report {
     users: usize,
     group_size: usize,
     servers: Vec<SocketAddr>,
+    client_msg_ids: bool,
     rss_before_kib: Option<u64>,
     rss_connected_kib: Option<u64>,
     rss_per_connection_kib: Option<f64>,
@@ -283,6 +288,11 @@ struct Bench {
     clients: Vec<Client>,
     /// For each user, where its messages go (the partner or the group id).
     targets: Vec<i64>,
+    /// Unique to this run, so that `clientMsgId`s never repeat across runs
+    /// against one database.
+    run_id: String,
+    /// Phases started, so that `clientMsgId`s never repeat across phases.
+    phases_started: std::sync::atomic::AtomicU32,
 }
 
 impl Bench {
@@ -416,6 +426,8 @@ impl Bench {
             _ => "private",
         };
         let n = self.clients.len();
+        let phase_no = self.phases_started.fetch_add(1, Ordering::Relaxed);
+        let keyed = self.args.client_msg_ids && self.args.target == Target::Palaver;
         let mut sent = 0usize;
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -427,8 +439,13 @@ impl Bench {
                 let k = sent;
                 let sender = k % n;
                 let t = phase.micros();
+                let key = if keyed {
+                    format!(r#","clientMsgId":"{}-{phase_no}-{k}""#, self.run_id)
+                } else {
+                    String::new()
+                };
                 let encoded = format!(
-                    r#"["message",{{"conversationType":"{kind}","senderId":{},"receiverId":{},"content":"{k}:{t}:{sender}"}}]"#,
+                    r#"["message",{{"conversationType":"{kind}","senderId":{},"receiverId":{},"content":"{k}:{t}:{sender}"{key}}}]"#,
                     self.user_id(sender),
                     self.targets[sender],
                 );
@@ -554,6 +571,14 @@ async fn main() -> anyhow::Result<()> {
         shared,
         clients,
         targets: Vec::new(),
+        run_id: format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros()
+        ),
+        phases_started: Default::default(),
     };
     let mut report = Report {
         label: args.label.clone(),
@@ -562,6 +587,7 @@ async fn main() -> anyhow::Result<()> {
         users: args.users,
         group_size: args.group_size,
         servers: args.servers.clone(),
+        client_msg_ids: args.client_msg_ids,
         rss_before_kib: rss_before,
         rss_connected_kib: None,
         rss_per_connection_kib: None,
