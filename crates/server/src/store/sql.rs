@@ -585,14 +585,21 @@ impl SqlStore {
     }
 
     /// Inserts a batch inside the caller's transaction; returns each
-    /// message's outcome and what to remember once it commits.
+    /// message's outcome and what to remember once it commits. Without
+    /// `look_up_keys` the batch's `client_msg_id`s are taken to be new, and
+    /// one that is not fails the insert with `Conflict` (unique index).
     async fn insert_batch(
         &self,
         conn: &mut AnyConnection,
         batch: &[NewMessage],
         seqs: &SeqCache,
+        look_up_keys: bool,
     ) -> Result<(Vec<Result<Inserted, StoreError>>, Learned), StoreError> {
-        let existing = self.existing_keys(conn, batch).await?;
+        let existing = if look_up_keys {
+            self.existing_keys(conn, batch).await?
+        } else {
+            HashMap::new()
+        };
         let mut out: Vec<Option<Result<Inserted, StoreError>>> =
             batch.iter().map(|_| None).collect();
         // Messages to insert, and repeats of a key first used in this batch.
@@ -1159,13 +1166,26 @@ impl Store for SqlStore {
         batch: &[NewMessage],
         seqs: &mut SeqCache,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
-        let result = async {
+        let known: &SeqCache = seqs;
+        let attempt = |look_up_keys| async move {
             let mut tx = self.begin_batch().await?;
-            let (out, learned) = self.insert_batch(&mut tx, batch, seqs).await?;
+            let (out, learned) = self
+                .insert_batch(&mut tx, batch, known, look_up_keys)
+                .await?;
             tx.commit().await.map_err(|e| self.err(e))?;
-            Ok((out, learned))
+            Ok::<_, StoreError>((out, learned))
+        };
+        // A clientMsgId is nearly always new (a repeat is a client's retry),
+        // so the insert goes first and the unique index on (sender_id,
+        // client_msg_id) catches a repeat; only then, with the failed
+        // statement rolled back and nothing committed, is the batch done
+        // again with a lookup of its keys. That saves a query per batch.
+        let mut result = attempt(false).await;
+        if matches!(result, Err(StoreError::Conflict(_)))
+            && batch.iter().any(|m| m.client_msg_id.is_some())
+        {
+            result = attempt(true).await;
         }
-        .await;
         match result {
             Ok((out, learned)) => {
                 seqs.commit(learned, Instant::now());

@@ -123,6 +123,21 @@ async fn a_key_from_an_earlier_batch_returns_the_stored_message(b: Backend) {
         2,
         "no seq was spent on the retry"
     );
+    // The insert went first and the unique index caught the repeat; that
+    // is a client's retry, not another writer.
+    assert!(!seqs.locking(), "a repeated key is not another writer");
+    // A stored key with other content is refused; the rest is stored.
+    let mixed = store
+        .insert_messages(
+            &[msg(1, 2, "changed", Some("k")), msg(1, 2, "z", Some("k2"))],
+            &mut seqs,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(mixed[0], Err(StoreError::Conflict(_))));
+    assert!(mixed[1].as_ref().unwrap().fresh);
+    assert_eq!(mixed[1].as_ref().unwrap().message.seq, 3);
+    assert!(!seqs.locking());
 }
 
 /// Inserts, retrying what the store calls retryable (as the writer does);
