@@ -34,6 +34,9 @@ use crate::store::GroupId;
 pub const ROSTER_MAX_AGE: Duration = Duration::from_millis(800);
 /// Longest wait for one Redis call on a request path.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the adapter waits for the other nodes to answer a request
+/// (counting a user's sockets, say); it then answers with what it has.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Pub/sub messages a node may have received but not yet handled.
 pub const PUBSUB_BUFFER: usize = 8192;
 /// How often Redis is pinged.

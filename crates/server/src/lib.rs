@@ -123,7 +123,7 @@ impl Server {
                     connected.adapter.clone(),
                     RedisAdapterConfig::new()
                         .with_prefix(app.config.redis_prefix.clone())
-                        .with_request_timeout(cluster::CALL_TIMEOUT * 2)
+                        .with_request_timeout(cluster::REQUEST_TIMEOUT)
                         .with_stream_buffer(cluster::PUBSUB_BUFFER),
                 )
                 .await

@@ -320,6 +320,64 @@ async fn presence_and_connection_limits_span_nodes(backend: Backend) {
     let _ = bob;
 }
 
+/// Sends `signal` (STOP, CONT) to a node's process.
+fn signal(node: &Node, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// Resumes a stopped node even when the test fails half-way.
+struct Resume<'a>(&'a Node);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+/// A node that answers late for a moment does not make a user still
+/// connected to it look offline: the count that it did not answer is
+/// tried again.
+async fn a_slow_node_does_not_make_its_users_look_offline(backend: Backend) {
+    let Some(c) = cluster(backend, 3, &[]).await else {
+        return;
+    };
+    let [n1, n2, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
+    let (alice, alice_t) = n1.register("alice").await;
+    let (_, bob_t) = n1.register("bob").await;
+    let mut b1 = n1.connect(&bob_t).await;
+    send_ok(&b1, private(alice, "are you there?")).await;
+    let _a2 = n2.connect(&alice_t).await;
+    let p = next(&mut b1, "presence").await;
+    assert_eq!(p["online"], true, "{p}");
+    let a3 = n3.connect(&alice_t).await;
+    none(&mut b1, "presence").await;
+
+    // Node 2 stops answering; alice leaves node 3. After the grace period
+    // (2 s) node 3 counts her sockets, and node 2 misses the first count's
+    // deadline (1 s). It answers again in time for the second.
+    signal(n2, "STOP");
+    let resume = Resume(n2);
+    let left = Instant::now();
+    a3.close();
+    tokio::time::sleep(Duration::from_millis(3400).saturating_sub(left.elapsed())).await;
+    drop(resume);
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    while let Some((n, p)) = b1
+        .next_event_timeout(quiet_until.saturating_duration_since(Instant::now()))
+        .await
+    {
+        assert!(
+            n != "presence" || p["online"] == true,
+            "alice is still on node 2: {p}"
+        );
+    }
+}
+
 /// A user's message rate, and a username's login attempts, are one budget
 /// over all nodes.
 async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
@@ -574,6 +632,11 @@ async fn membership_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_and_connections_on_postgres() {
     presence_and_connection_limits_span_nodes(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_node_presence_on_postgres() {
+    a_slow_node_does_not_make_its_users_look_offline(Backend::Postgres).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

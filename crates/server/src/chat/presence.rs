@@ -4,8 +4,8 @@
 //! first socket and goes offline when the last one has been gone for
 //! [`GRACE`]. A reconnect within the grace period cancels the offline
 //! change, so a flapping connection produces no presence events at all.
-//! Counts are per process; with several nodes behind Redis they will need
-//! to be shared (issue 6).
+//! Counts are per process; with several nodes behind Redis, `realtime`
+//! also counts the user's sockets on the other nodes before announcing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

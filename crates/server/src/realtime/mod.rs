@@ -32,7 +32,7 @@ use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::app::App;
 use crate::chat::{ChatError, OnlineLookup};
-use crate::cluster::CALL_TIMEOUT;
+use crate::cluster::{CALL_TIMEOUT, REQUEST_TIMEOUT};
 use crate::store::UserId;
 
 /// Binary attachments a packet may announce: Palaver's events have none.
@@ -88,18 +88,52 @@ pub(crate) async fn deliver<A: Adapter, T: serde::Serialize + ?Sized>(
 }
 
 /// How many sockets `user` has: on every node in a cluster whose Redis
-/// answers, else on this node. (The adapter stops waiting for nodes after
-/// its request timeout, `CALL_TIMEOUT * 2`, and counts those that answered;
-/// the outer timeout is longer so that partial answer is used.)
+/// answers, else on this node.
 async fn sockets_of<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) -> usize {
+    count_sockets(app, socket, user).await.0
+}
+
+/// Attempts at counting a user's sockets on every node before a count
+/// that some node did not answer in time is taken as it is.
+const OFFLINE_COUNT_ATTEMPTS: u32 = 3;
+
+/// How many sockets `user` has left, for deciding that they are offline:
+/// a count that some node did not answer in time is tried again (a node
+/// that is slow for a moment must not make a user on it look offline).
+async fn sockets_left<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) -> usize {
+    let mut count = 0;
+    for _ in 0..OFFLINE_COUNT_ATTEMPTS {
+        let (n, complete) = count_sockets(app, socket, user).await;
+        if complete || n > 0 {
+            return n;
+        }
+        count = n;
+    }
+    count
+}
+
+/// Counts `user`'s sockets; true when every node that should answer did.
+/// The adapter's answer ends as soon as every other node has answered, or
+/// at its request timeout with the nodes that did ([`REQUEST_TIMEOUT`]):
+/// so an answer well within it is complete. Without Redis, or with Redis
+/// away, the count is this node's sockets.
+async fn count_sockets<A: Adapter>(
+    app: &App,
+    socket: &SocketRef<A>,
+    user: UserId,
+) -> (usize, bool) {
     let room = user_room(user);
-    if app.chat.cluster().is_some_and(|c| c.is_up()) {
+    let Some(cluster) = app.chat.cluster() else {
+        return (socket.within(room).local().sockets().len(), true);
+    };
+    if cluster.is_up() {
+        let started = tokio::time::Instant::now();
         let all = socket.within(room.clone()).fetch_sockets();
-        if let Ok(Ok(sockets)) = tokio::time::timeout(CALL_TIMEOUT * 3, all).await {
-            return sockets.len();
+        if let Ok(Ok(sockets)) = tokio::time::timeout(REQUEST_TIMEOUT + CALL_TIMEOUT, all).await {
+            return (sockets.len(), started.elapsed() < REQUEST_TIMEOUT * 9 / 10);
         }
     }
-    socket.within(room).local().sockets().len()
+    (socket.within(room).local().sockets().len(), false)
 }
 
 /// Online-ness over the cluster: a user is online if any node holds a

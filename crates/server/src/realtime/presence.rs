@@ -7,7 +7,7 @@ use palaver_protocol::{events, Presence};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use super::{sockets_of, user_room};
+use super::{sockets_left, sockets_of, user_room};
 use crate::app::App;
 use crate::store::UserId;
 
@@ -30,7 +30,7 @@ pub fn disconnected<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) 
         let (app, socket) = (app.clone(), socket.clone());
         tokio::spawn(async move {
             if app.chat.presence().settle_offline(user, token).await
-                && (app.chat.cluster().is_none() || sockets_of(&app, &socket, user).await == 0)
+                && sockets_left(&app, &socket, user).await == 0
             {
                 announce(app, socket, user, false).await;
             }
