@@ -13,17 +13,15 @@
 //! with its own database connection where the database is networked, so
 //! that each round trip of a commit is not queued behind the sockets' work.
 //!
-//! Deliveries on one node finish as soon as they are handed to the sockets,
-//! so the writer awaits each in turn. In a cluster each one is a Redis
-//! publish that finishes after a round trip; awaiting those one by one held
-//! a node to one round trip per message. There the writer hands them to
-//! [`Lanes`]: a conversation always goes to the same lane, and each lane
-//! awaits its deliveries in turn, so every conversation's deliveries leave
-//! in commit order while different conversations' publishes share round
-//! trips.
+//! On one node a delivery is done as soon as it is handed to the sockets,
+//! and the writer awaits each in turn. In a cluster each is first a Redis
+//! publish that completes after a round trip; awaiting them one by one held
+//! a node to one round trip per message. There a batch's deliveries run in
+//! [`Waves`]: deliveries that share no user run together, and one that
+//! shares a user with an earlier one waits for it, so every socket still
+//! gets them in commit order.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,10 +29,10 @@ use tokio::time::{timeout_at, Instant};
 
 use futures_util::future::BoxFuture;
 use palaver_protocol::Message;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{now_ms, ChatError, Core, SendRequest};
-use crate::store::{ConversationKey, NewMessage, SeqCache, Store, StoreError, UserId};
+use crate::store::{NewMessage, SeqCache, Store, StoreError, UserId};
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -43,10 +41,6 @@ const MAX_ATTEMPTS: u32 = 5;
 /// Every send is answered within this long of being queued: when the
 /// database is down or hanging, the answer is `unavailable`, never a hang.
 pub const SEND_DEADLINE: Duration = Duration::from_millis(1800);
-/// Deliveries in flight at once in a cluster (one per lane).
-const LANES: usize = 64;
-/// Deliveries a lane holds before the writer waits for it.
-const LANE_QUEUE: usize = 256;
 
 /// What a committed send produced.
 #[derive(Debug, Clone)]
@@ -60,8 +54,9 @@ pub struct Sent {
 
 /// How the transport answers a send once its outcome is known: the answer
 /// to the sender goes out before `respond` returns, and the returned future
-/// delivers the message. The writer awaits each returned future before the
-/// next of its conversation, which keeps deliveries in commit order.
+/// delivers the message. The writer finishes each of those futures before
+/// it starts a later one with a recipient in common ([`Waves`]), which
+/// keeps every socket's deliveries in commit order.
 pub trait Respond: Send + 'static {
     fn respond(self: Box<Self>, outcome: Result<Sent, ChatError>) -> BoxFuture<'static, ()>;
 }
@@ -95,10 +90,6 @@ pub(crate) async fn run(
 ) {
     let store = own.as_deref().unwrap_or(&*core.store);
     let mut seqs = SeqCache::new();
-    let lanes = core.settings.cluster.is_some().then(Lanes::start);
-    let out = Out {
-        lanes: lanes.as_ref(),
-    };
     let mut items: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
         let mut jobs = Vec::with_capacity(items.len());
@@ -106,111 +97,16 @@ pub(crate) async fn run(
             match item {
                 Queued::Send(job) => jobs.push(job),
                 Queued::Barrier(done) => {
-                    commit_batch(&core, store, &mut seqs, out, std::mem::take(&mut jobs)).await;
-                    if let Some(lanes) = &lanes {
-                        lanes.flush().await;
-                    }
+                    commit_batch(&core, store, &mut seqs, std::mem::take(&mut jobs)).await;
                     let _ = done.send(());
                 }
             }
         }
-        commit_batch(&core, store, &mut seqs, out, jobs).await;
-    }
-    if let Some(lanes) = &lanes {
-        lanes.flush().await;
+        commit_batch(&core, store, &mut seqs, jobs).await;
     }
 }
 
-/// Where the writer's deliveries go: awaited in place, or into lanes.
-#[derive(Clone, Copy)]
-struct Out<'a> {
-    lanes: Option<&'a Lanes>,
-}
-
-impl Out<'_> {
-    async fn deliver(self, conversation: ConversationKey, delivery: BoxFuture<'static, ()>) {
-        match self.lanes {
-            Some(lanes) => lanes.push(conversation, delivery).await,
-            None => delivery.await,
-        }
-    }
-}
-
-enum LaneItem {
-    Deliver(BoxFuture<'static, ()>),
-    /// Answered once every delivery queued before it has finished.
-    Flush(oneshot::Sender<()>),
-}
-
-/// Ordered delivery lanes: each is a task that awaits its deliveries one
-/// after another; a conversation is always in the same lane.
-struct Lanes {
-    lanes: Vec<mpsc::Sender<LaneItem>>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Lanes {
-    fn start() -> Self {
-        let lanes = (0..LANES)
-            .map(|_| {
-                let (tx, mut rx) = mpsc::channel(LANE_QUEUE);
-                tokio::spawn(async move {
-                    while let Some(item) = rx.recv().await {
-                        match item {
-                            LaneItem::Deliver(delivery) => delivery.await,
-                            LaneItem::Flush(done) => {
-                                let _ = done.send(());
-                            }
-                        }
-                    }
-                });
-                tx
-            })
-            .collect();
-        Lanes {
-            lanes,
-            hasher: Default::default(),
-        }
-    }
-
-    fn lane(&self, conversation: ConversationKey) -> &mpsc::Sender<LaneItem> {
-        let mut h = self.hasher.build_hasher();
-        conversation.hash(&mut h);
-        &self.lanes[(std::hash::Hasher::finish(&h) % LANES as u64) as usize]
-    }
-
-    /// Queues a delivery behind the earlier ones of its conversation; waits
-    /// while its lane is full.
-    async fn push(&self, conversation: ConversationKey, delivery: BoxFuture<'static, ()>) {
-        // A lane ends only with the writer, so the send cannot fail here.
-        let _ = self
-            .lane(conversation)
-            .send(LaneItem::Deliver(delivery))
-            .await;
-    }
-
-    /// Returns once every delivery pushed so far has finished.
-    async fn flush(&self) {
-        let mut waits = Vec::with_capacity(self.lanes.len());
-        for lane in &self.lanes {
-            let (done, finished) = oneshot::channel();
-            if lane.send(LaneItem::Flush(done)).await.is_ok() {
-                waits.push(finished);
-            }
-        }
-        for finished in waits {
-            let _ = finished.await;
-        }
-    }
-}
-
-async fn commit_batch(
-    core: &Core,
-    store: &dyn Store,
-    seqs: &mut SeqCache,
-    out: Out<'_>,
-    jobs: Vec<Job>,
-) {
+async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs: Vec<Job>) {
     let Some(oldest) = jobs.iter().map(|j| j.queued).min() else {
         return;
     };
@@ -287,9 +183,9 @@ async fn commit_batch(
     );
     match result {
         Ok(outcomes) => {
-            for (((respond, recipients), outcome), row) in
-                accepted.into_iter().zip(outcomes).zip(&rows)
-            {
+            let mut waves = core.settings.cluster.is_some().then(Waves::default);
+            for ((respond, recipients), outcome) in accepted.into_iter().zip(outcomes) {
+                let wave = waves.as_mut().map(|w| w.wave_of(&recipients));
                 let outcome = outcome
                     .map(|ins| Sent {
                         message: Arc::new(ins.message),
@@ -297,14 +193,63 @@ async fn commit_batch(
                         fresh: ins.fresh,
                     })
                     .map_err(ChatError::from);
-                out.deliver(row.conversation, respond.respond(outcome))
-                    .await;
+                let delivery = respond.respond(outcome);
+                match (waves.as_mut(), wave) {
+                    (Some(waves), Some(wave)) => waves.push(wave, delivery),
+                    _ => delivery.await,
+                }
+            }
+            if let Some(waves) = waves {
+                waves.run().await;
             }
         }
         Err(e) => {
             for (respond, _) in accepted {
                 respond.respond(Err(e.clone())).await;
             }
+        }
+    }
+}
+
+/// A batch's deliveries in a cluster, in waves: a delivery goes into the
+/// wave after the last one holding any of its recipients (the sender is
+/// one of them, for their other sockets), and the waves run one after
+/// another, the deliveries within one together. Every user's deliveries
+/// are thus in different waves, in commit order, and each finishes (its
+/// Redis publish answered, this node's sockets served) before the next
+/// starts: a conversation's, and a sender's, messages reach every socket in
+/// commit order, while deliveries to different users share round trips.
+#[derive(Default)]
+struct Waves {
+    waves: Vec<Vec<BoxFuture<'static, ()>>>,
+    last_wave: HashMap<UserId, usize>,
+}
+
+impl Waves {
+    /// The wave for a delivery to `recipients` (all of them: the sender
+    /// included), after every earlier delivery to any of them.
+    fn wave_of(&mut self, recipients: &[UserId]) -> usize {
+        let wave = recipients
+            .iter()
+            .filter_map(|u| self.last_wave.get(u))
+            .max()
+            .map_or(0, |&w| w + 1);
+        for &u in recipients {
+            self.last_wave.insert(u, wave);
+        }
+        wave
+    }
+
+    fn push(&mut self, wave: usize, delivery: BoxFuture<'static, ()>) {
+        if self.waves.len() <= wave {
+            self.waves.resize_with(wave + 1, Vec::new);
+        }
+        self.waves[wave].push(delivery);
+    }
+
+    async fn run(self) {
+        for wave in self.waves {
+            futures_util::future::join_all(wave).await;
         }
     }
 }
@@ -363,53 +308,69 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// A delivery that waits `delay`, then records `name`.
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    /// A delivery that logs its start, waits for `answer`, and logs its end.
     fn delivery(
-        log: &Arc<Mutex<Vec<&'static str>>>,
+        log: &Log,
         name: &'static str,
-        delay: Duration,
+        answer: tokio::sync::oneshot::Receiver<()>,
     ) -> BoxFuture<'static, ()> {
         let log = log.clone();
         Box::pin(async move {
-            tokio::time::sleep(delay).await;
-            log.lock().unwrap().push(name);
+            log.lock().unwrap().push(format!("start {name}"));
+            let _ = answer.await;
+            log.lock().unwrap().push(format!("end {name}"));
         })
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn lanes_keep_each_conversations_order_and_overlap_the_others() {
-        let lanes = Lanes::start();
-        let slow = ConversationKey::private(1, 2);
-        // A conversation in another lane than `slow`.
-        let other = (1..)
-            .map(ConversationKey::Group)
-            .find(|&c| !lanes.lane(c).same_channel(lanes.lane(slow)))
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let second = Duration::from_secs(1);
-        lanes.push(slow, delivery(&log, "slow 1", second)).await;
-        lanes
-            .push(slow, delivery(&log, "slow 2", Duration::ZERO))
-            .await;
-        lanes
-            .push(other, delivery(&log, "other", Duration::ZERO))
-            .await;
-        lanes.flush().await;
-        // "other" did not wait for "slow 1"; "slow 2" did.
-        assert_eq!(*log.lock().unwrap(), ["other", "slow 1", "slow 2"]);
+    #[test]
+    fn a_delivery_waits_for_every_earlier_one_to_any_of_its_recipients() {
+        let mut waves = Waves::default();
+        assert_eq!(waves.wave_of(&[1, 2]), 0); // alice → bob
+        assert_eq!(waves.wave_of(&[3, 4]), 0); // carol → dave: no one shared
+        assert_eq!(waves.wave_of(&[2, 1]), 1); // bob → alice: after the first
+        assert_eq!(waves.wave_of(&[1, 3]), 2); // alice → carol: after both
+        assert_eq!(waves.wave_of(&[4, 5, 6]), 1); // dave's group
+        assert_eq!(waves.wave_of(&[7, 8]), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn flush_waits_for_every_lane() {
-        let lanes = Lanes::start();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        for g in 0..200 {
-            let delay = Duration::from_millis(g as u64 % 7);
-            lanes
-                .push(ConversationKey::Group(g), delivery(&log, "x", delay))
-                .await;
-        }
-        lanes.flush().await;
-        assert_eq!(log.lock().unwrap().len(), 200);
+    #[tokio::test]
+    async fn waves_run_one_after_another_and_together_within() {
+        let log = Log::default();
+        let (first_answered, first) = tokio::sync::oneshot::channel();
+        let (second_answered, second) = tokio::sync::oneshot::channel();
+        let (third_answered, third) = tokio::sync::oneshot::channel();
+        // Answers come in reverse order: bob → alice's is there long before
+        // alice → bob's, and still goes out after it.
+        tokio::spawn(async move {
+            for answered in [third_answered, second_answered, first_answered] {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = answered.send(());
+            }
+        });
+        let mut waves = Waves::default();
+        let w = waves.wave_of(&[1, 2]);
+        waves.push(w, delivery(&log, "1→2", first));
+        let w = waves.wave_of(&[3, 4]);
+        waves.push(w, delivery(&log, "3→4", second));
+        let w = waves.wave_of(&[2, 1]);
+        waves.push(w, delivery(&log, "2→1", third));
+        waves.run().await;
+        let mut log = log.lock().unwrap().clone();
+        // The first wave: both start before either ends (in any order).
+        log[0..2].sort();
+        log[2..4].sort();
+        assert_eq!(
+            log,
+            [
+                "start 1→2",
+                "start 3→4",
+                "end 1→2",
+                "end 3→4",
+                "start 2→1",
+                "end 2→1"
+            ]
+        );
     }
 }
