@@ -270,18 +270,24 @@ async fn membership_changes_hold_on_every_node(backend: Backend) {
     assert_eq!(ack["error"]["code"], "forbidden", "{ack}");
 }
 
-/// Presence is per user over the cluster, and so is the connection limit.
-async fn presence_and_connection_limits_span_nodes(backend: Backend) {
-    let Some(c) = cluster(backend, 3, &["--max-connections-per-user", "2"]).await else {
-        return;
-    };
+/// Bob on node 1 shares a conversation with alice, so he hears about her;
+/// alice connects on node 2 (bob hears she is online), then on node 3.
+struct AliceOnTwoNodes {
+    alice: i64,
+    alice_t: String,
+    bob: i64,
+    bob_t: String,
+    b1: Client,
+    a2: Client,
+    a3: Client,
+}
+
+async fn alice_on_two_nodes(c: &Cluster) -> AliceOnTwoNodes {
     let [n1, n2, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
     let (alice, alice_t) = n1.register("alice").await;
     let (bob, bob_t) = n1.register("bob").await;
     let mut b1 = n1.connect(&bob_t).await;
-    // They share a conversation, so bob hears about alice.
     send_ok(&b1, private(alice, "are you there?")).await;
-
     let a2 = n2.connect(&alice_t).await;
     let p = next(&mut b1, "presence").await;
     assert_eq!(
@@ -289,6 +295,32 @@ async fn presence_and_connection_limits_span_nodes(backend: Backend) {
         (Some(alice), Some(true))
     );
     let a3 = n3.connect(&alice_t).await;
+    AliceOnTwoNodes {
+        alice,
+        alice_t,
+        bob,
+        bob_t,
+        b1,
+        a2,
+        a3,
+    }
+}
+
+/// Presence is per user over the cluster, and so is the connection limit.
+async fn presence_and_connection_limits_span_nodes(backend: Backend) {
+    let Some(c) = cluster(backend, 3, &["--max-connections-per-user", "2"]).await else {
+        return;
+    };
+    let n1 = &c.nodes[0];
+    let AliceOnTwoNodes {
+        alice,
+        alice_t,
+        bob,
+        bob_t,
+        mut b1,
+        a2,
+        a3,
+    } = alice_on_two_nodes(&c).await;
     // A third device anywhere is over the limit of 2.
     let third = Client::connect(n1.addr, Some(json!({"token": alice_t}))).await;
     assert!(
@@ -349,15 +381,13 @@ async fn a_slow_node_does_not_make_its_users_look_offline(backend: Backend) {
     let Some(c) = cluster(backend, 3, &[]).await else {
         return;
     };
-    let [n1, n2, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
-    let (alice, alice_t) = n1.register("alice").await;
-    let (_, bob_t) = n1.register("bob").await;
-    let mut b1 = n1.connect(&bob_t).await;
-    send_ok(&b1, private(alice, "are you there?")).await;
-    let _a2 = n2.connect(&alice_t).await;
-    let p = next(&mut b1, "presence").await;
-    assert_eq!(p["online"], true, "{p}");
-    let a3 = n3.connect(&alice_t).await;
+    let n2 = &c.nodes[1];
+    let AliceOnTwoNodes {
+        mut b1,
+        a2: _a2,
+        a3,
+        ..
+    } = alice_on_two_nodes(&c).await;
     none(&mut b1, "presence").await;
 
     // Node 2 stops answering; alice leaves node 3. After the grace period
