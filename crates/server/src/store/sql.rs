@@ -7,11 +7,12 @@
 //! open the pool, apply their own migrations and classify their errors.
 //!
 //! Messages are inserted a batch at a time with a fixed number of
-//! statements whatever the batch size: one lookup of reused
-//! `client_msg_id`s and one multi-row insert — each cut into at most two
-//! statements for a writer batch ([`shaped_chunks`]), and each returning
-//! its rows where the server has `RETURNING` (MySQL reads them back with
-//! one more statement). Each conversation's next `seq` comes from the
+//! statements whatever the batch size: one multi-row insert, cut into at
+//! most two statements for a writer batch ([`shaped_chunks`]) and
+//! returning its rows where the server has `RETURNING` (MySQL reads them
+//! back with one more statement). A batch whose insert the unique index
+//! refuses for a reused `client_msg_id` is done again after one lookup of
+//! its keys (see `insert_messages`). Each conversation's next `seq` comes from the
 //! writer's memory ([`SeqCache`]); only conversations it does not know yet
 //! cost a read, and while other writers share the database every
 //! conversation of a batch is locked and read (see `seqs.rs`).
