@@ -244,24 +244,33 @@ pub struct PoolOptions {
 
 /// Opens the store named by `url`'s scheme and applies its migrations.
 pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Box<dyn Store>, ConnectError> {
+    Ok(Box::new(connect_sql(url, pool).await?))
+}
+
+async fn connect_sql(url: &str, pool: &PoolOptions) -> Result<sql::SqlStore, ConnectError> {
     sqlx::any::install_default_drivers();
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
-        "sqlite" => Ok(Box::new(sqlite::connect(url, pool).await?)),
-        "mysql" | "mariadb" => Ok(Box::new(mysql::connect(url, pool).await?)),
-        "postgres" | "postgresql" => Ok(Box::new(postgres::connect(url, pool).await?)),
+        "sqlite" => sqlite::connect(url, pool).await,
+        "mysql" | "mariadb" => mysql::connect(url, pool).await,
+        "postgres" | "postgresql" => postgres::connect(url, pool).await,
         _ => Err(ConnectError::Unsupported(format!(
             "unknown database URL scheme {scheme:?}; expected sqlite://, mysql:// or postgres://"
         ))),
     }
 }
 
+/// Prepared statements the writer's connection keeps: one insert per batch
+/// size up to the largest batch, and room for the few others it runs.
+pub const WRITER_STATEMENT_CACHE: usize = 2 * crate::chat::MAX_BATCH;
+
 /// Opens the message writer's own connection (see `chat::writer`). For a
 /// networked database this is a second pool of one connection, opened on
 /// the writer's thread, so that the writer's round trips are driven by the
-/// writer's own runtime and do not wait behind the sockets' tasks. `None`
-/// for SQLite: its connections already run on threads of their own, and
-/// the writer shares the main pool.
+/// writer's own runtime and do not wait behind the sockets' tasks, and
+/// kept by the writer between batches (`SqlStore::for_writer` in `sql.rs`).
+/// `None` for SQLite: its connections already run on threads of their own,
+/// and the writer shares the main pool.
 pub async fn connect_writer(
     url: &str,
     acquire_timeout: Duration,
@@ -273,7 +282,15 @@ pub async fn connect_writer(
         max_connections: 1,
         acquire_timeout,
     };
-    connect(url, &pool).await.map(Some)
+    // A statement cache set in the URL is left as it is.
+    let url = if url.contains("statement-cache-capacity=") {
+        url.to_string()
+    } else {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}statement-cache-capacity={WRITER_STATEMENT_CACHE}")
+    };
+    let store = connect_sql(&url, &pool).await?.for_writer();
+    Ok(Some(Box::new(store)))
 }
 
 /// Opens a pool for a networked database. One plain connection is made

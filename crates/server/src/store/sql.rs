@@ -7,10 +7,13 @@
 //! open the pool, apply their own migrations and classify their errors.
 //!
 //! Messages are inserted a batch at a time with a fixed number of
-//! statements whatever the batch size: one multi-row insert, cut into at
-//! most two statements for a writer batch ([`shaped_chunks`]) and
-//! returning its rows where the server has `RETURNING` (MySQL reads them
-//! back with one more statement). A batch whose insert the unique index
+//! statements whatever the batch size: one multi-row insert, returning its
+//! rows where the server has `RETURNING` (MySQL reads them back with one
+//! more statement). On the writer's own connection (MySQL/MariaDB,
+//! PostgreSQL) that insert is one statement of the batch's exact size, and
+//! when it is all the batch needs it runs without a transaction: one round
+//! trip ([`SqlStore::for_writer`]). Elsewhere it is cut into at most two
+//! statements of a few shapes ([`shaped_chunks`]). A batch whose insert the unique index
 //! refuses for a reused `client_msg_id` is done again after one lookup of
 //! its keys (see `insert_messages`). Each conversation's next `seq` comes from the
 //! writer's memory ([`SeqCache`]); only conversations it does not know yet
@@ -19,12 +22,14 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use palaver_protocol::{ConversationSummary, ConversationType, Group, Member, Message, Role, User};
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 
 use super::seqs::{Learned, SeqCache};
 use super::{
@@ -204,11 +209,52 @@ pub(crate) struct SqlStore {
     /// 10.5; not MySQL): without it, inserted rows are read back with a
     /// second statement.
     returning: bool,
+    /// Set on the message writer's own store (see [`SqlStore::for_writer`]).
+    writer: bool,
+    /// The writer's connection between batches, and when it was last used.
+    held: Mutex<Option<(PoolConnection<Any>, Instant)>>,
+}
+
+/// How long the writer's kept connection may sit unused before a batch
+/// checks it with a ping first (as the pool does on every acquire). Under
+/// load it is never idle this long, so no batch pays for a ping.
+const HELD_IDLE: Duration = Duration::from_secs(1);
+
+/// How a batch's statements run (see `insert_messages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// As one statement on its own, which the database commits by itself:
+    /// only when nothing but the insert is needed and it is one statement.
+    Alone,
+    /// In a transaction, with a lookup of its `clientMsgId`s first or not.
+    InTransaction { look_up_keys: bool },
 }
 
 impl SqlStore {
     pub(crate) fn new(pool: AnyPool, d: Dialect, returning: bool) -> Self {
-        SqlStore { pool, d, returning }
+        SqlStore {
+            pool,
+            d,
+            returning,
+            writer: false,
+            held: Mutex::new(None),
+        }
+    }
+
+    /// The message writer's own store, on a pool of one connection opened
+    /// with a statement cache big enough for every batch size
+    /// ([`super::WRITER_STATEMENT_CACHE`]). Each round trip to the database costs
+    /// a wake-up on both sides, and a batch used to make five: the pool's
+    /// ping on acquire and on release, `BEGIN`, the insert, `COMMIT`. So:
+    /// - it keeps its connection between batches instead of handing it back
+    ///   to the pool, and pings it only after [`HELD_IDLE`] unused;
+    /// - a batch's insert is one statement of exactly its size (prepared
+    ///   once per size and kept), not cut into shapes;
+    /// - and a batch that needs nothing but that insert runs it without a
+    ///   transaction ([`Batch::Alone`]): one round trip.
+    pub(crate) fn for_writer(mut self) -> Self {
+        self.writer = true;
+        self
     }
 
     fn err(&self, e: sqlx::Error) -> StoreError {
@@ -233,14 +279,43 @@ impl SqlStore {
     /// default (read committed) and SQLite's exclusive write transaction
     /// do; MySQL's default (repeatable read) does not, so the batch asks
     /// for read committed, in the same round trip as its `BEGIN`.
-    async fn begin_batch(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        if self.d != Dialect::MySql {
-            return self.begin_write().await;
+    async fn begin_batch<'c>(
+        &self,
+        conn: &'c mut AnyConnection,
+    ) -> Result<Transaction<'c, Any>, StoreError> {
+        match self.d {
+            Dialect::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::MySql => {
+                conn.begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+                    .await
+            }
+            Dialect::Postgres => conn.begin().await,
         }
-        self.pool
-            .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
-            .await
-            .map_err(|e| self.err(e))
+        .map_err(|e| self.err(e))
+    }
+
+    /// The connection for a batch: the writer's kept one (checked with a
+    /// ping if it sat unused for [`HELD_IDLE`]), else one from the pool.
+    async fn batch_conn(&self) -> Result<PoolConnection<Any>, StoreError> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((mut conn, used)) = held {
+            if used.elapsed() < HELD_IDLE || conn.ping().await.is_ok() {
+                return Ok(conn);
+            }
+            // Dropped: the pool finds it broken and closes it.
+        }
+        self.pool.acquire().await.map_err(|e| self.err(e))
+    }
+
+    /// The rows of an insert per statement: for the writer, one statement
+    /// per batch (its statement cache holds every size); otherwise cut into
+    /// shapes ([`shaped_chunks`]).
+    fn insert_chunks<'a, T>(&self, rows: &'a [T]) -> Vec<&'a [T]> {
+        if self.writer {
+            rows.chunks(CHUNK).collect()
+        } else {
+            shaped_chunks(rows).collect()
+        }
     }
 
     /// A text column. sqlx's `Any` driver reports MySQL `TEXT` columns as
@@ -530,7 +605,7 @@ impl SqlStore {
     ) -> Result<(HashMap<(i64, i64), i64>, Option<Option<String>>), StoreError> {
         let mut ids = HashMap::with_capacity(rows.len());
         let mut epoch = None;
-        for chunk in shaped_chunks(rows) {
+        for chunk in self.insert_chunks(rows) {
             let mut sql = format!(
                 "INSERT INTO messages (conversation_id, seq, conversation_type, sender_id, \
                  receiver_id, content, client_msg_id, created_at) VALUES {}",
@@ -594,9 +669,25 @@ impl SqlStore {
         conn: &mut AnyConnection,
         batch: &[NewMessage],
         seqs: &SeqCache,
-        look_up_keys: bool,
-    ) -> Result<(Vec<Result<Inserted, StoreError>>, Learned), StoreError> {
-        let existing = if look_up_keys {
+        how: Batch,
+    ) -> Result<Option<(Vec<Result<Inserted, StoreError>>, Learned)>, StoreError> {
+        let now = Instant::now();
+        let shared = seqs.shared(now);
+        // On its own, the insert must be the batch's only statement: every
+        // conversation's id and last seq remembered, no locks, its rows
+        // returned by the insert. SQLite keeps its transaction: its
+        // `BEGIN IMMEDIATE` takes the write lock up front (`begin_write`).
+        if how == Batch::Alone
+            && (shared
+                || !self.returning
+                || self.d == Dialect::Sqlite
+                || batch.iter().any(|m| {
+                    seqs.last(&m.conversation).is_none() || seqs.id(&m.conversation).is_none()
+                }))
+        {
+            return Ok(None);
+        }
+        let existing = if how == (Batch::InTransaction { look_up_keys: true }) {
             self.existing_keys(conn, batch).await?
         } else {
             HashMap::new()
@@ -646,7 +737,6 @@ impl SqlStore {
         }
         let convs: Vec<ConversationKey> = counts.keys().copied().collect();
         let ids = self.conversation_ids(conn, &convs, seqs).await?;
-        let shared = seqs.shared(Instant::now());
         let unknown: Vec<i64> = if shared {
             let mut all: Vec<i64> = ids.values().copied().collect();
             all.sort_unstable();
@@ -682,6 +772,9 @@ impl SqlStore {
             slot.1 += 1;
         }
 
+        if how == Batch::Alone && self.insert_chunks(&rows).len() > 1 {
+            return Ok(None);
+        }
         let (ids, epoch) = self.insert_rows(conn, batch, &rows).await?;
         learned.epoch = epoch;
         for &(i, conv, seq) in &rows {
@@ -716,7 +809,33 @@ impl SqlStore {
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(reused_key())))
             .collect();
-        Ok((out, learned))
+        Ok(Some((out, learned)))
+    }
+
+    /// One attempt at a batch on `conn`: on its own if it can be
+    /// ([`Batch::Alone`]), else in a transaction.
+    async fn attempt_batch(
+        &self,
+        conn: &mut AnyConnection,
+        batch: &[NewMessage],
+        seqs: &SeqCache,
+        look_up_keys: bool,
+    ) -> Result<(Vec<Result<Inserted, StoreError>>, Learned), StoreError> {
+        if !look_up_keys {
+            if let Some(done) = self.insert_batch(conn, batch, seqs, Batch::Alone).await? {
+                return Ok(done);
+            }
+        }
+        let mut tx = self.begin_batch(conn).await?;
+        let done = self
+            .insert_batch(&mut tx, batch, seqs, Batch::InTransaction { look_up_keys })
+            .await?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        done.ok_or_else(|| {
+            StoreError::Other(sqlx::Error::Protocol(
+                "a batch in a transaction was not run".into(),
+            ))
+        })
     }
 }
 
@@ -1167,25 +1286,26 @@ impl Store for SqlStore {
         batch: &[NewMessage],
         seqs: &mut SeqCache,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+        let mut conn = self.batch_conn().await?;
         let known: &SeqCache = seqs;
-        let attempt = |look_up_keys| async move {
-            let mut tx = self.begin_batch().await?;
-            let (out, learned) = self
-                .insert_batch(&mut tx, batch, known, look_up_keys)
-                .await?;
-            tx.commit().await.map_err(|e| self.err(e))?;
-            Ok::<_, StoreError>((out, learned))
-        };
         // A clientMsgId is nearly always new (a repeat is a client's retry),
         // so the insert goes first and the unique index on (sender_id,
         // client_msg_id) catches a repeat; only then, with the failed
         // statement rolled back and nothing committed, is the batch done
         // again with a lookup of its keys. That saves a query per batch.
-        let mut result = attempt(false).await;
+        let mut result = self.attempt_batch(&mut conn, batch, known, false).await;
         if matches!(result, Err(StoreError::Conflict(_)))
             && batch.iter().any(|m| m.client_msg_id.is_some())
         {
-            result = attempt(true).await;
+            result = self.attempt_batch(&mut conn, batch, known, true).await;
+        }
+        // The writer keeps its connection after a batch that went through.
+        // After a failure it goes back to the pool, which tests it (and the
+        // writer's pool has only this one, which `bump_writer_epoch` needs).
+        if self.writer && result.is_ok() {
+            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some((conn, Instant::now()));
+        } else {
+            drop(conn);
         }
         match result {
             Ok((out, learned)) => {
