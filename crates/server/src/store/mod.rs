@@ -261,8 +261,9 @@ async fn connect_sql(url: &str, pool: &PoolOptions) -> Result<sql::SqlStore, Con
 }
 
 /// Prepared statements the writer's connection keeps: one insert per batch
-/// size up to the largest batch, and room for the few others it runs.
-pub const WRITER_STATEMENT_CACHE: usize = 2 * crate::chat::MAX_BATCH;
+/// size up to the largest batch, on MySQL (no `RETURNING`) one read-back
+/// per size as well, and room for the few others it runs.
+pub const WRITER_STATEMENT_CACHE: usize = 3 * crate::chat::MAX_BATCH;
 
 /// Opens the message writer's own connection (see `chat::writer`). For a
 /// networked database this is a second pool of one connection, opened on

@@ -11,8 +11,9 @@
 //! rows where the server has `RETURNING` (MySQL reads them back with one
 //! more statement). On the writer's own connection (MySQL/MariaDB,
 //! PostgreSQL) that insert is one statement of the batch's exact size, and
-//! when it is all the batch needs it runs without a transaction: one round
-//! trip ([`SqlStore::for_writer`]). Elsewhere it is cut into at most two
+//! where it returns its rows (MariaDB ≥ 10.5, PostgreSQL) and is all the
+//! batch needs, it runs without a transaction: one round trip
+//! ([`SqlStore::for_writer`]). Elsewhere it is cut into at most two
 //! statements of a few shapes ([`shaped_chunks`]). A batch whose insert the unique index
 //! refuses for a reused `client_msg_id` is done again after one lookup of
 //! its keys (see `insert_messages`). Each conversation's next `seq` comes from the
@@ -220,11 +221,56 @@ pub(crate) struct SqlStore {
 /// load it is never idle this long, so no batch pays for a ping.
 const HELD_IDLE: Duration = Duration::from_secs(1);
 
+/// A batch's connection. Closed, not handed back to the pool, unless the
+/// batch finished ([`BatchConn::finish`]): after an error, or when the
+/// writer's deadline drops the batch in the middle of a statement, its
+/// session may be waiting for a reply or inside a transaction the client
+/// side no longer counts (sqlx 0.8 counts a `BEGIN` only once it is
+/// answered), and the pool's test of a returned connection (a ping) would
+/// not see that.
+struct BatchConn {
+    conn: Option<PoolConnection<Any>>,
+    /// The writer's kept connection, whose last batch went through: its
+    /// session is known to be outside any transaction, so an insert on
+    /// its own commits by itself ([`Batch::Alone`]). One fresh from the
+    /// pool runs its first batch in a transaction.
+    kept: bool,
+}
+
+impl BatchConn {
+    fn finish(mut self) -> PoolConnection<Any> {
+        self.conn.take().expect("taken only here")
+    }
+}
+
+impl std::ops::Deref for BatchConn {
+    type Target = PoolConnection<Any>;
+    fn deref(&self) -> &Self::Target {
+        self.conn.as_ref().expect("taken only by finish")
+    }
+}
+
+impl std::ops::DerefMut for BatchConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn.as_mut().expect("taken only by finish")
+    }
+}
+
+impl Drop for BatchConn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
 /// How a batch's statements run (see `insert_messages`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Batch {
-    /// As one statement on its own, which the database commits by itself:
-    /// only when nothing but the insert is needed and it is one statement.
+    /// As one statement on its own, which the database commits by itself
+    /// (on a session known to be outside any transaction, see
+    /// [`BatchConn::kept`]): only when nothing but the insert is needed
+    /// and it is one statement.
     Alone,
     /// In a transaction, with a lookup of its `clientMsgId`s first or not.
     InTransaction { look_up_keys: bool },
@@ -255,6 +301,13 @@ impl SqlStore {
     pub(crate) fn for_writer(mut self) -> Self {
         self.writer = true;
         self
+    }
+
+    /// The writer's kept connection, taken out (tests).
+    #[cfg(test)]
+    pub(crate) fn take_held(&self) -> Option<PoolConnection<Any>> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        held.map(|(conn, _)| conn)
     }
 
     fn err(&self, e: sqlx::Error) -> StoreError {
@@ -296,15 +349,23 @@ impl SqlStore {
 
     /// The connection for a batch: the writer's kept one (checked with a
     /// ping if it sat unused for [`HELD_IDLE`]), else one from the pool.
-    async fn batch_conn(&self) -> Result<PoolConnection<Any>, StoreError> {
+    async fn batch_conn(&self) -> Result<BatchConn, StoreError> {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((mut conn, used)) = held {
+        if let Some((conn, used)) = held {
+            let mut conn = BatchConn {
+                conn: Some(conn),
+                kept: true,
+            };
             if used.elapsed() < HELD_IDLE || conn.ping().await.is_ok() {
                 return Ok(conn);
             }
-            // Dropped: the pool finds it broken and closes it.
+            // Dropped, and so closed.
         }
-        self.pool.acquire().await.map_err(|e| self.err(e))
+        let conn = self.pool.acquire().await.map_err(|e| self.err(e))?;
+        Ok(BatchConn {
+            conn: Some(conn),
+            kept: false,
+        })
     }
 
     /// The rows of an insert per statement: for the writer, one statement
@@ -660,8 +721,9 @@ impl SqlStore {
         Ok((ids, epoch))
     }
 
-    /// Inserts a batch inside the caller's transaction; returns each
-    /// message's outcome and what to remember once it commits. Without
+    /// Inserts a batch, inside the caller's transaction or, `Alone`, as its
+    /// only statement (`None` when it cannot be); returns each message's
+    /// outcome and what to remember once it commits. Without
     /// `look_up_keys` the batch's `client_msg_id`s are taken to be new, and
     /// one that is not fails the insert with `Conflict` (unique index).
     async fn insert_batch(
@@ -812,16 +874,17 @@ impl SqlStore {
         Ok(Some((out, learned)))
     }
 
-    /// One attempt at a batch on `conn`: on its own if it can be
-    /// ([`Batch::Alone`]), else in a transaction.
+    /// One attempt at a batch on `conn`: on its own if `alone` allows it
+    /// and the batch can be ([`Batch::Alone`]), else in a transaction.
     async fn attempt_batch(
         &self,
         conn: &mut AnyConnection,
         batch: &[NewMessage],
         seqs: &SeqCache,
         look_up_keys: bool,
+        alone: bool,
     ) -> Result<(Vec<Result<Inserted, StoreError>>, Learned), StoreError> {
-        if !look_up_keys {
+        if alone && !look_up_keys {
             if let Some(done) = self.insert_batch(conn, batch, seqs, Batch::Alone).await? {
                 return Ok(done);
             }
@@ -1293,17 +1356,26 @@ impl Store for SqlStore {
         // client_msg_id) catches a repeat; only then, with the failed
         // statement rolled back and nothing committed, is the batch done
         // again with a lookup of its keys. That saves a query per batch.
-        let mut result = self.attempt_batch(&mut conn, batch, known, false).await;
+        let alone = conn.kept;
+        let mut result = self
+            .attempt_batch(&mut conn, batch, known, false, alone)
+            .await;
         if matches!(result, Err(StoreError::Conflict(_)))
             && batch.iter().any(|m| m.client_msg_id.is_some())
         {
-            result = self.attempt_batch(&mut conn, batch, known, true).await;
+            result = self
+                .attempt_batch(&mut conn, batch, known, true, false)
+                .await;
         }
-        // The writer keeps its connection after a batch that went through.
-        // After a failure it goes back to the pool, which tests it (and the
-        // writer's pool has only this one, which `bump_writer_epoch` needs).
-        if self.writer && result.is_ok() {
-            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some((conn, Instant::now()));
+        // After a batch that went through, the writer keeps its connection
+        // and any other store hands it back. After a failure it is closed
+        // (see `BatchConn`) before anything else runs: the writer's pool has
+        // only this one, and `bump_writer_epoch` below needs it.
+        if result.is_ok() {
+            let conn = conn.finish();
+            if self.writer {
+                *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some((conn, Instant::now()));
+            }
         } else {
             drop(conn);
         }
