@@ -662,11 +662,11 @@ impl SqlStore {
         &self,
         conn: &mut AnyConnection,
         batch: &[NewMessage],
-        rows: &[(usize, i64, i64)],
+        chunks: &[&[(usize, i64, i64)]],
     ) -> Result<(HashMap<(i64, i64), i64>, Option<Option<String>>), StoreError> {
-        let mut ids = HashMap::with_capacity(rows.len());
+        let mut ids = HashMap::with_capacity(chunks.iter().map(|c| c.len()).sum());
         let mut epoch = None;
-        for chunk in self.insert_chunks(rows) {
+        for &chunk in chunks {
             let mut sql = format!(
                 "INSERT INTO messages (conversation_id, seq, conversation_type, sender_id, \
                  receiver_id, content, client_msg_id, created_at) VALUES {}",
@@ -834,10 +834,11 @@ impl SqlStore {
             slot.1 += 1;
         }
 
-        if how == Batch::Alone && self.insert_chunks(&rows).len() > 1 {
+        let chunks = self.insert_chunks(&rows);
+        if how == Batch::Alone && chunks.len() > 1 {
             return Ok(None);
         }
-        let (ids, epoch) = self.insert_rows(conn, batch, &rows).await?;
+        let (ids, epoch) = self.insert_rows(conn, batch, &chunks).await?;
         learned.epoch = epoch;
         for &(i, conv, seq) in &rows {
             let id = *ids.get(&(conv, seq)).ok_or_else(|| {
@@ -874,25 +875,26 @@ impl SqlStore {
         Ok(Some((out, learned)))
     }
 
-    /// One attempt at a batch on `conn`: on its own if `alone` allows it
-    /// and the batch can be ([`Batch::Alone`]), else in a transaction.
+    /// One attempt at a batch on `conn`, run `how`; a batch that cannot
+    /// run [`Batch::Alone`] runs in a transaction without a key lookup.
     async fn attempt_batch(
         &self,
         conn: &mut AnyConnection,
         batch: &[NewMessage],
         seqs: &SeqCache,
-        look_up_keys: bool,
-        alone: bool,
+        how: Batch,
     ) -> Result<(Vec<Result<Inserted, StoreError>>, Learned), StoreError> {
-        if alone && !look_up_keys {
-            if let Some(done) = self.insert_batch(conn, batch, seqs, Batch::Alone).await? {
-                return Ok(done);
-            }
-        }
+        let how = match how {
+            Batch::Alone => match self.insert_batch(conn, batch, seqs, how).await? {
+                Some(done) => return Ok(done),
+                None => Batch::InTransaction {
+                    look_up_keys: false,
+                },
+            },
+            how => how,
+        };
         let mut tx = self.begin_batch(conn).await?;
-        let done = self
-            .insert_batch(&mut tx, batch, seqs, Batch::InTransaction { look_up_keys })
-            .await?;
+        let done = self.insert_batch(&mut tx, batch, seqs, how).await?;
         tx.commit().await.map_err(|e| self.err(e))?;
         done.ok_or_else(|| {
             StoreError::Other(sqlx::Error::Protocol(
@@ -1356,16 +1358,19 @@ impl Store for SqlStore {
         // client_msg_id) catches a repeat; only then, with the failed
         // statement rolled back and nothing committed, is the batch done
         // again with a lookup of its keys. That saves a query per batch.
-        let alone = conn.kept;
-        let mut result = self
-            .attempt_batch(&mut conn, batch, known, false, alone)
-            .await;
+        let first = if conn.kept {
+            Batch::Alone
+        } else {
+            Batch::InTransaction {
+                look_up_keys: false,
+            }
+        };
+        let mut result = self.attempt_batch(&mut conn, batch, known, first).await;
         if matches!(result, Err(StoreError::Conflict(_)))
             && batch.iter().any(|m| m.client_msg_id.is_some())
         {
-            result = self
-                .attempt_batch(&mut conn, batch, known, true, false)
-                .await;
+            let redo = Batch::InTransaction { look_up_keys: true };
+            result = self.attempt_batch(&mut conn, batch, known, redo).await;
         }
         // After a batch that went through, the writer keeps its connection
         // and any other store hands it back. After a failure it is closed
