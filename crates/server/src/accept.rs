@@ -26,10 +26,28 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+/// A listener on `addr` whose kernel queue holds `backlog` connections not
+/// yet accepted. `TcpListener::bind` asks for 128, as the standard library
+/// does: when a few hundred clients connect at once, the kernel drops the
+/// handshakes past the queue and each of those clients tries again only
+/// after a second.
+pub fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // What `TcpListener::bind` does too: a restarted server can bind at
+    // once, while its old connections are still in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
 /// accepting, asks every HTTP connection to close after its current

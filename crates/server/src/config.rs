@@ -12,6 +12,14 @@ pub struct Config {
     #[arg(long, env = "PALAVER_LISTEN", default_value = "0.0.0.0:3000")]
     pub listen: SocketAddr,
 
+    /// Connections the kernel queues for the server before it accepts them
+    /// (capped by `net.core.somaxconn`). The standard library's 128 drops
+    /// handshakes when many clients reconnect at once (after a restart),
+    /// and each dropped one waits a second for the client to try again.
+    #[arg(long, env = "PALAVER_LISTEN_BACKLOG", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub listen_backlog: u32,
+
     /// Database URL; the scheme picks the backend: sqlite://FILE (created
     /// if missing), mysql://… or postgres://…
     #[arg(

@@ -34,6 +34,7 @@ use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
 use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 
+pub use accept::listen;
 pub use app::App;
 pub use config::Config;
 

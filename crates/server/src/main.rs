@@ -78,8 +78,7 @@ fn init_logging() {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = palaver::listen(config.listen, config.listen_backlog)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     palaver::run(config, listener, shutdown_signal()).await?;
     tracing::info!("palaver stopped");

@@ -26,6 +26,7 @@ fn help_documents_every_flag() {
     for flag in [
         "--listen",
         "PALAVER_LISTEN",
+        "--listen-backlog",
         "--database-url",
         "PALAVER_DATABASE_URL",
         "--jwt-secret",
@@ -152,4 +153,53 @@ fn a_malformed_origin_list_is_refused() {
         .unwrap();
     let err = one_line_error(&out);
     assert!(err.contains("--allowed-origins"), "{err}");
+}
+
+/// Opens `n` connections to `addr` at once, none of them accepted, and
+/// counts those the kernel completed within `wait`.
+async fn completed_connects(
+    addr: std::net::SocketAddr,
+    n: usize,
+    wait: std::time::Duration,
+) -> usize {
+    let attempts: Vec<_> = (0..n)
+        .map(|_| {
+            tokio::spawn(tokio::time::timeout(
+                wait,
+                tokio::net::TcpStream::connect(addr),
+            ))
+        })
+        .collect();
+    let mut done = Vec::new();
+    for a in attempts {
+        if let Ok(Ok(Ok(stream))) = a.await {
+            done.push(stream);
+        }
+    }
+    done.len()
+}
+
+#[tokio::test]
+async fn the_listener_queues_a_burst_of_connections_beyond_the_default_backlog() {
+    let wait = std::time::Duration::from_secs(3);
+    // The kernel completes a handshake only while the accept queue has
+    // room, so with nothing accepting, the queue's size is what completes.
+    let small = palaver::listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    let completed = completed_connects(small.local_addr().unwrap(), 300, wait).await;
+    assert!(
+        completed < 300,
+        "a 16-connection queue completed all {completed}"
+    );
+    let listener = palaver::listen("127.0.0.1:0".parse().unwrap(), 512).unwrap();
+    let completed = completed_connects(listener.local_addr().unwrap(), 300, wait).await;
+    assert_eq!(
+        completed, 300,
+        "a 512-connection queue completed {completed} of 300"
+    );
+}
+
+#[test]
+fn the_default_backlog_is_larger_than_the_standard_librarys() {
+    let config = palaver::Config::from_env().unwrap();
+    assert!(config.listen_backlog >= 1024, "{}", config.listen_backlog);
 }
