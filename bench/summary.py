@@ -6,21 +6,23 @@ import sys
 out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/bench")
 reports = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
 
-print("| run | users | best rate held (msg/s) | deliveries/s | p50 / p99 / p99.9 ms | ack p99 ms | lost | RSS per idle conn |")
-print("|---|---|---|---|---|---|---|---|")
+print("| run | users | best rate held (msg/s) | deliveries/s | p50 / p99 / p99.9 ms | ack p99 ms | lost | RSS per idle conn | connect all (s) |")
+print("|---|---|---|---|---|---|---|---|---|")
 for name, r in reports.items():
     best = r.get("best")
+    conn = f"{r['connect_seconds']:.1f}" if "connect_seconds" in r else "–"
     if r["scenario"] == "idle":
         per = r.get("rss_per_connection_kib")
-        print(f"| {name} | {r['users']} | – | – | – | – | – | {per:.1f} KiB |" if per is not None else f"| {name} | {r['users']} | – | – | – | – | – | n/a |")
+        rss = f"{per:.1f} KiB" if per is not None else "n/a"
+        print(f"| {name} | {r['users']} | – | – | – | – | – | {rss} | {conn} |")
         continue
     if not best:
-        print(f"| {name} | {r['users']} | none held | | | | | |")
+        print(f"| {name} | {r['users']} | none held | | | | | | {conn} |")
         continue
     ack = f"{best['ack_p99_ms']:.1f}" if r["target"] == "palaver" else "no acks"
     print(
         f"| {name} | {r['users']} | {best['messages_per_s']:,.0f} | {best['deliveries_per_s']:,.0f} | "
-        f"{best['deliver_p50_ms']:.1f} / {best['deliver_p99_ms']:.1f} / {best['deliver_p999_ms']:.1f} | {ack} | {best['lost']} | |"
+        f"{best['deliver_p50_ms']:.1f} / {best['deliver_p99_ms']:.1f} / {best['deliver_p999_ms']:.1f} | {ack} | {best['lost']} | | {conn} |"
     )
 
 def best_rate(name, key="messages_per_s"):
@@ -35,3 +37,5 @@ for scen, key in [("private100", "messages_per_s"), ("private10000", "messages_p
 ref, pal = reports.get("reference-idle"), reports.get("palaver-mysql-idle")
 if ref and pal and ref.get("rss_per_connection_kib") and pal.get("rss_per_connection_kib"):
     print(f"- idle: {pal['rss_per_connection_kib']:.1f} KiB (Palaver) vs {ref['rss_per_connection_kib']:.1f} KiB (reference) per connection")
+if ref and pal and "connect_seconds" in ref and "connect_seconds" in pal:
+    print(f"- connecting {pal['users']:,} users: {pal['connect_seconds']:.1f} s (Palaver) vs {ref['connect_seconds']:.1f} s (reference)")

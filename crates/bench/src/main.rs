@@ -249,6 +249,9 @@ struct Report {
     group_size: usize,
     servers: Vec<SocketAddr>,
     client_msg_ids: bool,
+    /// Time to connect every user, in waves of 200 at once (a reconnect
+    /// storm in miniature).
+    connect_seconds: f64,
     rss_before_kib: Option<u64>,
     rss_connected_kib: Option<u64>,
     rss_per_connection_kib: Option<f64>,
@@ -565,7 +568,9 @@ async fn main() -> anyhow::Result<()> {
         last_seq: (0..args.users).map(|_| AtomicI64::new(0)).collect(),
     });
     let rss_before = rss_kib(&args.server_pid);
+    let connect_started = Instant::now();
     let clients = Bench::connect_all(&args, &shared).await?;
+    let connect_seconds = connect_started.elapsed().as_secs_f64();
     let mut bench = Bench {
         args: args.clone(),
         shared,
@@ -588,6 +593,7 @@ async fn main() -> anyhow::Result<()> {
         group_size: args.group_size,
         servers: args.servers.clone(),
         client_msg_ids: args.client_msg_ids,
+        connect_seconds,
         rss_before_kib: rss_before,
         rss_connected_kib: None,
         rss_per_connection_kib: None,
