@@ -6,13 +6,14 @@
 //! hands committed messages back to the transport through [`Respond`]. It
 //! knows nothing of HTTP or Socket.IO.
 
+mod coalesce;
 mod directory;
 mod error;
 pub mod input;
 pub mod presence;
 mod writer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub use writer::{Respond, Sent, MAX_BATCH};
 use crate::auth;
 use crate::cluster::{Cluster, ROSTER_MAX_AGE};
 use crate::store::{ConnectError, GroupId, Page, ReadOutcome, Store, StoreError, UserId};
+use coalesce::Coalescer;
 use directory::Directory;
 use writer::{Job, Queued};
 
@@ -138,11 +140,75 @@ impl Core {
     }
 }
 
+/// Handshakes (or presence changes) waiting for their user's row (or
+/// `last_seen`), across all sockets.
+const REGISTRATION_QUEUE: usize = 4096;
+/// Most users made sure of (or marked seen) in one go.
+const REGISTRATION_BATCH: usize = 256;
+
+/// Makes sure the users of handshakes that wait together exist, in a few
+/// statements for all of them (one read when all exist). With one user at
+/// a time, 15,000 clients connecting at once took 9.3 s, and 2.9 s with
+/// the check left out entirely (BENCHMARKS.md, "Connecting").
+async fn register_users(core: &Core, ids: Vec<UserId>) -> Vec<Result<(), ChatError>> {
+    let mut unknown: Vec<UserId> = ids
+        .iter()
+        .copied()
+        .filter(|&id| !core.directory.knows_user(id))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    let now = now_ms();
+    let unnamed = match core.store.ensure_users(&unknown, now).await {
+        Ok(unnamed) => unnamed,
+        Err(e) => {
+            let e = ChatError::from(e);
+            return ids.iter().map(|_| Err(e.clone())).collect();
+        }
+    };
+    // `user<id>` is someone's chosen name: one by one, with a suffix.
+    let mut failed = HashMap::new();
+    for id in unnamed {
+        if let Err(e) = core.store.ensure_user(id, now).await {
+            failed.insert(id, ChatError::from(e));
+        }
+    }
+    for &id in &unknown {
+        if !failed.contains_key(&id) {
+            core.directory.add_user(id);
+        }
+    }
+    ids.iter()
+        .map(|id| failed.get(id).cloned().map_or(Ok(()), Err))
+        .collect()
+}
+
+/// Records `last_seen` = now for the users whose presence changed
+/// together, in one statement. One statement each made the database the
+/// bottleneck of a reconnect storm (BENCHMARKS.md, "Connecting").
+async fn record_last_seen(core: &Core, users: Vec<UserId>) -> Vec<Result<i64, ChatError>> {
+    let mut distinct = users.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let now = now_ms();
+    let outcome = core
+        .store
+        .set_last_seen(&distinct, now)
+        .await
+        .map(|()| now)
+        .map_err(ChatError::from);
+    users.iter().map(|_| outcome.clone()).collect()
+}
+
 /// The chat service; cheap to clone.
 #[derive(Clone)]
 pub struct Chat {
     core: Arc<Core>,
     sends: mpsc::Sender<Queued>,
+    /// To [`register_users`].
+    registrations: Coalescer<UserId, ()>,
+    /// To [`record_last_seen`]; answers the time recorded.
+    last_seen: Coalescer<UserId, i64>,
     /// Set by [`Chat::drain`]: new sends are refused.
     closing: Arc<AtomicBool>,
 }
@@ -177,6 +243,20 @@ impl Chat {
             settings,
             online: std::sync::OnceLock::new(),
         });
+        let registrations = Coalescer::start(REGISTRATION_QUEUE, REGISTRATION_BATCH, {
+            let core = core.clone();
+            move |ids| {
+                let core = core.clone();
+                async move { register_users(&core, ids).await }
+            }
+        });
+        let last_seen = Coalescer::start(REGISTRATION_QUEUE, REGISTRATION_BATCH, {
+            let core = core.clone();
+            move |users| {
+                let core = core.clone();
+                async move { record_last_seen(&core, users).await }
+            }
+        });
         let (sends, rx) = mpsc::channel(SEND_QUEUE);
         let (opened, ready) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -204,6 +284,8 @@ impl Chat {
             Ok(Ok(())) => Ok(Chat {
                 core,
                 sends,
+                registrations,
+                last_seen,
                 closing: Arc::default(),
             }),
             Ok(Err(e)) => Err(e),
@@ -303,9 +385,7 @@ impl Chat {
         if self.core.directory.knows_user(id) {
             return Ok(());
         }
-        self.core.store.ensure_user(id, now_ms()).await?;
-        self.core.directory.add_user(id);
-        Ok(())
+        self.registrations.submit(id).await
     }
 
     pub async fn user(&self, id: UserId) -> Result<User, ChatError> {
@@ -334,10 +414,9 @@ impl Chat {
         &self,
         user: UserId,
     ) -> Result<(Vec<UserId>, chrono::DateTime<chrono::Utc>), ChatError> {
-        let now = now_ms();
-        self.core.store.set_last_seen(user, now).await?;
+        let at = self.last_seen.submit(user).await?;
         let contacts = self.core.store.contacts(user).await?;
-        Ok((contacts, crate::store::from_ms(now)))
+        Ok((contacts, crate::store::from_ms(at)))
     }
 
     pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, ChatError> {

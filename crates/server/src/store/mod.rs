@@ -143,6 +143,12 @@ pub trait Store: Send + Sync + 'static {
     /// an application-minted token).
     async fn ensure_user(&self, id: UserId, now_ms: i64) -> Result<(), StoreError>;
 
+    /// [`ensure_user`](Store::ensure_user) for many users in a few
+    /// statements: creates `user<id>` for each of `ids` that does not
+    /// exist, and returns those still missing because that name is taken
+    /// (for `ensure_user` to name one by one).
+    async fn ensure_users(&self, ids: &[UserId], now_ms: i64) -> Result<Vec<UserId>, StoreError>;
+
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
 
     /// The user and password hash for a login (case-insensitive username).
@@ -154,8 +160,8 @@ pub trait Store: Send + Sync + 'static {
     /// Users whose username starts with `prefix` (case-insensitive), by username.
     async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, StoreError>;
 
-    /// Records when `user` was last seen online.
-    async fn set_last_seen(&self, user: UserId, ms: i64) -> Result<(), StoreError>;
+    /// Records that `users` were last seen online at `ms`.
+    async fn set_last_seen(&self, users: &[UserId], ms: i64) -> Result<(), StoreError>;
 
     /// Everyone who shares a conversation with `user` (private peers and
     /// fellow group members), without `user`.

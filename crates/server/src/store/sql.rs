@@ -277,6 +277,20 @@ enum Batch {
 }
 
 impl SqlStore {
+    /// PostgreSQL: moves the users' id sequence past ids inserted
+    /// explicitly (an explicit id does not advance it), so that
+    /// registering afterwards does not pick a taken id.
+    async fn advance_user_ids(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "SELECT setval(pg_get_serial_sequence('users', 'id'), \
+             GREATEST((SELECT MAX(id) FROM users), 1))",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     pub(crate) fn new(pool: AnyPool, d: Dialect, returning: bool) -> Self {
         SqlStore {
             pool,
@@ -1019,14 +1033,7 @@ impl Store for SqlStore {
                 .map_err(|e| self.err(e))?;
             if found.is_some() {
                 if self.d == Dialect::Postgres {
-                    // An explicit id does not advance the sequence.
-                    sqlx::query(
-                        "SELECT setval(pg_get_serial_sequence('users', 'id'), \
-                         GREATEST((SELECT MAX(id) FROM users), 1))",
-                    )
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| self.err(e))?;
+                    self.advance_user_ids().await?;
                 }
                 return Ok(());
             }
@@ -1034,6 +1041,31 @@ impl Store for SqlStore {
         Err(StoreError::Conflict(format!(
             "no free username for user {id}"
         )))
+    }
+
+    async fn ensure_users(&self, ids: &[UserId], now_ms: i64) -> Result<Vec<UserId>, StoreError> {
+        // Most are known users reconnecting: one read, nothing written.
+        let missing = self.missing_users(ids).await?;
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        for chunk in shaped_chunks(&missing) {
+            let sql = self.d.insert_ignore(&format!(
+                "users (id, username, username_key, created_at) VALUES {}",
+                tuples(chunk.len(), 4)
+            ));
+            let sql = self.d.q(&sql);
+            let mut query = sqlx::query(&sql);
+            for &id in chunk {
+                let name = format!("user{id}");
+                query = query.bind(id).bind(name.clone()).bind(name).bind(now_ms);
+            }
+            query.execute(&self.pool).await.map_err(|e| self.err(e))?;
+        }
+        if self.d == Dialect::Postgres {
+            self.advance_user_ids().await?;
+        }
+        self.missing_users(&missing).await
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -1083,14 +1115,19 @@ impl Store for SqlStore {
         rows.iter().map(|r| self.user(r)).collect()
     }
 
-    async fn set_last_seen(&self, user: UserId, ms: i64) -> Result<(), StoreError> {
-        let sql = self.d.q("UPDATE users SET last_seen = ? WHERE id = ?");
-        sqlx::query(&sql)
-            .bind(ms)
-            .bind(user)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+    async fn set_last_seen(&self, users: &[UserId], ms: i64) -> Result<(), StoreError> {
+        for chunk in shaped_chunks(users) {
+            let sql = format!(
+                "UPDATE users SET last_seen = ? WHERE id IN {}",
+                tuple(chunk.len())
+            );
+            let sql = self.d.q(&sql);
+            let mut query = sqlx::query(&sql).bind(ms);
+            for &id in chunk {
+                query = query.bind(id);
+            }
+            query.execute(&self.pool).await.map_err(|e| self.err(e))?;
+        }
         Ok(())
     }
 

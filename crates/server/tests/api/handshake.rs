@@ -138,6 +138,31 @@ async fn minted_token_for_unknown_id_creates_the_user(b: Backend) {
     assert_eq!(body["username"], "user4242");
 }
 
+async fn many_minted_tokens_connecting_at_once_all_get_their_users(b: Backend) {
+    let app = spawn_app(b).await;
+    // Someone registered the name a minted id would get by default.
+    let taken = app.register("user5010").await;
+    let ids: Vec<i64> = (5000..5040).filter(|&id| id != taken.id()).collect();
+    let connecting = ids.iter().map(|&id| {
+        let token = app.mint(id);
+        let app = &app;
+        async move { app.connect(&token).await }
+    });
+    let clients = futures_util::future::join_all(connecting).await;
+    assert_eq!(clients.len(), ids.len());
+    let token = app.mint(5000);
+    for id in ids {
+        let (status, body) = app.get(&format!("/api/users/{id}"), Some(&token)).await;
+        assert_eq!(status, 200, "user {id}: {body}");
+        let expected = if id == 5010 {
+            "user5010-1".to_string()
+        } else {
+            format!("user{id}")
+        };
+        assert_eq!(body["username"], expected.as_str(), "user {id}");
+    }
+}
+
 /// Polls until a packet starting with `prefix` arrives (a poll may carry
 /// several packets separated by \x1e, or only a ping); returns it.
 async fn poll_until(app: &TestApp, url: &str, prefix: &str) -> String {
@@ -205,5 +230,6 @@ backend_tests!(
     tokens_with_other_algorithms_or_without_sub_are_refused,
     token_in_query_string_is_not_accepted,
     minted_token_for_unknown_id_creates_the_user,
+    many_minted_tokens_connecting_at_once_all_get_their_users,
     long_polling_transport_authenticates_and_connects,
 );

@@ -275,7 +275,43 @@ async fn missing_users_and_minted_ids_do_not_collide_with_registration(b: Backen
     ));
 }
 
+async fn ensure_users_creates_the_missing_and_leaves_taken_names_to_ensure_user(b: Backend) {
+    let (_db, store) = open(b).await;
+    let registered = store.create_user("user7", "hash", 0).await.unwrap();
+    assert_ne!(registered.id, 7);
+    store.ensure_user(3, 0).await.unwrap();
+    let unnamed = store.ensure_users(&[3, 7, 20, 21], 0).await.unwrap();
+    assert_eq!(unnamed, [7], "user7 is taken");
+    assert!(store.missing_users(&[3, 20, 21]).await.unwrap().is_empty());
+    assert_eq!(store.user(20).await.unwrap().unwrap().username, "user20");
+    assert_eq!(store.missing_users(&[7]).await.unwrap(), [7]);
+    store.ensure_user(7, 0).await.unwrap();
+    assert_eq!(store.user(7).await.unwrap().unwrap().username, "user7-1");
+    // All there already: nothing to do.
+    assert!(store.ensure_users(&[3, 7, 20], 0).await.unwrap().is_empty());
+    // Registration afterwards does not reuse a minted id.
+    let later = store.create_user("bob", "hash", 0).await.unwrap();
+    assert!(later.id > 21, "{}", later.id);
+}
+
+async fn last_seen_is_recorded_for_every_user_named(b: Backend) {
+    let (_db, store) = open(b).await;
+    assert!(store.ensure_users(&[1, 2, 3], 0).await.unwrap().is_empty());
+    store
+        .set_last_seen(&[1, 3], 1_795_665_600_000)
+        .await
+        .unwrap();
+    for (id, seen) in [(1, true), (2, false), (3, true)] {
+        let user = store.user(id).await.unwrap().unwrap();
+        assert_eq!(user.last_seen.is_some(), seen, "user {id}: {user:?}");
+    }
+    let user = store.user(3).await.unwrap().unwrap();
+    assert_eq!(user.last_seen, Some(store::from_ms(1_795_665_600_000)));
+}
+
 backend_tests!(
+    last_seen_is_recorded_for_every_user_named,
+    ensure_users_creates_the_missing_and_leaves_taken_names_to_ensure_user,
     a_batch_allocates_consecutive_seqs_per_conversation,
     a_key_repeated_within_a_batch_is_stored_once,
     a_key_from_an_earlier_batch_returns_the_stored_message,
