@@ -140,17 +140,17 @@ impl Core {
     }
 }
 
-/// Handshakes (or presence changes) waiting for their user's row (or
-/// `last_seen`), across all sockets.
-const REGISTRATION_QUEUE: usize = 4096;
-/// Most users made sure of (or marked seen) in one go.
-const REGISTRATION_BATCH: usize = 256;
+/// Users waiting in each batching task (for their row at the handshake,
+/// or for `last_seen` at a presence change), across all sockets.
+const CHORE_QUEUE: usize = 4096;
+/// Most users one batch of either task takes.
+const CHORE_BATCH: usize = 256;
 
 /// Makes sure the users of handshakes that wait together exist, in a few
 /// statements for all of them (one read when all exist). With one user at
 /// a time, 15,000 clients connecting at once took 9.3 s, and 2.9 s with
 /// the check left out entirely (BENCHMARKS.md, "Connecting").
-async fn register_users(core: &Core, ids: Vec<UserId>) -> Vec<Result<(), ChatError>> {
+async fn register_users(core: Arc<Core>, ids: Vec<UserId>) -> Vec<Result<(), ChatError>> {
     let mut unknown: Vec<UserId> = ids
         .iter()
         .copied()
@@ -186,7 +186,7 @@ async fn register_users(core: &Core, ids: Vec<UserId>) -> Vec<Result<(), ChatErr
 /// Records `last_seen` = now for the users whose presence changed
 /// together, in one statement. One statement each made the database the
 /// bottleneck of a reconnect storm (BENCHMARKS.md, "Connecting").
-async fn record_last_seen(core: &Core, users: Vec<UserId>) -> Vec<Result<i64, ChatError>> {
+async fn record_last_seen(core: Arc<Core>, users: Vec<UserId>) -> Vec<Result<i64, ChatError>> {
     let mut distinct = users.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -243,19 +243,13 @@ impl Chat {
             settings,
             online: std::sync::OnceLock::new(),
         });
-        let registrations = Coalescer::start(REGISTRATION_QUEUE, REGISTRATION_BATCH, {
+        let registrations = Coalescer::start(CHORE_QUEUE, CHORE_BATCH, {
             let core = core.clone();
-            move |ids| {
-                let core = core.clone();
-                async move { register_users(&core, ids).await }
-            }
+            move |ids| register_users(core.clone(), ids)
         });
-        let last_seen = Coalescer::start(REGISTRATION_QUEUE, REGISTRATION_BATCH, {
+        let last_seen = Coalescer::start(CHORE_QUEUE, CHORE_BATCH, {
             let core = core.clone();
-            move |users| {
-                let core = core.clone();
-                async move { record_last_seen(&core, users).await }
-            }
+            move |users| record_last_seen(core.clone(), users)
         });
         let (sends, rx) = mpsc::channel(SEND_QUEUE);
         let (opened, ready) = tokio::sync::oneshot::channel();
