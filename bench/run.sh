@@ -55,12 +55,15 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # Palaver's sends carry a clientMsgId, as a client that retries sends them
 # (the reference server has no such thing).
 KEYS=(--client-msg-ids)
+# Every user sends one message before the measured phases, so that no phase
+# pays for creating conversations (a first message costs more than the rest).
+WARM=(--warm-up-rate 2000)
 bench() { # name target port pid args...
   local name=$1 target=$2 port=$3 pid=$4; shift 4
   echo "== $name" >&2
   [ "$target" = palaver ] && set -- "${KEYS[@]}" "$@"
   "$BENCH" --target "$target" --servers "127.0.0.1:$port" --jwt-secret "$SECRET" \
-    --server-pid "$pid" --duration "$DURATION" --label "$name" --json "$OUT/$name.json" "$@"
+    --server-pid "$pid" --duration "$DURATION" --label "$name" --json "$OUT/$name.json" "${WARM[@]}" "$@"
 }
 
 for s in $SCENARIOS; do
@@ -106,7 +109,7 @@ for s in $SCENARIOS; do
       start_palaver mysql://root@127.0.0.1:3306/palaver_bench 4101 "${redis[@]}"
       "$BENCH" --target palaver --servers 127.0.0.1:4100,127.0.0.1:4101 --jwt-secret "$SECRET" \
         --server-pid "$first" --duration "$DURATION" --label palaver-redis-2nodes-private100 \
-        --json "$OUT/palaver-redis-2nodes-private100.json" --users 100 --search --search-start 4000 "${KEYS[@]}"
+        --json "$OUT/palaver-redis-2nodes-private100.json" --users 100 --search --search-start 4000 "${KEYS[@]}" "${WARM[@]}"
       stop "$first"; stop "$PAL_PID" ;;
     *) echo "unknown scenario $s"; exit 1 ;;
   esac

@@ -108,6 +108,13 @@ struct Args {
     /// retries does (the server then also looks up each batch's ids).
     #[arg(long)]
     client_msg_ids: bool,
+    /// Before the measured phases, every user sends one message at this
+    /// rate (0: no warm-up). A conversation's first message costs the
+    /// server more than the rest (Palaver creates the conversation's row);
+    /// without a warm-up, a fixed-rate phase with 10,000 users measures
+    /// 5,000 of those first messages in its first second.
+    #[arg(long, default_value_t = 0.0)]
+    warm_up_rate: f64,
 }
 
 /// A search that holds nothing stops going down below this rate.
@@ -136,6 +143,8 @@ struct Phase {
     acked_ok: AtomicU64,
     ack_errors: AtomicU64,
     deliver_us: Mutex<Histogram<u64>>,
+    /// Delivery latencies since the last progress line.
+    recent_us: Mutex<Histogram<u64>>,
     ack_us: Mutex<Histogram<u64>>,
     /// Deliveries whose `seq` was not above the last one that connection saw.
     out_of_order: AtomicU64,
@@ -151,6 +160,7 @@ impl Phase {
             acked_ok: AtomicU64::new(0),
             ack_errors: AtomicU64::new(0),
             deliver_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
+            recent_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
             ack_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
             out_of_order: AtomicU64::new(0),
         }
@@ -204,6 +214,7 @@ fn on_delivery(shared: &Shared, me: usize, frame: &str) {
     phase.delivered.fetch_add(1, Ordering::Relaxed);
     let latency = phase.micros().saturating_sub(t).max(1);
     let _ = phase.deliver_us.lock().unwrap().record(latency);
+    let _ = phase.recent_us.lock().unwrap().record(latency);
 }
 
 /// The `"seq":<n>` of a Palaver delivery frame.
@@ -255,6 +266,8 @@ struct Report {
     rss_before_kib: Option<u64>,
     rss_connected_kib: Option<u64>,
     rss_per_connection_kib: Option<f64>,
+    /// The `--warm-up-rate` phase (one message per user), if any.
+    warm_up: Option<PhaseReport>,
     phases: Vec<PhaseReport>,
     best: Option<PhaseReport>,
 }
@@ -418,10 +431,14 @@ impl Bench {
         }
     }
 
-    /// One open-loop phase at `rate` messages/s.
+    /// One open-loop phase at `rate` messages/s for `--duration` seconds.
     async fn phase(&self, rate: f64) -> PhaseReport {
-        let seconds = self.args.duration;
-        let total = (rate * seconds).ceil() as usize;
+        self.phase_of(rate, (rate * self.args.duration).ceil() as usize)
+            .await
+    }
+
+    /// One open-loop phase of `total` messages at `rate` messages/s.
+    async fn phase_of(&self, rate: f64, total: usize) -> PhaseReport {
         let phase = Arc::new(Phase::new(total, self.expected_per_msg()));
         *self.shared.phase.write().unwrap() = phase.clone();
         let kind = match self.args.scenario {
@@ -475,8 +492,14 @@ impl Bench {
             if last_progress.elapsed() >= Duration::from_secs(1) {
                 last_progress = Instant::now();
                 let p99 = phase.deliver_us.lock().unwrap().value_at_quantile(0.99) as f64 / 1000.0;
+                let recent = {
+                    let mut h = phase.recent_us.lock().unwrap();
+                    let p99 = h.value_at_quantile(0.99) as f64 / 1000.0;
+                    h.reset();
+                    p99
+                };
                 eprintln!(
-                    "  {:>5.1}s sent {sent:>8} delivered {:>9} p99 {p99:>8.1} ms",
+                    "  {:>5.1}s sent {sent:>8} delivered {:>9} p99 {p99:>8.1} ms (last second {recent:>8.1} ms)",
                     phase.started.elapsed().as_secs_f64(),
                     phase.delivered.load(Ordering::Relaxed)
                 );
@@ -597,6 +620,7 @@ async fn main() -> anyhow::Result<()> {
         rss_before_kib: rss_before,
         rss_connected_kib: None,
         rss_per_connection_kib: None,
+        warm_up: None,
         phases: Vec::new(),
         best: None,
     };
@@ -611,6 +635,13 @@ async fn main() -> anyhow::Result<()> {
     } else {
         bench.setup_targets().await?;
         tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+        if args.warm_up_rate > 0.0 {
+            eprint!("warm-up, one message per user: ");
+            let p = bench.phase_of(args.warm_up_rate, args.users).await;
+            print_phase(&p);
+            report.warm_up = Some(p);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         if args.search {
             let mut rate = args.search_start;
             let failed = loop {
