@@ -48,6 +48,13 @@ fn main() -> ExitCode {
 /// WebSocket and HTTP libraries log handshake auth (tokens) and whole
 /// packets (message contents) at debug and trace, so they are held at info
 /// whatever `RUST_LOG` asks: tokens and contents are never written to logs.
+///
+/// Both filters apply to the whole subscriber, not to the output layer
+/// alone (`Layer::with_filter`). A per-layer filter keeps its verdict for
+/// the next event in thread-local state, and sqlx asks the `log` crate
+/// whether to log each statement without logging one: the writer's next
+/// event on that thread was then dropped whatever `RUST_LOG` said
+/// (tokio-rs/tracing#2519; test: `hardening.rs`).
 fn init_logging() {
     use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
@@ -69,11 +76,9 @@ fn init_logging() {
                 .any(|c| meta.target() == *c || meta.target().starts_with(&format!("{c}::")))
     });
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_filter(no_wire_detail)
-                .with_filter(env),
-        )
+        .with(env)
+        .with(no_wire_detail)
+        .with(tracing_subscriber::fmt::layer())
         .init();
 }
 

@@ -4,6 +4,9 @@
 //! never reach its logs, even at `RUST_LOG=trace`.
 
 #[allow(dead_code)]
+#[path = "api/helpers.rs"]
+mod helpers;
+#[allow(dead_code)]
 #[path = "support/node.rs"]
 mod node;
 
@@ -11,6 +14,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use helpers::{Backend, TestDb};
 use node::Node;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as Ws;
@@ -185,6 +189,53 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
             lines.is_empty(),
             "the {what} was logged:\n{}",
             lines.join("\n")
+        );
+    }
+}
+
+/// `RUST_LOG` naming one module logs that module's events, on every
+/// backend. With MariaDB and PostgreSQL the writer's statements run on
+/// the writer's own thread, and after each one sqlx asks the `log` crate
+/// whether to log it. While the filters were attached to the output layer
+/// rather than to the whole subscriber, that question left the layer's
+/// per-event filter state stale, and the writer's next event was dropped
+/// (tokio-rs/tracing#2519): this filter logged nothing at all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_naming_one_module_logs_its_events_on_every_backend() {
+    for backend in [Backend::Sqlite, Backend::MySql, Backend::Postgres] {
+        if !backend.available() {
+            continue;
+        }
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let filter = "palaver::chat::writer=trace";
+        let node = Node::start_with(&db.url, "secret", &[], filter, Some(&log)).await;
+        let (_, token) = node.register("alice").await;
+        let (bob, _) = node.register("bob").await;
+        let client = node.connect(&token).await;
+        const SENDS: usize = 5;
+        for i in 0..SENDS {
+            // One at a time: each send is a batch of its own.
+            let ack = client
+                .emit_ack(
+                    "message",
+                    &json!({"conversationType": "private", "receiverId": bob, "content": format!("m{i}")}),
+                )
+                .await
+                .unwrap();
+            assert_eq!(ack["ok"], true, "{ack}");
+        }
+        drop(client);
+        drop(node);
+        let logs = std::fs::read_to_string(&log).unwrap();
+        let batches = logs
+            .lines()
+            .filter(|l| l.contains("palaver::chat::writer") && l.contains("batch committed"))
+            .count();
+        assert_eq!(
+            batches, SENDS,
+            "{backend:?}: one \"batch committed\" line per send at RUST_LOG={filter}; the log:\n{logs}"
         );
     }
 }
