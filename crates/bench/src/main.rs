@@ -142,9 +142,9 @@ struct Phase {
     delivered: AtomicU64,
     acked_ok: AtomicU64,
     ack_errors: AtomicU64,
-    deliver_us: Mutex<Histogram<u64>>,
-    /// Delivery latencies since the last progress line.
-    recent_us: Mutex<Histogram<u64>>,
+    /// Delivery latencies: the whole phase's, and those since the last
+    /// progress line (one lock for both, taken once per delivery).
+    deliver_us: Mutex<[Histogram<u64>; 2]>,
     ack_us: Mutex<Histogram<u64>>,
     /// Deliveries whose `seq` was not above the last one that connection saw.
     out_of_order: AtomicU64,
@@ -159,8 +159,9 @@ impl Phase {
             delivered: AtomicU64::new(0),
             acked_ok: AtomicU64::new(0),
             ack_errors: AtomicU64::new(0),
-            deliver_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
-            recent_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
+            deliver_us: Mutex::new(std::array::from_fn(|_| {
+                Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()
+            })),
             ack_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).unwrap()),
             out_of_order: AtomicU64::new(0),
         }
@@ -213,8 +214,9 @@ fn on_delivery(shared: &Shared, me: usize, frame: &str) {
     slot.fetch_add(1, Ordering::Relaxed);
     phase.delivered.fetch_add(1, Ordering::Relaxed);
     let latency = phase.micros().saturating_sub(t).max(1);
-    let _ = phase.deliver_us.lock().unwrap().record(latency);
-    let _ = phase.recent_us.lock().unwrap().record(latency);
+    for h in phase.deliver_us.lock().unwrap().iter_mut() {
+        let _ = h.record(latency);
+    }
 }
 
 /// The `"seq":<n>` of a Palaver delivery frame.
@@ -491,12 +493,12 @@ impl Bench {
             }
             if last_progress.elapsed() >= Duration::from_secs(1) {
                 last_progress = Instant::now();
-                let p99 = phase.deliver_us.lock().unwrap().value_at_quantile(0.99) as f64 / 1000.0;
-                let recent = {
-                    let mut h = phase.recent_us.lock().unwrap();
-                    let p99 = h.value_at_quantile(0.99) as f64 / 1000.0;
-                    h.reset();
-                    p99
+                let (p99, recent) = {
+                    let mut h = phase.deliver_us.lock().unwrap();
+                    let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
+                    let both = (p99(&h[0]), p99(&h[1]));
+                    h[1].reset();
+                    both
                 };
                 eprintln!(
                     "  {:>5.1}s sent {sent:>8} delivered {:>9} p99 {p99:>8.1} ms (last second {recent:>8.1} ms)",
@@ -533,7 +535,7 @@ impl Bench {
             lost += want.saturating_sub(got);
             duplicates += got.saturating_sub(want);
         }
-        let deliver = phase.deliver_us.lock().unwrap().clone();
+        let deliver = phase.deliver_us.lock().unwrap()[0].clone();
         let ack = phase.ack_us.lock().unwrap().clone();
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         let delivered = phase.delivered.load(Ordering::Relaxed);
