@@ -12,9 +12,7 @@ pub struct Username(String);
 
 impl Username {
     pub fn parse(s: &str) -> Result<Self, ChatError> {
-        let ok_chars = s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        let ok_chars = s.chars().all(Self::allowed_char);
         if !(3..=32).contains(&s.len()) || !ok_chars {
             return Err(ChatError::invalid(
                 "username must be 3 to 32 characters of A-Z, a-z, 0-9, '_', '.', '-'",
@@ -25,6 +23,11 @@ impl Username {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `c` may appear in a username.
+    pub fn allowed_char(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
     }
 }
 
@@ -45,14 +48,16 @@ impl Password {
     }
 }
 
-/// A group name: 1–100 characters, not blank.
+/// A group name: 1–100 characters, not blank, no control characters.
 #[derive(Debug, Clone)]
 pub struct GroupName(String);
 
 impl GroupName {
     pub fn parse(s: &str) -> Result<Self, ChatError> {
-        if s.trim().is_empty() || s.chars().count() > 100 {
-            return Err(ChatError::invalid("group name must be 1 to 100 characters"));
+        if s.trim().is_empty() || s.chars().count() > 100 || s.chars().any(char::is_control) {
+            return Err(ChatError::invalid(
+                "group name must be 1 to 100 characters, not blank, without control characters",
+            ));
         }
         Ok(GroupName(s.to_string()))
     }
@@ -131,6 +136,11 @@ impl SendRequest {
         if raw.content.is_empty() {
             return Err(ChatError::invalid("content must not be empty"));
         }
+        // PostgreSQL cannot store U+0000 in text; refused on every backend
+        // alike, here, so that it never reaches (and fails) a whole batch.
+        if raw.content.contains('\0') {
+            return Err(ChatError::invalid("content must not contain U+0000 (NUL)"));
+        }
         // Count characters without walking more than max + 1 of them.
         if raw.content.len() > max_chars && raw.content.chars().nth(max_chars).is_some() {
             return Err(ChatError::TooLarge(format!(
@@ -138,11 +148,7 @@ impl SendRequest {
             )));
         }
         if let Some(id) = &raw.client_msg_id {
-            if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID {
-                return Err(ChatError::invalid(format!(
-                    "clientMsgId must be 1 to {MAX_CLIENT_MSG_ID} characters"
-                )));
-            }
+            check_client_msg_id(id)?;
         }
         Ok(SendRequest {
             sender,
@@ -151,6 +157,21 @@ impl SendRequest {
             client_msg_id: raw.client_msg_id,
         })
     }
+}
+
+/// A `clientMsgId` is 1–64 characters without control characters or
+/// leading or trailing whitespace. MySQL's `utf8mb4_bin` compares with
+/// trailing spaces ignored, so `"k"` and `"k "` would be one key in its
+/// unique index and two in every other lookup; PostgreSQL cannot store NUL.
+fn check_client_msg_id(id: &str) -> Result<(), ChatError> {
+    let bad_chars = id.chars().any(char::is_control) || id.trim() != id;
+    if id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID || bad_chars {
+        return Err(ChatError::invalid(format!(
+            "clientMsgId must be 1 to {MAX_CLIENT_MSG_ID} characters, without control \
+             characters or leading or trailing whitespace"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -183,6 +204,30 @@ mod tests {
             Err(ChatError::InvalidPayload(_))
         ));
         assert_eq!(SendRequest::parse(raw(" "), 1, 4).unwrap().content, " ");
+    }
+
+    #[test]
+    fn nul_content_and_untrimmed_or_control_client_msg_ids_are_invalid() {
+        assert!(matches!(
+            SendRequest::parse(raw("a\0b"), 1, 4),
+            Err(ChatError::InvalidPayload(_))
+        ));
+        for id in ["k ", " k", "k\0", "k\n1", "\t"] {
+            let mut r = raw("hi");
+            r.client_msg_id = Some(id.into());
+            assert!(
+                matches!(
+                    SendRequest::parse(r, 1, 4),
+                    Err(ChatError::InvalidPayload(_))
+                ),
+                "{id:?}"
+            );
+        }
+        let mut r = raw("hi");
+        r.client_msg_id = Some("c-81 with inner spaces".into());
+        assert!(SendRequest::parse(r, 1, 4).is_ok());
+        assert!(GroupName::parse("a\0b").is_err());
+        assert!(GroupName::parse("team  one").is_ok());
     }
 
     #[test]

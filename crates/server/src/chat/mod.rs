@@ -359,7 +359,13 @@ impl Chat {
 
     /// Checks a username and password.
     pub async fn login(&self, username: &str, password: &str) -> Result<User, ChatError> {
-        let found = self.core.store.credentials(username).await?;
+        // A name no user can have is unknown without asking the database
+        // (which may refuse it, as PostgreSQL refuses NUL); the dummy hash
+        // below still runs, so it answers like any unknown name.
+        let found = match Username::parse(username) {
+            Ok(_) => self.core.store.credentials(username).await?,
+            Err(_) => None,
+        };
         let (user, hash) = match found {
             Some((user, hash)) => (Some(user), hash),
             None => (None, None),
@@ -413,7 +419,14 @@ impl Chat {
         Ok((contacts, crate::store::from_ms(at)))
     }
 
+    /// Users whose name starts with `prefix`. A prefix with a character no
+    /// username has (registered names are [`Username`]s, minted ones
+    /// `user<id>`) matches nobody and is not sent to the database, which
+    /// may not store it at all (PostgreSQL refuses NUL).
     pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, ChatError> {
+        if !prefix.chars().all(Username::allowed_char) {
+            return Ok(Vec::new());
+        }
         Ok(self.core.store.search_users(prefix, limit).await?)
     }
 

@@ -16,8 +16,9 @@ use crate::chat::{ChatError, GroupName};
 #[serde(rename_all = "camelCase")]
 pub struct CreateGroup {
     name: String,
+    /// Optional: absent and `null` both mean no one else.
     #[serde(default, alias = "member_ids")]
-    member_ids: Vec<i64>,
+    member_ids: Option<Vec<i64>>,
 }
 
 pub async fn create(
@@ -26,7 +27,10 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> Result<(StatusCode, Json<Group>), ApiError> {
     let name = GroupName::parse(&body.name)?;
-    let group = app.chat.create_group(me, name, body.member_ids).await?;
+    let group = app
+        .chat
+        .create_group(me, name, body.member_ids.unwrap_or_default())
+        .await?;
     Ok((StatusCode::CREATED, Json(group)))
 }
 

@@ -400,6 +400,93 @@ async fn member_added_can_send_at_once_and_removed_member_stops_receiving(b: Bac
     );
 }
 
+/// Text one of the databases cannot store, or would compare differently
+/// (PostgreSQL refuses NUL; MySQL's unique index ignores trailing spaces),
+/// is refused at the edge on every backend, and fails no one else's send
+/// in the same batch.
+async fn text_the_databases_disagree_on_is_refused_and_fails_no_other_send(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let a = app.connect(&alice.token).await;
+    let c = app.connect(&carol.token).await;
+    let to = bob.id();
+    let send = |content: &str, key: &str| {
+        json!({"conversationType": "private", "receiverId": to, "content": content,
+            "clientMsgId": key})
+    };
+    // Pipelined from two users, so that the writer takes them together.
+    let cases = [
+        (&c, send("carol 1", "k"), "ok"),
+        (&a, send("nul \u{0} inside", "a1"), "invalid_payload"),
+        (&c, send("carol 2", "k "), "invalid_payload"),
+        (&a, send("alice 1", "a\u{0}2"), "invalid_payload"),
+        (&c, send("carol 3", " k"), "invalid_payload"),
+        (&c, send("carol 4", "k2"), "ok"),
+        (&a, send("alice 2", "a3"), "ok"),
+    ];
+    let pending: Vec<_> = cases
+        .iter()
+        .map(|(client, payload, want)| {
+            let rx = client.emit_ack_deferred("message", payload).unwrap();
+            (rx, *want, payload)
+        })
+        .collect();
+    for (rx, want, payload) in pending {
+        let ack = tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+            .await
+            .expect("answered")
+            .unwrap();
+        let got = if ack["ok"] == true {
+            "ok"
+        } else {
+            ack["error"]["code"].as_str().unwrap_or("?")
+        };
+        assert_eq!(got, want, "{payload}: {ack}");
+    }
+    let contents = |m: Vec<palaver_protocol::Message>| -> Vec<String> {
+        m.into_iter().map(|m| m.content).collect()
+    };
+    assert_eq!(
+        contents(app.history(&carol, "private", to, 0).await),
+        ["carol 1", "carol 4"]
+    );
+    assert_eq!(
+        contents(app.history(&alice, "private", to, 0).await),
+        ["alice 2"]
+    );
+
+    // The same over HTTP: a group name with a control character is refused,
+    // a user search or a login with NUL finds no one (not a 500).
+    let (status, body) = app
+        .post(
+            "/api/groups",
+            Some(&alice.token),
+            json!({"name": "a\u{0}b"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app
+        .post(
+            "/api/groups",
+            Some(&alice.token),
+            json!({"name": "club", "memberIds": null}),
+        )
+        .await;
+    assert_eq!(status, 201, "memberIds null is as if absent: {body}");
+    let (status, body) = app.get("/api/users?q=al%00", Some(&alice.token)).await;
+    assert_eq!((status, body), (200, json!([])));
+    let (status, body) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "al\u{0}ice", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+}
+
 backend_tests!(
     private_message_is_acked_with_the_stored_message_and_delivered,
     ack_comes_only_after_the_message_is_committed,
@@ -417,4 +504,5 @@ backend_tests!(
     sends_without_waiting_for_acks_are_committed_and_delivered_in_order,
     seq_is_gap_free_and_unique_with_concurrent_senders,
     member_added_can_send_at_once_and_removed_member_stops_receiving,
+    text_the_databases_disagree_on_is_refused_and_fails_no_other_send,
 );
