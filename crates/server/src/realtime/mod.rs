@@ -10,6 +10,7 @@
 //! Each user's sockets share the room `u:<id>`; delivery addresses rooms,
 //! so routing cost does not depend on how many users are connected.
 
+mod bucket;
 pub mod decode;
 mod message;
 mod presence;
@@ -217,7 +218,8 @@ async fn authenticate<A: Adapter>(
         message::SendHandler::new(app.clone(), user),
     );
     socket.on(palaver_protocol::events::READ, read::on_read::<A>);
-    socket.extensions.insert(typing::TypingBucket::default());
+    socket.extensions.insert(bucket::TypingBucket::default());
+    socket.extensions.insert(bucket::ReadBucket::default());
     socket.on(palaver_protocol::events::TYPING, typing::on_typing::<A>);
     socket.on_fallback(unknown_event::<A>);
     socket.on_disconnect(on_disconnect::<A>);

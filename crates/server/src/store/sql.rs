@@ -291,6 +291,23 @@ impl SqlStore {
         Ok(())
     }
 
+    /// `user`'s read position in conversation row `conv` (0 if none).
+    async fn read_position(&self, user: UserId, conv: i64) -> Result<i64, StoreError> {
+        let sql = self
+            .d
+            .q("SELECT read_seq FROM read_positions WHERE user_id = ? AND conversation_id = ?");
+        match sqlx::query(&sql)
+            .bind(user)
+            .bind(conv)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?
+        {
+            Some(r) => r.try_get(0).map_err(|e| self.err(e)),
+            None => Ok(0),
+        }
+    }
+
     pub(crate) fn new(pool: AnyPool, d: Dialect, returning: bool) -> Self {
         SqlStore {
             pool,
@@ -1479,19 +1496,7 @@ impl Store for SqlStore {
         if seq > last {
             return Ok(ReadOutcome::BeyondLast { last_seq: last });
         }
-        let select = self
-            .d
-            .q("SELECT read_seq FROM read_positions WHERE user_id = ? AND conversation_id = ?");
-        let before: i64 = match sqlx::query(&select)
-            .bind(user)
-            .bind(conv)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?
-        {
-            Some(r) => r.try_get(0).map_err(|e| self.err(e))?,
-            None => 0,
-        };
+        let before = self.read_position(user, conv).await?;
         if seq <= before {
             return Ok(ReadOutcome::Moved {
                 read_seq: before,
@@ -1506,9 +1511,14 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
+        // The upsert keeps the larger position. Another read of the same
+        // conversation may have stored a larger one meanwhile: answer with
+        // what is stored, so that no ack or receipt reports a position
+        // below it, and count as moved only if ours is the one there.
+        let after = self.read_position(user, conv).await?;
         Ok(ReadOutcome::Moved {
-            read_seq: seq,
-            moved: true,
+            read_seq: after,
+            moved: after == seq,
         })
     }
 

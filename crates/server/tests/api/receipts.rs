@@ -229,12 +229,46 @@ async fn typing_floods_are_rate_limited_per_socket(b: Backend) {
     );
 }
 
+async fn read_floods_are_rate_limited_per_socket(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let a = app.connect(&alice.token).await;
+    let other = app.connect(&alice.token).await;
+    send_ok(&a, private(bob.id(), "one")).await;
+    let payload = json!({"conversationType": "private", "receiverId": bob.id(), "seq": 1});
+    // Pipelined: every one is answered, those past the burst `rate_limited`.
+    let pending: Vec<_> = (0..60)
+        .map(|_| a.emit_ack_deferred("read", &payload).unwrap())
+        .collect();
+    let mut limited = 0;
+    for rx in pending {
+        let ack = tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+            .await
+            .expect("every read is answered")
+            .unwrap();
+        if ack["ok"] == false {
+            assert_eq!(ack["error"]["code"], "rate_limited", "{ack}");
+            limited += 1;
+        } else {
+            assert_eq!(ack["read_seq"], 1, "{ack}");
+        }
+    }
+    assert!(
+        limited >= 30,
+        "only {limited} of 60 pipelined reads were limited"
+    );
+    // Another socket is not affected.
+    assert_eq!(read(&other, "private", bob.id(), 1).await["ok"], true);
+}
+
 backend_tests!(
     read_position_moves_forward_only_and_is_relayed,
     unread_counts_messages_from_others_after_the_read_position,
     group_unread_counts_follow_membership,
     typing_is_relayed_to_the_others_only_and_never_stored,
     typing_floods_are_rate_limited_per_socket,
+    read_floods_are_rate_limited_per_socket,
 );
 
 mod presence_tests {
