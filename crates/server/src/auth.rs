@@ -95,9 +95,29 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Argon2 runs at most this many at once per available core: each takes
+/// 19 MiB and tens of milliseconds of CPU, so a flood of registrations or
+/// logins from many addresses waits here instead of growing the blocking
+/// pool (up to 512 threads) and the memory with it.
+const HASHES_PER_CORE: usize = 2;
+
+/// A permit to run one Argon2 computation.
+async fn hashing_permit() -> tokio::sync::SemaphorePermit<'static> {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores * HASHES_PER_CORE)
+    });
+    permits
+        .acquire()
+        .await
+        .expect("the hashing semaphore is never closed")
+}
+
 /// Hashes a password on the blocking pool (it takes tens of milliseconds
 /// of CPU, which must not stall the async workers).
 pub async fn hash_password(password: String) -> String {
+    let _permit = hashing_permit().await;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         argon2()
@@ -113,6 +133,7 @@ pub async fn hash_password(password: String) -> String {
 /// stored hash a dummy one is checked, so that unknown users take as long
 /// as wrong passwords.
 pub async fn verify_password(hash: Option<String>, password: String) -> bool {
+    let _permit = hashing_permit().await;
     tokio::task::spawn_blocking(move || {
         let (hash, real) = match hash {
             Some(h) => (h, true),

@@ -107,6 +107,11 @@ pub struct Config {
     #[arg(long, env = "PALAVER_LOGIN_ATTEMPTS_PER_IP", default_value_t = 60)]
     pub login_attempts_per_ip: u32,
 
+    /// Registrations per minute from one IP address, on each node (429
+    /// `rate_limited` beyond); 0 switches the limit off.
+    #[arg(long, env = "PALAVER_REGISTRATIONS_PER_IP", default_value_t = 30)]
+    pub registrations_per_ip: u32,
+
     /// Origins browsers may connect and call the API from, comma-separated
     /// (`https://chat.example.com,https://app.example.com`), or `*` for any.
     /// Empty (the default): same-origin pages only. Requests without an

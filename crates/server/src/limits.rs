@@ -1,5 +1,5 @@
-//! Per-user and per-address limits: message rate, connections per user and
-//! login attempts. Rates are token buckets (`governor`), kept in memory on
+//! Per-user and per-address limits: message rate, connections per user,
+//! login attempts and registrations. Rates are token buckets (`governor`), kept in memory on
 //! this node; each is configurable and can be switched off with 0.
 
 use std::collections::HashMap;
@@ -69,6 +69,7 @@ pub struct Limits {
     messages: Bucket<UserId>,
     login_user: Bucket<String>,
     login_ip: Bucket<IpAddr>,
+    register_ip: Bucket<IpAddr>,
     max_connections: u32,
     connections: Mutex<HashMap<UserId, u32>>,
 }
@@ -101,6 +102,13 @@ impl Limits {
                     config.login_attempts_per_ip
                 ),
             ),
+            register_ip: Bucket::new(
+                per_minute(config.registrations_per_ip),
+                format!(
+                    "at most {} registrations a minute from one address",
+                    config.registrations_per_ip
+                ),
+            ),
             max_connections: config.max_connections_per_user,
             connections: Mutex::new(HashMap::new()),
         }
@@ -121,6 +129,13 @@ impl Limits {
         self.login_user
             .take(&login_key(username))
             .map_err(|wait| limited(&self.login_user.describe, wait))
+    }
+
+    /// One registration from `ip`.
+    pub fn register(&self, ip: IpAddr) -> Result<(), ChatError> {
+        self.register_ip
+            .take(&ip)
+            .map_err(|wait| limited(&self.register_ip.describe, wait))
     }
 
     /// The same attempt counted over every node (after [`Limits::login`]
@@ -188,6 +203,7 @@ impl Limits {
         self.messages.sweep();
         self.login_user.sweep();
         self.login_ip.sweep();
+        self.register_ip.sweep();
     }
 
     /// Sweeps every minute while the returned task runs.
@@ -263,6 +279,19 @@ mod tests {
         limits.connect(8).unwrap();
         limits.disconnected(7);
         limits.connect(7).unwrap();
+    }
+
+    #[test]
+    fn registrations_are_limited_per_address() {
+        let limits = Limits::new(&config(&["--registrations-per-ip", "2"]));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        limits.register(a).unwrap();
+        limits.register(a).unwrap();
+        assert!(limits.register(a).is_err(), "third from a");
+        limits.register(b).unwrap();
+        let off = Limits::new(&config(&["--registrations-per-ip", "0"]));
+        assert!((0..100).all(|_| off.register(a).is_ok()));
     }
 
     #[test]

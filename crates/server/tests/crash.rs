@@ -24,8 +24,9 @@
 //! offline, or ahead of the window, messages queue as in a real client);
 //! `mean` is what was composed per second of the run, `drain` how long the
 //! final resend of everything outstanding took. When the server has a
-//! per-user message rate limit (`--message-rate`), the test switches it
-//! off: it measures durability.
+//! per-user message rate limit (`--message-rate`) or a registration limit
+//! (`--registrations-per-ip`), the test switches them off: it measures
+//! durability.
 //!
 //! SIGKILL ends the process, not the machine: what reached the kernel
 //! (SQLite's WAL, MariaDB's socket) survives. This test proves the server
@@ -302,18 +303,20 @@ impl Drop for Server {
     }
 }
 
-/// `--message-rate 0` (unlimited) when this build has a per-user message
-/// rate limit; this test measures durability, not the limiter.
+/// `--message-rate 0` and `--registrations-per-ip 0` (unlimited), for
+/// those of the two this build has; this test measures durability, not
+/// the limiters (it registers dozens of users at once).
 fn rate_limit_off() -> Vec<String> {
     let help = Command::new(env!("CARGO_BIN_EXE_palaver"))
         .args(["serve", "--help"])
         .output()
         .expect("palaver serve --help");
-    if String::from_utf8_lossy(&help.stdout).contains("--message-rate") {
-        vec!["--message-rate".into(), "0".into()]
-    } else {
-        Vec::new()
-    }
+    let help = String::from_utf8_lossy(&help.stdout);
+    ["--message-rate", "--registrations-per-ip"]
+        .into_iter()
+        .filter(|flag| help.contains(flag))
+        .flat_map(|flag| [flag.to_string(), "0".to_string()])
+        .collect()
 }
 
 /// A conversation: the unordered pair of users, or the group.

@@ -21,8 +21,11 @@ pub struct Credentials {
 
 pub async fn register(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
+    // Counted before any work, like a login: each costs a password hash.
+    app.limits.register(peer.ip())?;
     let username = Username::parse(&body.username)?;
     let password = Password::parse(&body.password)?;
     let user = app.chat.register(username, password).await?;

@@ -1,5 +1,6 @@
 //! Limits: per-user message rate, connections per user, login attempts per
-//! username and per address, HTTP body size, allowed origins. Limits are
+//! username and per address, registrations per address, HTTP body size,
+//! allowed origins. Limits are
 //! kept in memory, not in the database, so these run on SQLite only.
 
 use std::time::{Duration, Instant};
@@ -196,6 +197,26 @@ async fn login_attempts_are_limited_per_username() {
     // Other users log in.
     let (status, body) = login(&app, "bob", "correct horse").await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_are_limited_per_address() {
+    let app = spawn_configured(Backend::Sqlite, |c| c.registrations_per_ip = 3).await;
+    for name in ["alice", "bob", "carol"] {
+        app.register(name).await;
+    }
+    let (status, body) = app
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"username": "dave", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    // Nothing was created for the refused one: the name is still free.
+    let (status, body) = login(&app, "dave", "correct horse").await;
+    assert_eq!(status, 401, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
