@@ -284,6 +284,69 @@ async fn database_outage_gives_errors_not_lies_and_service_resumes(backend: Back
     );
 }
 
+/// Two nodes on one database, no Redis: a membership change made through
+/// one node holds on the other, which had the group's members cached.
+async fn membership_changes_hold_on_a_node_sharing_the_database(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let secret = palaver::auth::random_secret();
+    let n1 = Node::start(&db.url, &secret).await;
+    let n2 = Node::start(&db.url, &secret).await;
+    let (_, owner_t) = n1.register("owner").await;
+    let (member, member_t) = n1.register("member").await;
+    let (late, late_t) = n1.register("late").await;
+    let (s, g) = n1
+        .post(
+            "/api/groups",
+            Some(&owner_t),
+            json!({"name": "club", "memberIds": [member]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{g}");
+    let group = g["id"].as_i64().unwrap();
+    let say = |content: &str| json!({"conversationType": "group", "receiverId": group, "content": content});
+    // Node 2 caches the group's members while taking this.
+    let m2 = n2.connect(&member_t).await;
+    let ack = m2.emit_ack("message", &say("before")).await.unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+
+    // Added through node 1: sends through node 2 at once.
+    let (s, body) = n1
+        .post(
+            &format!("/api/groups/{group}/members"),
+            Some(&owner_t),
+            json!({"userId": late}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let l2 = n2.connect(&late_t).await;
+    let ack = l2
+        .emit_ack("message", &say("hello, I'm new"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ack["ok"], true,
+        "the new member is refused on node 2: {ack}"
+    );
+
+    // Removed through node 1: within a second node 2 refuses them too.
+    let started = Instant::now();
+    let path = format!("/api/groups/{group}/members/{member}");
+    assert_eq!(n1.delete(&path, &owner_t).await, 204);
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(started.elapsed())).await;
+    let ack = m2.emit_ack("message", &say("still here?")).await.unwrap();
+    assert_eq!(
+        ack["error"]["code"], "forbidden",
+        "the removed member still sends through node 2: {ack}"
+    );
+    let (status, _) = n2
+        .get(
+            &format!("/api/messages?conversationType=group&receiverId={group}"),
+            &member_t,
+        )
+        .await;
+    assert_eq!(status, 403, "the removed member still reads through node 2");
+}
+
 macro_rules! shared_db_tests {
     ($($name:ident),*) => {
         $(
@@ -309,5 +372,6 @@ macro_rules! shared_db_tests {
 
 shared_db_tests!(
     two_nodes_share_one_database_without_gaps_or_errors,
+    membership_changes_hold_on_a_node_sharing_the_database,
     database_outage_gives_errors_not_lies_and_service_resumes
 );

@@ -52,6 +52,9 @@ pub(crate) struct Core {
     pub directory: Directory,
     pub presence: presence::Presence,
     pub settings: Settings,
+    /// Whether other nodes may change groups in this node's database, so
+    /// that a cached roster may be stale.
+    pub shared: bool,
     /// Who else is online, across nodes (set by the Socket.IO side).
     pub online: std::sync::OnceLock<Arc<dyn OnlineLookup>>,
 }
@@ -106,7 +109,7 @@ impl Core {
                     .await?
                     .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
                 let mut roster = roster;
-                if roster.role(user).is_none() && self.settings.cluster.is_some() {
+                if roster.role(user).is_none() && self.shared {
                     // Another node may have just added them: ask the database.
                     self.directory.invalidate_roster(g);
                     roster = self
@@ -233,10 +236,13 @@ impl Chat {
         open_writer_store: OpenWriterStore,
         settings: Settings,
     ) -> Result<Self, ConnectError> {
-        // In a cluster another node may change a group: cached rosters are
-        // dropped when it says so, and expire in any case.
-        let max_age = settings.cluster.as_ref().map(|_| ROSTER_MAX_AGE);
+        // On a database other nodes may share (MySQL/MariaDB, PostgreSQL;
+        // with Redis or without) another node may change a group: cached
+        // rosters expire, and in a cluster are also dropped when it says so.
+        let shared = store.backend() != "sqlite" || settings.cluster.is_some();
+        let max_age = shared.then_some(ROSTER_MAX_AGE);
         let core = Arc::new(Core {
+            shared,
             store,
             directory: Directory::new(max_age),
             presence: presence::Presence::default(),
