@@ -17,6 +17,7 @@
 //! port 0.
 
 mod accept;
+pub use accept::HEADER_READ_TIMEOUT;
 pub mod app;
 pub mod auth;
 pub mod chat;

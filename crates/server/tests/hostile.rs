@@ -611,3 +611,30 @@ async fn hostile_frames_never_take_the_server_down() {
         "no answer and no close within {ANSWER_WITHIN:?}: {silent:#?}"
     );
 }
+
+/// A connection that sends half a request head and then nothing is closed
+/// once the head timeout passes, and one that sends nothing at all too:
+/// neither keeps a file descriptor for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_finishes_its_request_head_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start().await;
+    let limit = palaver::HEADER_READ_TIMEOUT + Duration::from_secs(5);
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut partial = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: palaver\r\nX-Slow: ")
+        .await
+        .unwrap();
+    for (name, conn) in [("silent", &mut silent), ("partial", &mut partial)] {
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        // The server may answer 408 before closing; either way it closes.
+        let read = tokio::time::timeout(limit, conn.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "{name}: still open after {:?}",
+            started.elapsed()
+        );
+    }
+}
