@@ -565,6 +565,13 @@ impl Chat {
     ) -> Result<(), ChatError> {
         let (actor_role, members) = self.role_in(actor, group).await?;
         if actor != user {
+            // A plain member may remove no one: refused before looking the
+            // target up, so the answer is the same whoever it names.
+            if actor_role == Role::Member {
+                return Err(ChatError::Forbidden(
+                    "only the owner or an admin may remove members".into(),
+                ));
+            }
             let target = members
                 .iter()
                 .find(|m| m.user_id == user)

@@ -26,11 +26,7 @@ impl FromRequestParts<App> for AuthUser {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or(TokenError::Missing);
         let user = token
             .and_then(|t| app.tokens.verify(t))
@@ -84,5 +80,33 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .await
             .map(|Path(v)| ApiPath(v))
             .map_err(|r: PathRejection| ChatError::invalid(r.body_text()).into())
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme name
+/// is case-insensitive (RFC 9110, section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer t.k.n",
+            "bearer t.k.n",
+            "BEARER t.k.n",
+            "bEaReR  t.k.n ",
+        ] {
+            assert_eq!(bearer_token(value), Some("t.k.n"), "{value:?}");
+        }
+        assert_eq!(bearer_token("Basic dXNlcg=="), None);
+        assert_eq!(bearer_token("Bearer"), None);
     }
 }

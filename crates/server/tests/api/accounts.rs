@@ -78,13 +78,66 @@ async fn login_accepts_the_right_password_only(b: Backend) {
 
 async fn api_requires_a_valid_bearer_token(b: Backend) {
     let app = spawn_app(b).await;
-    for token in [None, Some("garbage")] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "1", "exp": now - 600, "iat": now - 1200}),
+        &jsonwebtoken::EncodingKey::from_secret(app.secret.as_bytes()),
+    )
+    .unwrap();
+    for token in [None, Some("garbage"), Some(expired.as_str())] {
         for path in ["/api/me", "/api/users", "/api/groups", "/api/conversations"] {
             let (status, body) = app.get(path, token).await;
             assert_eq!(status, 401, "{path}");
             assert_eq!(body["error"]["code"], "unauthorized");
         }
     }
+    let (_, body) = app.get("/api/me", Some(&expired)).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+    // The scheme name is case-insensitive.
+    let alice = app.register("alice").await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let resp = app
+            .http
+            .get(app.url("/api/me"))
+            .header("authorization", format!("{scheme} {}", alice.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{scheme}");
+    }
+}
+
+/// A user search answers 20 users unless asked for more, and at most 100.
+async fn user_search_pages_default_to_20_and_are_capped_at_100(b: Backend) {
+    let app = spawn_app(b).await;
+    // Users named `user<id>`, created on first use of minted tokens.
+    for id in 1..=105 {
+        let (status, body) = app.get("/api/me", Some(&app.mint(id))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let token = app.mint(1);
+    let count = |q: &'static str| {
+        let app = &app;
+        let token = &token;
+        async move {
+            let (status, body) = app.get(&format!("/api/users?q=user{q}"), Some(token)).await;
+            assert_eq!(status, 200, "{body}");
+            body.as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("").await, 20, "the default page");
+    assert_eq!(count("&limit=50").await, 50);
+    assert_eq!(count("&limit=1000").await, 100, "clamped to 100");
 }
 
 async fn users_can_be_searched_by_prefix_and_read_by_id(b: Backend) {
@@ -131,6 +184,10 @@ async fn health_unknown_routes_and_malformed_json_answer_properly(b: Backend) {
     let (status, body) = app.get("/api/nope", None).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
+    // A known route with the wrong method: 405 with the usual error body.
+    let (status, body) = app.delete("/api/me", None).await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_payload", "{body}");
     let resp = app
         .http
         .post(app.url("/api/auth/register"))
@@ -161,6 +218,7 @@ backend_tests!(
     invalid_usernames_and_passwords_are_rejected,
     login_accepts_the_right_password_only,
     api_requires_a_valid_bearer_token,
+    user_search_pages_default_to_20_and_are_capped_at_100,
     users_can_be_searched_by_prefix_and_read_by_id,
     health_unknown_routes_and_malformed_json_answer_properly,
     generated_secret_is_kept_in_the_database_across_restarts,

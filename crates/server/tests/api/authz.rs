@@ -348,6 +348,10 @@ fn matrix() -> Vec<Row> {
         row(Member, remove(Member2), forbidden()),
         row(Member, remove(Admin), forbidden()),
         row(Member, remove(Owner), forbidden()),
+        // Refused before the target is looked up: the same answer for a
+        // user who is not in the group, or does not exist.
+        row(Member, remove(Outsider), forbidden()),
+        row(Member, RemoveMember(Known, NoUser), forbidden()),
         row(Outsider, remove(Member), forbidden()),
         row(Removed, remove(Member), forbidden()),
         row(Owner, remove(Owner), OK),

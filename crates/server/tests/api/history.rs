@@ -47,6 +47,55 @@ async fn history_pages_forwards_and_backwards(b: Backend) {
     );
 }
 
+/// A page holds 50 messages unless asked for more, and at most 200; times
+/// are RFC 3339 UTC with milliseconds.
+async fn history_pages_default_to_50_and_are_capped_at_200(b: Backend) {
+    let app = spawn_configured(b, unlimited).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let a = app.connect(&alice.token).await;
+    let pending: Vec<_> = (1..=210)
+        .map(|i| {
+            a.emit_ack_deferred("message", &private(bob.id(), &format!("m{i}")))
+                .unwrap()
+        })
+        .collect();
+    for rx in pending {
+        let ack = rx.await.unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    let page = |q: &'static str| page_of(&app, &bob, alice.id(), q);
+    let (seqs, more) = page("").await;
+    assert_eq!(
+        (seqs, more),
+        ((161..=210).collect(), true),
+        "the default page"
+    );
+    let (seqs, more) = page("&limit=1000").await;
+    assert_eq!((seqs, more), ((11..=210).collect(), true), "clamped to 200");
+    let (seqs, more) = page("&afterSeq=0&limit=1000").await;
+    assert_eq!((seqs, more), ((1..=200).collect(), true));
+
+    let (_, body) = app
+        .get(
+            &format!(
+                "/api/messages?conversationType=private&receiverId={}&limit=1",
+                alice.id()
+            ),
+            Some(&bob.token),
+        )
+        .await;
+    let (_, me) = app.get("/api/me", Some(&bob.token)).await;
+    for at in [&body["messages"][0]["created_at"], &me["created_at"]] {
+        let at = at.as_str().unwrap();
+        let shape: String = at
+            .chars()
+            .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+            .collect();
+        assert_eq!(shape, "dddd-dd-ddTdd:dd:dd.dddZ", "{at}");
+    }
+}
+
 async fn history_rejects_bad_parameters_and_outsiders(b: Backend) {
     let app = spawn_app(b).await;
     let alice = app.register("alice").await;
@@ -171,6 +220,7 @@ async fn a_client_that_was_offline_catches_up_with_nothing_missing(b: Backend) {
 
 backend_tests!(
     history_pages_forwards_and_backwards,
+    history_pages_default_to_50_and_are_capped_at_200,
     history_rejects_bad_parameters_and_outsiders,
     conversations_list_most_recent_first_with_last_message,
     a_client_that_was_offline_catches_up_with_nothing_missing,
