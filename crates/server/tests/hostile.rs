@@ -638,3 +638,56 @@ async fn a_connection_that_never_finishes_its_request_head_is_closed() {
         );
     }
 }
+
+/// Clients that go away in the middle of their handshake (CONNECT sent,
+/// the transport closed before the answer): none of them stays online,
+/// and none keeps one of its user's connection slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_cut_short_leaves_no_one_online_and_no_slot_taken() {
+    let server = Server::start().await;
+    // Users the server has not seen: their first handshake waits for the
+    // database to create them, so the client is gone before it ends.
+    let users: Vec<i64> = (5_000_000..5_000_030).collect();
+    let cut = users.iter().map(|&user| {
+        let token = server.mint(user);
+        async move {
+            let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+            let open = ws_next_text(&mut ws).await.expect("open packet");
+            assert!(open.starts_with('0'), "{open}");
+            ws.send(Ws::text(format!("40{}", json!({"token": token}))))
+                .await
+                .unwrap();
+            drop(ws);
+        }
+    });
+    futures_util::future::join_all(cut).await;
+    // Past the 2 s grace period before "offline".
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let viewer = server.mint(users[0]);
+    let mut online = Vec::new();
+    for &user in &users {
+        let body: Value = server
+            .http
+            .get(format!("http://{}/api/users/{user}", server.addr))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["online"] != false {
+            online.push((user, body));
+        }
+    }
+    assert!(online.is_empty(), "still online: {online:?}");
+    // Every one of the first user's 16 connection slots is free.
+    let mut held = Vec::new();
+    for n in 0..16 {
+        let client = Client::connect(server.addr, Some(json!({"token": viewer})))
+            .await
+            .unwrap_or_else(|e| panic!("connection {n} of 16 refused: {e}"));
+        held.push(client);
+    }
+}

@@ -18,6 +18,7 @@ mod read;
 mod typing;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -27,6 +28,7 @@ use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::operators::BroadcastOperators;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
 use socketioxide_core::adapter::DefinedAdapter;
@@ -58,19 +60,67 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &App) -> A::
     io.ns("/", on_connect::<A>.with(authenticate::<A>))
 }
 
-/// Sends `event` to every socket in `rooms` except `socket` itself, on
-/// every node. When Redis is away (or does not answer in time) it goes to
-/// this node's sockets only: clients catch up through history.
-pub(crate) async fn deliver<A: Adapter, T: serde::Serialize + ?Sized>(
+/// Where an event goes out from: a socket, which `to` leaves out (events
+/// answer a socket), or the server itself (for a socket that is gone).
+pub(crate) enum Origin<'a, A: Adapter> {
+    Socket(&'a SocketRef<A>),
+    Server(&'a SocketIo<A>),
+}
+
+impl<A: Adapter> Clone for Origin<'_, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A: Adapter> Copy for Origin<'_, A> {}
+
+impl<'a, A: Adapter> From<&'a SocketRef<A>> for Origin<'a, A> {
+    fn from(socket: &'a SocketRef<A>) -> Self {
+        Origin::Socket(socket)
+    }
+}
+
+impl<A: Adapter> Origin<'_, A> {
+    /// Every socket in `rooms` but the origin's own.
+    fn to(self, rooms: Vec<String>) -> BroadcastOperators<A> {
+        match self {
+            Origin::Socket(s) => s.to(rooms),
+            Origin::Server(io) => io.to(rooms),
+        }
+    }
+
+    /// The same on this node only.
+    fn local_to(self, rooms: Vec<String>) -> BroadcastOperators<A> {
+        match self {
+            Origin::Socket(s) => s.local().to(rooms),
+            Origin::Server(io) => io.local().to(rooms),
+        }
+    }
+
+    /// Every socket in `room`.
+    fn within(self, room: String) -> BroadcastOperators<A> {
+        match self {
+            Origin::Socket(s) => s.within(room),
+            Origin::Server(io) => io.within(room),
+        }
+    }
+}
+
+/// Sends `event` to every socket in `rooms` except the sending socket
+/// itself, on every node. When Redis is away (or does not answer in time)
+/// it goes to this node's sockets only: clients catch up through history.
+pub(crate) async fn deliver<'a, A: Adapter, T: serde::Serialize + ?Sized>(
     app: &App,
-    socket: &SocketRef<A>,
+    from: impl Into<Origin<'a, A>>,
     rooms: Vec<String>,
     event: &str,
     data: &T,
 ) {
+    let from = from.into();
     if let Some(cluster) = app.chat.cluster() {
         if cluster.is_up() {
-            let everywhere = socket.to(rooms.clone()).emit(event, data);
+            let everywhere = from.to(rooms.clone()).emit(event, data);
             match tokio::time::timeout(CALL_TIMEOUT, everywhere).await {
                 Ok(Ok(())) => return,
                 Ok(Err(e)) => tracing::debug!(error = %e, "cluster delivery failed"),
@@ -78,20 +128,24 @@ pub(crate) async fn deliver<A: Adapter, T: serde::Serialize + ?Sized>(
             }
             cluster.set_up(false);
         }
-        if let Err(e) = socket.local().to(rooms).emit(event, data).await {
+        if let Err(e) = from.local_to(rooms).emit(event, data).await {
             tracing::debug!(error = %e, "local delivery failed");
         }
         return;
     }
-    if let Err(e) = socket.to(rooms).emit(event, data).await {
+    if let Err(e) = from.to(rooms).emit(event, data).await {
         tracing::debug!(error = %e, "delivery failed");
     }
 }
 
 /// How many sockets `user` has: on every node in a cluster whose Redis
 /// answers, else on this node.
-async fn sockets_of<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) -> usize {
-    count_sockets(app, socket, user).await.0
+async fn sockets_of<'a, A: Adapter>(
+    app: &App,
+    from: impl Into<Origin<'a, A>>,
+    user: UserId,
+) -> usize {
+    count_sockets(app, from.into(), user).await.0
 }
 
 /// Attempts at counting a user's sockets on every node before a count
@@ -101,10 +155,15 @@ const OFFLINE_COUNT_ATTEMPTS: u32 = 3;
 /// How many sockets `user` has left, for deciding that they are offline:
 /// a count that some node did not answer in time is tried again (a node
 /// that is slow for a moment must not make a user on it look offline).
-async fn sockets_left<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) -> usize {
+async fn sockets_left<'a, A: Adapter>(
+    app: &App,
+    from: impl Into<Origin<'a, A>>,
+    user: UserId,
+) -> usize {
+    let from = from.into();
     let mut count = 0;
     for _ in 0..OFFLINE_COUNT_ATTEMPTS {
-        let (n, complete) = count_sockets(app, socket, user).await;
+        let (n, complete) = count_sockets(app, from, user).await;
         if complete || n > 0 {
             return n;
         }
@@ -118,23 +177,19 @@ async fn sockets_left<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId
 /// at its request timeout with the nodes that did ([`REQUEST_TIMEOUT`]):
 /// so an answer well within it is complete. Without Redis, or with Redis
 /// away, the count is this node's sockets.
-async fn count_sockets<A: Adapter>(
-    app: &App,
-    socket: &SocketRef<A>,
-    user: UserId,
-) -> (usize, bool) {
+async fn count_sockets<A: Adapter>(app: &App, from: Origin<'_, A>, user: UserId) -> (usize, bool) {
     let room = user_room(user);
     let Some(cluster) = app.chat.cluster() else {
-        return (socket.within(room).local().sockets().len(), true);
+        return (from.within(room).local().sockets().len(), true);
     };
     if cluster.is_up() {
         let started = tokio::time::Instant::now();
-        let all = socket.within(room.clone()).fetch_sockets();
+        let all = from.within(room.clone()).fetch_sockets();
         if let Ok(Ok(sockets)) = tokio::time::timeout(REQUEST_TIMEOUT + CALL_TIMEOUT, all).await {
             return (sockets.len(), started.elapsed() < REQUEST_TIMEOUT * 9 / 10);
         }
     }
-    (socket.within(room).local().sockets().len(), false)
+    (from.within(room).local().sockets().len(), false)
 }
 
 /// Online-ness over the cluster: a user is online if any node holds a
@@ -179,9 +234,42 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// The connection slot and the presence an authenticated socket holds on
+/// this node, kept in its extensions; `on_disconnect` gives them back.
+/// socketioxide drops a socket without calling `on_disconnect` when its
+/// client went away while the connect middleware was still running (the
+/// engine's disconnect found no socket yet, and the CONNECT reply could not
+/// be sent): they are given back when the socket is dropped instead.
+/// Without this, a user whose handshake was cut short stayed online for
+/// good and lost one of their connection slots until a restart.
+struct Held<A: Adapter> {
+    app: App,
+    io: SocketIo<A>,
+    user: UserId,
+    released: AtomicBool,
+}
+
+impl<A: Adapter> Held<A> {
+    /// True the first time only.
+    fn release(&self) -> bool {
+        !self.released.swap(true, Ordering::AcqRel)
+    }
+}
+
+impl<A: Adapter> Drop for Held<A> {
+    fn drop(&mut self) {
+        if self.release() {
+            tracing::debug!(user = self.user, "socket dropped before it was connected");
+            self.app.limits.disconnected(self.user);
+            presence::dropped(&self.app, &self.io, self.user);
+        }
+    }
+}
+
 /// Verifies `auth.token`, then sets the socket up (see the module docs).
 async fn authenticate<A: Adapter>(
     socket: SocketRef<A>,
+    io: SocketIo<A>,
     State(app): State<App>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), Refusal> {
@@ -211,6 +299,12 @@ async fn authenticate<A: Adapter>(
             )));
         }
     }
+    socket.extensions.insert(Arc::new(Held {
+        app: app.clone(),
+        io,
+        user,
+        released: AtomicBool::new(false),
+    }));
     socket.extensions.insert(SocketUser(user));
     socket.join(user_room(user));
     socket.on(
@@ -238,10 +332,12 @@ async fn on_disconnect<A: Adapter>(
     State(app): State<App>,
     reason: DisconnectReason,
 ) {
-    if let Some(SocketUser(user)) = socket.extensions.get::<SocketUser>() {
-        tracing::debug!(sid = %socket.id, user, ?reason, "socket disconnected");
-        app.limits.disconnected(user);
-        presence::disconnected(&app, &socket, user);
+    if let Some(held) = socket.extensions.get::<Arc<Held<A>>>() {
+        tracing::debug!(sid = %socket.id, user = held.user, ?reason, "socket disconnected");
+        if held.release() {
+            app.limits.disconnected(held.user);
+            presence::disconnected(&app, &socket, held.user);
+        }
     }
 }
 

@@ -6,8 +6,9 @@
 use palaver_protocol::{events, Presence};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
+use socketioxide::SocketIo;
 
-use super::{sockets_left, sockets_of, user_room};
+use super::{sockets_left, sockets_of, user_room, Origin};
 use crate::app::App;
 use crate::store::UserId;
 
@@ -18,7 +19,7 @@ pub fn connected<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) {
         tokio::spawn(async move {
             // In a cluster the user may be online through another node.
             if app.chat.cluster().is_none() || sockets_of(&app, &socket, user).await <= 1 {
-                announce(app, socket, user, true).await;
+                announce(&app, Origin::Socket(&socket), user, true).await;
             }
         });
     }
@@ -32,13 +33,34 @@ pub fn disconnected<A: Adapter>(app: &App, socket: &SocketRef<A>, user: UserId) 
             if app.chat.presence().settle_offline(user, token).await
                 && sockets_left(&app, &socket, user).await == 0
             {
-                announce(app, socket, user, false).await;
+                announce(&app, Origin::Socket(&socket), user, false).await;
             }
         });
     }
 }
 
-async fn announce<A: Adapter>(app: App, socket: SocketRef<A>, user: UserId, online: bool) {
+/// Called for an authenticated socket that socketioxide dropped without a
+/// disconnect (its client went away during the handshake): as
+/// [`disconnected`], announced by the server since the socket is gone.
+pub fn dropped<A: Adapter>(app: &App, io: &SocketIo<A>, user: UserId) {
+    let Some(token) = app.chat.presence().disconnect(user) else {
+        return;
+    };
+    // Dropped outside the runtime only at exit, when no one is listening.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let (app, io) = (app.clone(), io.clone());
+    runtime.spawn(async move {
+        if app.chat.presence().settle_offline(user, token).await
+            && sockets_left(&app, Origin::Server(&io), user).await == 0
+        {
+            announce(&app, Origin::Server(&io), user, false).await;
+        }
+    });
+}
+
+async fn announce<A: Adapter>(app: &App, from: Origin<'_, A>, user: UserId, online: bool) {
     let (contacts, at) = match app.chat.presence_changed(user).await {
         Ok(v) => v,
         Err(e) => {
@@ -55,5 +77,5 @@ async fn announce<A: Adapter>(app: App, socket: SocketRef<A>, user: UserId, onli
         last_seen: Some(at),
     };
     let rooms: Vec<String> = contacts.iter().map(|&u| user_room(u)).collect();
-    super::deliver(&app, &socket, rooms, events::PRESENCE, &event).await;
+    super::deliver(app, from, rooms, events::PRESENCE, &event).await;
 }
