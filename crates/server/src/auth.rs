@@ -101,7 +101,9 @@ fn argon2() -> Argon2<'static> {
 /// pool (up to 512 threads) and the memory with it.
 const HASHES_PER_CORE: usize = 2;
 
-/// A permit to run one Argon2 computation.
+/// A permit to run one Argon2 computation. Callers move it into the
+/// blocking task, so it is held until the hash is done even when the request
+/// that asked for it is dropped (its client hung up) while the hash runs.
 async fn hashing_permit() -> tokio::sync::SemaphorePermit<'static> {
     static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     let permits = PERMITS.get_or_init(|| {
@@ -117,8 +119,9 @@ async fn hashing_permit() -> tokio::sync::SemaphorePermit<'static> {
 /// Hashes a password on the blocking pool (it takes tens of milliseconds
 /// of CPU, which must not stall the async workers).
 pub async fn hash_password(password: String) -> String {
-    let _permit = hashing_permit().await;
+    let permit = hashing_permit().await;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         argon2()
             .hash_password(password.as_bytes(), &salt)
@@ -133,8 +136,9 @@ pub async fn hash_password(password: String) -> String {
 /// stored hash a dummy one is checked, so that unknown users take as long
 /// as wrong passwords.
 pub async fn verify_password(hash: Option<String>, password: String) -> bool {
-    let _permit = hashing_permit().await;
+    let permit = hashing_permit().await;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let (hash, real) = match hash {
             Some(h) => (h, true),
             None => (dummy_hash().to_string(), false),
