@@ -30,8 +30,7 @@ use fred::types::{Builder, RespVersion};
 
 use crate::store::GroupId;
 
-/// Longest a node trusts a cached roster in a cluster, or on a MySQL/MariaDB
-/// or PostgreSQL database that other nodes may share without Redis.
+/// Longest a node trusts a cached roster in a cluster.
 pub const ROSTER_MAX_AGE: Duration = Duration::from_millis(800);
 /// Longest wait for one Redis call on a request path.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);

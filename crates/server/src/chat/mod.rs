@@ -29,6 +29,11 @@ pub use writer::{Respond, Sent, MAX_BATCH};
 
 use crate::auth;
 use crate::cluster::{Cluster, ROSTER_MAX_AGE};
+
+/// Longest a node trusts a cached roster on a MySQL/MariaDB or PostgreSQL
+/// database without Redis, where other nodes sharing the database cannot
+/// say when they change a group (in a cluster: [`ROSTER_MAX_AGE`]).
+pub const SHARED_ROSTER_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::store::{ConnectError, GroupId, Page, ReadOutcome, Store, StoreError, UserId};
 use coalesce::Coalescer;
 use directory::Directory;
@@ -110,10 +115,12 @@ impl Core {
                     .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
                 let mut roster = roster;
                 if roster.role(user).is_none() && self.shared {
-                    // Another node may have just added them: ask the database.
-                    self.directory.invalidate_roster(g);
+                    // Another node may have just added them: ask the
+                    // database. The cached roster is replaced, not dropped:
+                    // a non-member who keeps trying must not make everyone
+                    // else's sends wait for it to be read again.
                     roster = self
-                        .roster(g)
+                        .load_roster(g)
                         .await?
                         .ok_or_else(|| ChatError::NotFound(format!("group {g} does not exist")))?;
                 }
@@ -132,6 +139,12 @@ impl Core {
         if let Some(r) = self.directory.roster(group) {
             return Ok(Some(r));
         }
+        self.load_roster(group).await
+    }
+
+    /// Reads the group's roster from the database and caches it (`None`
+    /// for an unknown group).
+    async fn load_roster(&self, group: GroupId) -> Result<Option<Arc<Roster>>, ChatError> {
         let generation = self.directory.roster_generation();
         if self.store.group(group).await?.is_none() {
             return Ok(None);
@@ -238,9 +251,16 @@ impl Chat {
     ) -> Result<Self, ConnectError> {
         // On a database other nodes may share (MySQL/MariaDB, PostgreSQL;
         // with Redis or without) another node may change a group: cached
-        // rosters expire, and in a cluster are also dropped when it says so.
+        // rosters expire. In a cluster, other nodes also say when they
+        // change one, and rosters expire sooner; without Redis they are
+        // trusted longer, as each reload of an active group's roster is two
+        // queries on the writer's path.
         let shared = store.backend() != "sqlite" || settings.cluster.is_some();
-        let max_age = shared.then_some(ROSTER_MAX_AGE);
+        let max_age = match (&settings.cluster, shared) {
+            (Some(_), _) => Some(ROSTER_MAX_AGE),
+            (None, true) => Some(SHARED_ROSTER_MAX_AGE),
+            (None, false) => None,
+        };
         let core = Arc::new(Core {
             shared,
             store,
