@@ -1,5 +1,5 @@
-//! Per-user and per-address limits: message rate, connections per user,
-//! login attempts and registrations. Rates are token buckets (`governor`), kept in memory on
+//! Per-user and per-address limits: message rate, read receipts,
+//! connections per user, login attempts and registrations. Rates are token buckets (`governor`), kept in memory on
 //! this node; each is configurable and can be switched off with 0.
 
 use std::collections::HashMap;
@@ -16,6 +16,12 @@ use crate::chat::ChatError;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::store::UserId;
+
+/// Read receipts (`read`) one user may send at once, over all sockets.
+pub const READ_BURST: u32 = 50;
+/// Read receipts per second one user may sustain: each costs a few
+/// database queries, so one user cannot take the pool from everyone.
+pub const READS_PER_SECOND: u32 = 10;
 
 /// How often idle buckets are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -67,6 +73,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 /// The limits of one node.
 pub struct Limits {
     messages: Bucket<UserId>,
+    reads: Bucket<UserId>,
     login_user: Bucket<String>,
     login_ip: Bucket<IpAddr>,
     register_ip: Bucket<IpAddr>,
@@ -80,7 +87,16 @@ impl Limits {
         let messages = NonZeroU32::new(config.message_rate)
             .map(|rate| Quota::per_second(rate).allow_burst(burst));
         let per_minute = |n: u32| NonZeroU32::new(n).map(Quota::per_minute);
+        let reads = NonZeroU32::new(READS_PER_SECOND).map(|rate| {
+            Quota::per_second(rate).allow_burst(NonZeroU32::new(READ_BURST).unwrap_or(rate))
+        });
         Limits {
+            reads: Bucket::new(
+                reads,
+                format!(
+                    "at most {READS_PER_SECOND} read receipts a second (bursts of {READ_BURST})"
+                ),
+            ),
             messages: Bucket::new(
                 messages,
                 format!(
@@ -119,6 +135,13 @@ impl Limits {
         self.messages
             .take(&user)
             .map_err(|wait| limited(&self.messages.describe, wait))
+    }
+
+    /// One read receipt from `user`.
+    pub fn read(&self, user: UserId) -> Result<(), ChatError> {
+        self.reads
+            .take(&user)
+            .map_err(|wait| limited(&self.reads.describe, wait))
     }
 
     /// One login attempt for `username` (any case) from `ip`.
@@ -201,6 +224,7 @@ impl Limits {
     /// Forgets buckets that are full again, so memory follows active users.
     pub fn sweep(&self) {
         self.messages.sweep();
+        self.reads.sweep();
         self.login_user.sweep();
         self.login_ip.sweep();
         self.register_ip.sweep();

@@ -1,7 +1,8 @@
-//! Per-socket token buckets for the events that are not messages (those
-//! are limited per user, in [`crate::limits`]): each socket may send a
-//! burst of `BURST` events of a kind and then `PER_SECOND` a second; beyond
-//! that the event is answered `rate_limited`.
+//! Per-socket token buckets (messages and read receipts are limited per
+//! user, in [`crate::limits`]): each socket may send a burst of `BURST`
+//! events of a kind and then `PER_SECOND` a second; beyond that the event
+//! is answered `rate_limited`. A socket's bucket is made at its first such
+//! event, so idle connections hold none.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,9 +19,6 @@ pub struct Bucket<const BURST: u32, const PER_SECOND: u32>(Arc<Mutex<(f64, Insta
 
 /// `typing`: a stuck client cannot flood a group.
 pub type TypingBucket = Bucket<10, 5>;
-/// `read`: each costs a few database queries, so a socket that pipelines
-/// them cannot take the connection pool from everyone else.
-pub type ReadBucket = Bucket<20, 10>;
 
 impl<const BURST: u32, const PER_SECOND: u32> Default for Bucket<BURST, PER_SECOND> {
     fn default() -> Self {

@@ -312,8 +312,6 @@ async fn authenticate<A: Adapter>(
         message::SendHandler::new(app.clone(), user),
     );
     socket.on(palaver_protocol::events::READ, read::on_read::<A>);
-    socket.extensions.insert(bucket::TypingBucket::default());
-    socket.extensions.insert(bucket::ReadBucket::default());
     socket.on(palaver_protocol::events::TYPING, typing::on_typing::<A>);
     socket.on_fallback(unknown_event::<A>);
     socket.on_disconnect(on_disconnect::<A>);

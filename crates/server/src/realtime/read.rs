@@ -1,12 +1,12 @@
 //! The `read` event: move the reader's position forward, tell the others.
-//! Each socket may send a burst of them and then a few a second
-//! ([`ReadBucket`]); beyond that it is answered `rate_limited`.
+//! Each user may send a burst of them and then a few a second, over all
+//! their sockets ([`crate::limits::READS_PER_SECOND`]); beyond that it is
+//! answered `rate_limited`.
 
 use palaver_protocol::{events, Ack, ReadBody, ReadInput, ReadReceipt};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use super::bucket::ReadBucket;
 use super::{answer_error, conversation_event, user_room};
 use crate::app::App;
 
@@ -21,7 +21,7 @@ pub async fn on_read<A: Adapter>(
         Ok(parts) => parts,
         Err(e) => return answer_error(ack, e),
     };
-    if let Err(e) = ReadBucket::take(&socket, "read") {
+    if let Err(e) = app.limits.read(user) {
         return answer_error(ack, e);
     }
     match app.chat.mark_read(user, target, input.seq).await {

@@ -1503,19 +1503,31 @@ impl Store for SqlStore {
                 moved: false,
             });
         }
-        let sql = self.d.upsert_read("VALUES (?, ?, ?)", true);
-        sqlx::query(&self.d.q(sql))
-            .bind(user)
-            .bind(conv)
-            .bind(seq)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
         // The upsert keeps the larger position. Another read of the same
         // conversation may have stored a larger one meanwhile: answer with
         // what is stored, so that no ack or receipt reports a position
         // below it, and count as moved only if ours is the one there.
-        let after = self.read_position(user, conv).await?;
+        // PostgreSQL and SQLite return it; MySQL/MariaDB read it back.
+        let upsert = self.d.upsert_read("VALUES (?, ?, ?)", true);
+        let after = if self.d == Dialect::MySql {
+            sqlx::query(&self.d.q(upsert))
+                .bind(user)
+                .bind(conv)
+                .bind(seq)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            self.read_position(user, conv).await?
+        } else {
+            let row = sqlx::query(&self.d.q(format!("{upsert} RETURNING read_seq")))
+                .bind(user)
+                .bind(conv)
+                .bind(seq)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+            row.try_get(0).map_err(|e| self.err(e))?
+        };
         Ok(ReadOutcome::Moved {
             read_seq: after,
             moved: after == seq,

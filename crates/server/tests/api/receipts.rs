@@ -229,17 +229,23 @@ async fn typing_floods_are_rate_limited_per_socket(b: Backend) {
     );
 }
 
-async fn read_floods_are_rate_limited_per_socket(b: Backend) {
+async fn read_floods_are_rate_limited_per_user(b: Backend) {
     let app = spawn_app(b).await;
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     let a = app.connect(&alice.token).await;
     let other = app.connect(&alice.token).await;
+    let b_sock = app.connect(&bob.token).await;
     send_ok(&a, private(bob.id(), "one")).await;
     let payload = json!({"conversationType": "private", "receiverId": bob.id(), "seq": 1});
-    // Pipelined: every one is answered, those past the burst `rate_limited`.
-    let pending: Vec<_> = (0..60)
-        .map(|_| a.emit_ack_deferred("read", &payload).unwrap())
+    // Pipelined from two sockets of one user: every one is answered, those
+    // past the user's burst of 50 `rate_limited` (a limit per socket would
+    // let 100 through).
+    let pending: Vec<_> = (0..200)
+        .map(|i| {
+            let socket = if i % 2 == 0 { &a } else { &other };
+            socket.emit_ack_deferred("read", &payload).unwrap()
+        })
         .collect();
     let mut limited = 0;
     for rx in pending {
@@ -255,11 +261,11 @@ async fn read_floods_are_rate_limited_per_socket(b: Backend) {
         }
     }
     assert!(
-        limited >= 30,
-        "only {limited} of 60 pipelined reads were limited"
+        limited >= 130,
+        "only {limited} of 200 pipelined reads were limited"
     );
-    // Another socket is not affected.
-    assert_eq!(read(&other, "private", bob.id(), 1).await["ok"], true);
+    // Another user is not affected.
+    assert_eq!(read(&b_sock, "private", alice.id(), 1).await["ok"], true);
 }
 
 backend_tests!(
@@ -268,7 +274,7 @@ backend_tests!(
     group_unread_counts_follow_membership,
     typing_is_relayed_to_the_others_only_and_never_stored,
     typing_floods_are_rate_limited_per_socket,
-    read_floods_are_rate_limited_per_socket,
+    read_floods_are_rate_limited_per_user,
 );
 
 mod presence_tests {
