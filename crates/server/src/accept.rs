@@ -31,14 +31,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-/// Longest a client may take to send a request head, counted from when the
-/// server starts waiting for it (also on an idle keep-alive connection):
-/// a connection that sends nothing, or a head a few bytes at a time, is
-/// closed instead of holding a file descriptor for ever. hyper applies its
-/// own 30 s default only when given a timer, which `http1::Builder::new`
-/// is not.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A listener on `addr` whose kernel queue holds `backlog` connections not
 /// yet accepted. `TcpListener::bind` asks for 128, as the standard library
 /// does: when a few hundred clients connect at once, the kernel drops the
@@ -61,9 +53,17 @@ pub fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// accepting, asks every HTTP connection to close after its current
 /// request and waits for them. Upgraded (WebSocket) connections are no
 /// longer hyper's: the caller closes them before `shutdown` resolves.
+///
+/// `header_timeout` is the longest a client may take to send a request
+/// head, counted from when the server starts waiting for it (also on an
+/// idle keep-alive connection): a connection that sends nothing, or a head
+/// a few bytes at a time, is closed instead of holding a file descriptor
+/// for ever. (hyper applies its own 30 s default only when given a timer,
+/// which `http1::Builder::new` is not.)
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
+    header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let connections = TaskTracker::new();
@@ -80,7 +80,13 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
-        connections.spawn(connection(tcp, remote, router.clone(), closing.clone()));
+        connections.spawn(connection(
+            tcp,
+            remote,
+            router.clone(),
+            header_timeout,
+            closing.clone(),
+        ));
     }
     drop(listener);
     closing.cancel();
@@ -93,6 +99,7 @@ async fn connection(
     tcp: TcpStream,
     remote: SocketAddr,
     router: Router,
+    header_timeout: Duration,
     closing: CancellationToken,
 ) {
     // Chat frames are small: without TCP_NODELAY, Nagle's algorithm and
@@ -107,7 +114,7 @@ async fn connection(
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(tcp), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);

@@ -107,6 +107,14 @@ pub struct Config {
     #[arg(long, env = "PALAVER_LOGIN_ATTEMPTS_PER_IP", default_value_t = 60)]
     pub login_attempts_per_ip: u32,
 
+    /// Seconds a client may take to send an HTTP request head, also while
+    /// an idle keep-alive connection waits for its next request; the
+    /// connection is closed after it. Behind a proxy that keeps upstream
+    /// connections alive, keep its idle timeout below this.
+    #[arg(long, env = "PALAVER_HEADER_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub header_timeout_secs: u32,
+
     /// Registrations per minute from one IP address, on each node (429
     /// `rate_limited` beyond); 0 switches the limit off.
     #[arg(long, env = "PALAVER_REGISTRATIONS_PER_IP", default_value_t = 30)]

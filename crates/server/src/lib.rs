@@ -17,7 +17,6 @@
 //! port 0.
 
 mod accept;
-pub use accept::HEADER_READ_TIMEOUT;
 pub mod app;
 pub mod auth;
 pub mod chat;
@@ -177,7 +176,8 @@ impl Server {
             close_sockets,
             app,
         } = self;
-        accept::serve(listener, router, async move {
+        let header_timeout = std::time::Duration::from_secs(app.config.header_timeout_secs.into());
+        accept::serve(listener, router, header_timeout, async move {
             shutdown.await;
             // Answer every send already queued (after its commit), then
             // disconnect the sockets; bounded, so a dead database
