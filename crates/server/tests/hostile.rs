@@ -324,8 +324,9 @@ fn cases(bob: i64, token: &str) -> Vec<Case> {
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// A raw WebSocket, authenticated on namespace `/`.
-async fn ws_connect(addr: SocketAddr, token: &str) -> WsStream {
+/// A raw WebSocket that has sent its CONNECT to namespace `/`, not yet
+/// answered.
+async fn ws_connecting(addr: SocketAddr, token: &str) -> WsStream {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
     let open = ws_next_text(&mut ws).await.expect("open packet");
@@ -333,6 +334,12 @@ async fn ws_connect(addr: SocketAddr, token: &str) -> WsStream {
     ws.send(Ws::text(format!("40{}", json!({"token": token}))))
         .await
         .unwrap();
+    ws
+}
+
+/// A raw WebSocket, authenticated on namespace `/`.
+async fn ws_connect(addr: SocketAddr, token: &str) -> WsStream {
+    let mut ws = ws_connecting(addr, token).await;
     loop {
         let packet = ws_next_text(&mut ws).await.expect("connect reply");
         if packet == "2" {
@@ -654,16 +661,7 @@ async fn a_handshake_cut_short_leaves_no_one_online_and_no_slot_taken() {
     let users: Vec<i64> = (5_000_000..5_000_030).collect();
     let cut = users.iter().map(|&user| {
         let token = server.mint(user);
-        async move {
-            let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-            let open = ws_next_text(&mut ws).await.expect("open packet");
-            assert!(open.starts_with('0'), "{open}");
-            ws.send(Ws::text(format!("40{}", json!({"token": token}))))
-                .await
-                .unwrap();
-            drop(ws);
-        }
+        async move { drop(ws_connecting(server.addr, &token).await) }
     });
     futures_util::future::join_all(cut).await;
     // Past the 2 s grace period before "offline".
