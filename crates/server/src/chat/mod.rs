@@ -29,15 +29,15 @@ pub use writer::{Respond, Sent, MAX_BATCH};
 
 use crate::auth;
 use crate::cluster::{Cluster, ROSTER_MAX_AGE};
+use crate::store::{ConnectError, GroupId, Page, ReadOutcome, Store, StoreError, UserId};
+use coalesce::Coalescer;
+use directory::Directory;
+use writer::{Job, Queued};
 
 /// Longest a node trusts a cached roster on a MySQL/MariaDB or PostgreSQL
 /// database without Redis, where other nodes sharing the database cannot
 /// say when they change a group (in a cluster: [`ROSTER_MAX_AGE`]).
 pub const SHARED_ROSTER_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
-use crate::store::{ConnectError, GroupId, Page, ReadOutcome, Store, StoreError, UserId};
-use coalesce::Coalescer;
-use directory::Directory;
-use writer::{Job, Queued};
 
 /// Sends waiting for the writer, across all sockets. Beyond this a send is
 /// refused with `unavailable` rather than queued without bound.
