@@ -1,6 +1,7 @@
 //! Per-user and per-address limits: message rate, read receipts,
-//! connections per user, login attempts and registrations. Rates are token buckets (`governor`), kept in memory on
-//! this node; each is configurable and can be switched off with 0.
+//! connections per user, login attempts and registrations. Rates are token
+//! buckets (`governor`), kept in memory on this node; the configurable ones
+//! can be switched off with 0 (the read receipt rate is fixed).
 
 use std::collections::HashMap;
 use std::hash::Hash;

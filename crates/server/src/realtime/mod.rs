@@ -10,7 +10,6 @@
 //! Each user's sockets share the room `u:<id>`; delivery addresses rooms,
 //! so routing cost does not depend on how many users are connected.
 
-mod bucket;
 pub mod decode;
 mod message;
 mod presence;
