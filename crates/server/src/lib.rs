@@ -231,8 +231,25 @@ fn socket_io<A: socketioxide::adapter::Adapter>(
         .ws_max_frame_size(frame)
 }
 
+/// Closes this node's connections. Clients see their transport close, as
+/// when a node goes away, and reconnect (to another node).
+///
+/// socketioxide's `close` detaches its namespaces before it closes the
+/// transports, so the sockets' disconnect handlers never run and each
+/// socket and its namespace keep each other alive: the users stayed
+/// online, and the sockets' state (the whole server, databases included)
+/// was never freed. Each socket is therefore disconnected once its
+/// transport is closed; the disconnect packet this queues goes nowhere.
 fn closer<A: socketioxide::adapter::Adapter>(io: SocketIo<A>) -> Closer {
-    Box::new(move || Box::pin(async move { io.close().await }))
+    Box::new(move || {
+        Box::pin(async move {
+            let sockets = io.sockets();
+            io.close().await;
+            for socket in sockets {
+                let _ = socket.disconnect();
+            }
+        })
+    })
 }
 
 /// Builds and serves: what `palaver serve` does.

@@ -99,6 +99,38 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// How many sessions the database server has open on this database;
+    /// `None` for SQLite, whose connections are file handles.
+    pub async fn sessions(&self) -> Option<i64> {
+        use sqlx::Connection;
+        let n = match self.backend {
+            Backend::Sqlite => return None,
+            Backend::MySql => {
+                let mut c = sqlx::MySqlConnection::connect(&self.admin_url)
+                    .await
+                    .expect("connect to MySQL");
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.processlist WHERE db = ?",
+                )
+                .bind(&self.name)
+                .fetch_one(&mut c)
+                .await
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1")
+                    .bind(&self.name)
+                    .fetch_one(&mut c)
+                    .await
+            }
+        };
+        Some(n.expect("count sessions"))
+    }
+}
+
 async fn admin_exec(backend: Backend, admin_url: &str, sql: &str) {
     use sqlx::Connection;
     match backend {

@@ -81,4 +81,40 @@ async fn shutdown_answers_every_queued_send_and_keeps_every_acked_one(b: Backend
     );
 }
 
-backend_tests!(shutdown_answers_every_queued_send_and_keeps_every_acked_one);
+/// A stopped server closes its sockets as a node going away does, runs
+/// their disconnects, and lets go of its database: socketioxide's own close
+/// left each socket and its namespace holding each other, with the server
+/// and its connection pools behind them (tests ran MariaDB out of
+/// connections).
+async fn a_stopped_server_lets_go_of_its_sockets_and_its_database(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mut a = app.connect(&alice.token).await;
+    let _b = app.connect(&bob.token).await;
+    send_ok(&a, private(bob.id(), "hi")).await;
+    let db = app.stop().await;
+
+    let mut disconnected = false;
+    while let Some((name, _)) = a.next_event_timeout(QUIET).await {
+        disconnected |= name == "disconnect";
+    }
+    assert!(disconnected, "the server closes the connection");
+    let Some(mut open) = db.sessions().await else {
+        return; // SQLite: no server to ask
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while open > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(QUIET).await;
+        open = db.sessions().await.unwrap();
+    }
+    assert_eq!(
+        open, 0,
+        "sessions still open on a stopped server's database"
+    );
+}
+
+backend_tests!(
+    shutdown_answers_every_queued_send_and_keeps_every_acked_one,
+    a_stopped_server_lets_go_of_its_sockets_and_its_database,
+);
