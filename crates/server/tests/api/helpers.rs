@@ -351,11 +351,36 @@ impl TestApp {
     }
 }
 
+/// Stops the server when a test ends without [`TestApp::stop`]: its sockets
+/// are disconnected and its database connections closed before the test's
+/// runtime goes. Dropping the runtime with the server still running would
+/// leak them until the process exits (a connected socket and socketioxide's
+/// namespace hold each other), and the suite's many servers would exhaust
+/// MariaDB's 151 connections (the default `max_connections`).
+///
+/// Blocks the test's worker thread while the other drives the shutdown
+/// (`block_in_place`, so the tests run on a multi-threaded runtime). After
+/// a failed assertion the server is left as it is: the test has failed.
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        let Some(tx) = self.shutdown.take() else {
+            return;
+        };
+        let _ = tx.send(());
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let runtime = tokio::runtime::Handle::current();
+        if std::thread::panicking()
+            || runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return;
         }
+        tokio::task::block_in_place(|| {
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(WAIT, handle).await;
+            })
+        });
     }
 }
 
