@@ -69,7 +69,17 @@ pub struct TestDb {
     admin_url: String,
     name: String,
     _dir: Option<tempfile::TempDir>,
+    _turn: Option<tokio::sync::SemaphorePermit<'static>>,
 }
+
+/// How many tests at once may have a database on one database server. A
+/// test's server opens up to ten sessions (its pool, its writer, the admin
+/// connection); with a test per core on a large machine the suite would
+/// otherwise go past MariaDB's default 151 connections or PostgreSQL's 100.
+const DATABASES_AT_ONCE: usize = 6;
+static MYSQL_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DATABASES_AT_ONCE);
+static POSTGRES_TURNS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(DATABASES_AT_ONCE);
 
 impl TestDb {
     pub async fn new(backend: Backend) -> TestDb {
@@ -82,8 +92,14 @@ impl TestDb {
                 admin_url: String::new(),
                 name: String::new(),
                 _dir: Some(dir),
+                _turn: None,
             };
         };
+        let turns = match backend {
+            Backend::MySql => &MYSQL_TURNS,
+            _ => &POSTGRES_TURNS,
+        };
+        let turn = turns.acquire().await.expect("never closed");
         let admin_url = std::env::var(var).expect("backend available");
         let name = format!("palaver_test_{}", &palaver::auth::random_secret()[..16]);
         let mut url = url::Url::parse(&admin_url).expect("test database URL");
@@ -95,6 +111,7 @@ impl TestDb {
             admin_url,
             name,
             _dir: None,
+            _turn: Some(turn),
         }
     }
 }
