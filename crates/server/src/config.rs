@@ -120,6 +120,12 @@ pub struct Config {
     #[arg(long, env = "PALAVER_REGISTRATIONS_PER_IP", default_value_t = 30)]
     pub registrations_per_ip: u32,
 
+    /// Group changes per minute by one user (creating a group, adding or
+    /// removing a member), on each node (429 `rate_limited` beyond); 0
+    /// switches the limit off.
+    #[arg(long, env = "PALAVER_GROUP_CHANGES_PER_MINUTE", default_value_t = 120)]
+    pub group_changes_per_minute: u32,
+
     /// Origins browsers may connect and call the API from, comma-separated
     /// (`https://chat.example.com,https://app.example.com`), or `*` for any.
     /// Empty (the default): same-origin pages only. Requests without an

@@ -1,5 +1,5 @@
-//! Per-user and per-address limits: message rate, read receipts,
-//! connections per user, login attempts and registrations. Rates are token
+//! Per-user and per-address limits: message rate, read receipts, group
+//! changes, connections per user, login attempts and registrations. Rates are token
 //! buckets (`governor`), kept in memory on this node; the configurable ones
 //! can be switched off with 0 (the read receipt rate is fixed).
 
@@ -75,6 +75,7 @@ impl<K: Hash + Eq + Clone> Bucket<K> {
 pub struct Limits {
     messages: Bucket<UserId>,
     reads: Bucket<UserId>,
+    group_changes: Bucket<UserId>,
     login_user: Bucket<String>,
     login_ip: Bucket<IpAddr>,
     register_ip: Bucket<IpAddr>,
@@ -96,6 +97,16 @@ impl Limits {
                 reads,
                 format!(
                     "at most {READS_PER_SECOND} read receipts a second (bursts of {READ_BURST})"
+                ),
+            ),
+            // Each change writes rows and tells the members' sockets;
+            // without this nothing bounded how many groups one account
+            // could create.
+            group_changes: Bucket::new(
+                per_minute(config.group_changes_per_minute),
+                format!(
+                    "at most {} group changes a minute",
+                    config.group_changes_per_minute
                 ),
             ),
             messages: Bucket::new(
@@ -143,6 +154,13 @@ impl Limits {
         self.reads
             .take(&user)
             .map_err(|wait| limited(&self.reads.describe, wait))
+    }
+
+    /// One group change (create, add or remove a member) by `user`.
+    pub fn group_change(&self, user: UserId) -> Result<(), ChatError> {
+        self.group_changes
+            .take(&user)
+            .map_err(|wait| limited(&self.group_changes.describe, wait))
     }
 
     /// One login attempt for `username` (any case) from `ip`.
@@ -226,6 +244,7 @@ impl Limits {
     pub fn sweep(&self) {
         self.messages.sweep();
         self.reads.sweep();
+        self.group_changes.sweep();
         self.login_user.sweep();
         self.login_ip.sweep();
         self.register_ip.sweep();

@@ -27,6 +27,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> Result<(StatusCode, Json<Group>), ApiError> {
     let name = GroupName::parse(&body.name)?;
+    app.limits.group_change(me)?;
     let group = app
         .chat
         .create_group(me, name, body.member_ids.unwrap_or_default())
@@ -71,6 +72,7 @@ pub async fn add_member(
         Some(r) => Role::parse(r)
             .ok_or_else(|| ChatError::invalid("role must be \"member\" or \"admin\""))?,
     };
+    app.limits.group_change(me)?;
     let member = app.chat.add_member(me, group, user, role).await?;
     Ok((StatusCode::CREATED, Json(member)))
 }
@@ -80,6 +82,7 @@ pub async fn remove_member(
     AuthUser(me): AuthUser,
     ApiPath((group, user)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
+    app.limits.group_change(me)?;
     app.chat.remove_member(me, group, user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

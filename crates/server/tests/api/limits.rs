@@ -1,6 +1,6 @@
 //! Limits: per-user message rate, connections per user, login attempts per
-//! username and per address, registrations per address, HTTP body size,
-//! allowed origins. Limits are
+//! username and per address, registrations per address, group changes per
+//! user, HTTP body size, allowed origins. Limits are
 //! kept in memory, not in the database, so these run on SQLite only.
 
 use std::time::{Duration, Instant};
@@ -219,6 +219,48 @@ async fn registrations_are_limited_per_address() {
     // Nothing was created for the refused one: the name is still free.
     let (status, body) = login(&app, "dave", "correct horse").await;
     assert_eq!(status, 401, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_changes_are_limited_per_user() {
+    let app = spawn_configured(Backend::Sqlite, |c| c.group_changes_per_minute = 5).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let members = |g: i64| format!("/api/groups/{g}/members");
+    // Creating, adding and removing share one allowance of five.
+    let g = app.group(&alice, "first", &[]).await;
+    let (status, body) = app
+        .post(&members(g), Some(&alice.token), json!({"userId": bob.id()}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = app
+        .delete(&format!("{}/{}", members(g), bob.id()), Some(&alice.token))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    app.group(&alice, "second", &[]).await;
+    app.group(&alice, "third", &[]).await;
+    let (status, body) = app
+        .post("/api/groups", Some(&alice.token), json!({"name": "fourth"}))
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    let (status, body) = app
+        .post(
+            &members(g),
+            Some(&alice.token),
+            json!({"userId": carol.id()}),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    // The refused ones changed nothing; others are not limited by her.
+    let (_, groups) = app.get("/api/groups", Some(&alice.token)).await;
+    assert_eq!(groups.as_array().unwrap().len(), 3, "{groups}");
+    let (_, first) = app
+        .get(&format!("/api/groups/{g}"), Some(&alice.token))
+        .await;
+    assert_eq!(first["members"].as_array().unwrap().len(), 1, "{first}");
+    app.group(&bob, "bob's", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
