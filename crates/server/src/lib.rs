@@ -240,6 +240,8 @@ fn socket_io<A: socketioxide::adapter::Adapter>(
 /// online, and the sockets' state (the whole server, databases included)
 /// was never freed. Each socket is therefore disconnected once its
 /// transport is closed; the disconnect packet this queues goes nowhere.
+/// (A socket whose outgoing queue is already full refuses even that and
+/// stays as it was; only a process that outlives its server would notice.)
 fn closer<A: socketioxide::adapter::Adapter>(io: SocketIo<A>) -> Closer {
     Box::new(move || {
         Box::pin(async move {

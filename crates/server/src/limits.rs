@@ -1,7 +1,8 @@
 //! Per-user and per-address limits: message rate, read receipts, group
-//! changes, connections per user, login attempts and registrations. Rates are token
-//! buckets (`governor`), kept in memory on this node; the configurable ones
-//! can be switched off with 0 (the read receipt rate is fixed).
+//! changes, connections per user, login attempts and registrations. Rates
+//! are token buckets (`governor`), kept in memory on this node; the
+//! configurable ones can be switched off with 0 (the read receipt rate is
+//! fixed).
 
 use std::collections::HashMap;
 use std::hash::Hash;

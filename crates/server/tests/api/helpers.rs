@@ -114,9 +114,7 @@ impl TestDb {
             _turn: Some(turn),
         }
     }
-}
 
-impl TestDb {
     /// How many sessions the database server has open on this database;
     /// `None` for SQLite, whose connections are file handles.
     pub async fn sessions(&self) -> Option<i64> {
