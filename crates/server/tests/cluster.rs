@@ -105,18 +105,6 @@ async fn none(client: &mut Client, name: &str) {
     }
 }
 
-async fn create_group(node: &Node, token: &str, name: &str, members: &[i64]) -> i64 {
-    let (s, g) = node
-        .post(
-            "/api/groups",
-            Some(token),
-            json!({"name": name, "memberIds": members}),
-        )
-        .await;
-    assert_eq!(s, 201, "{g}");
-    g["id"].as_i64().unwrap()
-}
-
 /// Every delivery rule of PROTOCOL.md with the sender, the receivers and
 /// the sender's other device on different nodes.
 async fn deliveries_reach_every_socket_on_every_node(backend: Backend) {
@@ -142,7 +130,7 @@ async fn deliveries_reach_every_socket_on_every_node(backend: Backend) {
     none(&mut c2, "message").await;
 
     // Group fan-out from node 2 to members on nodes 1, 2 and 3, in order.
-    let group = create_group(n1, &alice_t, "trio", &[bob, carol]).await;
+    let group = n1.create_group(&alice_t, "trio", &[bob, carol]).await;
     let mut sent = Vec::new();
     for i in 0..20 {
         sent.push(send_ok(&c2, group_msg(group, &format!("g{i}"))).await);
@@ -224,7 +212,7 @@ async fn membership_changes_hold_on_every_node(backend: Backend) {
     let (_owner, owner_t) = n1.register("owner").await;
     let (member, member_t) = n1.register("member").await;
     let (late, late_t) = n1.register("late").await;
-    let group = create_group(n1, &owner_t, "club", &[member]).await;
+    let group = n1.create_group(&owner_t, "club", &[member]).await;
     let o2 = n2.connect(&owner_t).await;
     let mut m3 = n3.connect(&member_t).await;
     let mut m2 = n2.connect(&member_t).await;
@@ -236,14 +224,7 @@ async fn membership_changes_hold_on_every_node(backend: Backend) {
     next(&mut m2, "message").await;
 
     // Added through node 1, sends through node 2 at once.
-    let (s, body) = n1
-        .post(
-            &format!("/api/groups/{group}/members"),
-            Some(&owner_t),
-            json!({"userId": late}),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
+    n1.add_member(&owner_t, group, late).await;
     send_ok(&l2, group_msg(group, "hello, I'm new")).await;
 
     // Removed through node 1: within a second, nodes 2 and 3 stop

@@ -35,15 +35,7 @@ async fn two_nodes_share_one_database_without_gaps_or_errors(backend: Backend) {
     let nodes = [&n1, &n2];
     let (alice, alice_token) = n1.register("alice").await;
     let (bob, bob_token) = n2.register("bob").await;
-    let (s, g) = n1
-        .post(
-            "/api/groups",
-            Some(&alice_token),
-            json!({"name": "busy", "memberIds": [bob]}),
-        )
-        .await;
-    assert_eq!(s, 201, "{g}");
-    let group = g["id"].as_i64().unwrap();
+    let group = n1.create_group(&alice_token, "busy", &[bob]).await;
 
     const CLIENTS: usize = 20;
     const PER_CLIENT: usize = 60;
@@ -294,15 +286,7 @@ async fn membership_changes_hold_on_a_node_sharing_the_database(backend: Backend
     let (_, owner_t) = n1.register("owner").await;
     let (member, member_t) = n1.register("member").await;
     let (late, late_t) = n1.register("late").await;
-    let (s, g) = n1
-        .post(
-            "/api/groups",
-            Some(&owner_t),
-            json!({"name": "club", "memberIds": [member]}),
-        )
-        .await;
-    assert_eq!(s, 201, "{g}");
-    let group = g["id"].as_i64().unwrap();
+    let group = n1.create_group(&owner_t, "club", &[member]).await;
     let say = |content: &str| json!({"conversationType": "group", "receiverId": group, "content": content});
     // Node 2 caches the group's members while taking this.
     let m2 = n2.connect(&member_t).await;
@@ -310,14 +294,7 @@ async fn membership_changes_hold_on_a_node_sharing_the_database(backend: Backend
     assert_eq!(ack["ok"], true, "{ack}");
 
     // Added through node 1: sends through node 2 at once.
-    let (s, body) = n1
-        .post(
-            &format!("/api/groups/{group}/members"),
-            Some(&owner_t),
-            json!({"userId": late}),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
+    n1.add_member(&owner_t, group, late).await;
     let l2 = n2.connect(&late_t).await;
     let ack = l2
         .emit_ack("message", &say("hello, I'm new"))

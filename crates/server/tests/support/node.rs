@@ -148,6 +148,31 @@ impl Node {
         )
     }
 
+    /// Creates a group owned by the token's user; returns its id.
+    pub async fn create_group(&self, token: &str, name: &str, members: &[i64]) -> i64 {
+        let (s, g) = self
+            .post(
+                "/api/groups",
+                Some(token),
+                json!({"name": name, "memberIds": members}),
+            )
+            .await;
+        assert_eq!(s, 201, "{g}");
+        g["id"].as_i64().unwrap()
+    }
+
+    /// Adds `user` to `group` as the token's user.
+    pub async fn add_member(&self, token: &str, group: i64, user: i64) {
+        let (s, body) = self
+            .post(
+                &format!("/api/groups/{group}/members"),
+                Some(token),
+                json!({"userId": user}),
+            )
+            .await;
+        assert_eq!(s, 201, "{body}");
+    }
+
     pub async fn connect(&self, token: &str) -> Client {
         Client::connect(self.addr, Some(json!({ "token": token })))
             .await
