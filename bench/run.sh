@@ -15,12 +15,14 @@ ulimit -n "$(ulimit -Hn)"
 OUT=${OUT:-target/bench}
 REFERENCE_DIR=${REFERENCE_DIR:-../shared/reference/seed-node}
 DURATION=${DURATION:-5}
-SCENARIOS=${SCENARIOS:-"private100 private10000 group16 idle sqlite postgres cluster"}
+SCENARIOS=${SCENARIOS:-"private100 private10000 group16 idle alone sqlite postgres cluster"}
 SECRET=benchsecret
 mkdir -p "$OUT"
 
 cargo build --release -q -p palaver -p palaver-bench
+cargo build --release -q -p palaver --example socketio_alone
 BENCH=target/release/palaver-bench
+ALONE=target/release/examples/socketio_alone
 PALAVER=${PALAVER:-target/release/palaver}  # PALAVER=path compares another build
 
 pids=()
@@ -90,6 +92,20 @@ for s in $SCENARIOS; do
       fresh_mysql; start_palaver mysql://root@127.0.0.1:3306/palaver_bench
       bench "palaver-mysql-idle" palaver 4100 "$PAL_PID" --scenario idle --users 15000 --source-ips 16
       stop "$PAL_PID" ;;
+    alone)
+      # The Socket.IO transport as Palaver sets it up, without Palaver: the
+      # ceiling of the layer it is built on (crates/server/examples/socketio_alone.rs).
+      "$ALONE" 127.0.0.1:3200 > "$OUT/alone.log" 2>&1 &
+      ALONE_PID=$!; pids+=("$ALONE_PID")
+      wait_http 127.0.0.1:3200/socket.io/?EIO=4\&transport=polling
+      bench "alone-private100" reference 3200 "$ALONE_PID" --users 100 --search --search-start 4000
+      bench "alone-private10000" reference 3200 "$ALONE_PID" --users 10000 --search --search-start 4000
+      stop "$ALONE_PID"
+      "$ALONE" 127.0.0.1:3200 > "$OUT/alone.log" 2>&1 &
+      ALONE_PID=$!; pids+=("$ALONE_PID")
+      wait_http 127.0.0.1:3200/socket.io/?EIO=4\&transport=polling
+      bench "alone-idle" reference 3200 "$ALONE_PID" --scenario idle --users 15000 --source-ips 16
+      stop "$ALONE_PID" ;;
     sqlite)
       rm -f "$OUT"/bench.db*; start_palaver "sqlite://$OUT/bench.db"
       bench "palaver-sqlite-private100" palaver 4100 "$PAL_PID" --users 100 --search --search-start 4000

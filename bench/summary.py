@@ -34,6 +34,13 @@ for scen, key in [("private100", "messages_per_s"), ("private10000", "messages_p
     ref, pal = best_rate(f"reference-{scen}", key), best_rate(f"palaver-mysql-{scen}", key)
     if ref and pal:
         print(f"- {scen}: Palaver (MariaDB) / reference = {pal / ref:.1f}x ({key})")
+for scen in ["private100", "private10000"]:
+    alone, pal = best_rate(f"alone-{scen}"), best_rate(f"palaver-mysql-{scen}")
+    if alone and pal:
+        print(f"- {scen}: Palaver (MariaDB) / the Socket.IO transport alone = {pal / alone:.0%} (alone: {alone:,.0f} msg/s)")
+alone, pal = reports.get("alone-idle"), reports.get("palaver-mysql-idle")
+if alone and pal and alone.get("rss_per_connection_kib") and pal.get("rss_per_connection_kib"):
+    print(f"- idle: {pal['rss_per_connection_kib']:.1f} KiB (Palaver) vs {alone['rss_per_connection_kib']:.1f} KiB (the Socket.IO transport alone) per connection")
 ref, pal = reports.get("reference-idle"), reports.get("palaver-mysql-idle")
 if ref and pal and ref.get("rss_per_connection_kib") and pal.get("rss_per_connection_kib"):
     print(f"- idle: {pal['rss_per_connection_kib']:.1f} KiB (Palaver) vs {ref['rss_per_connection_kib']:.1f} KiB (reference) per connection")

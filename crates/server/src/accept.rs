@@ -60,7 +60,7 @@ pub fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// a few bytes at a time, is closed instead of holding a file descriptor
 /// for ever. (hyper applies its own 30 s default only when given a timer,
 /// which `http1::Builder::new` is not.)
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment variables.
-//! - `accept`: the accept loop (hyper HTTP/1 with upgrades) serving both.
+//! - [`accept`]: the accept loop (hyper HTTP/1 with upgrades) serving both.
 //! - [`app`]: the shared state handed to both front doors.
 //! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
 //! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
@@ -16,7 +16,7 @@
 //! and calls [`run`]; tests call [`Server::build`] and [`Server::serve`] on
 //! port 0.
 
-mod accept;
+pub mod accept;
 pub mod app;
 pub mod auth;
 pub mod chat;
@@ -198,6 +198,18 @@ impl Server {
 }
 
 /// Palaver's Socket.IO settings, whatever the adapter.
+fn socket_io<A: socketioxide::adapter::Adapter>(
+    builder: SocketIoBuilder<A>,
+    app: &App,
+) -> SocketIoBuilder<A> {
+    transport(
+        builder.with_state(app.clone()),
+        app.config.max_frame_bytes as usize,
+    )
+}
+
+/// Palaver's Socket.IO transport settings (public so that the benchmark's
+/// `socketio_alone` example measures the same transport without the rest).
 ///
 /// A 1 KiB WebSocket read buffer (default 4 KiB) per connection: chat
 /// frames are small and idle connections are most connections. The
@@ -206,29 +218,27 @@ impl Server {
 /// hundreds of sends gets an ack and a delivery for each. Its memory is
 /// allocated as it fills, not up front.
 ///
-/// Input is bounded by --max-frame-bytes: a WebSocket message or frame
-/// beyond it, or a long-polling body beyond it, closes that connection
-/// before it is buffered (engineioxide's `max_payload` covers polling only;
-/// the WebSocket limits are separate and default to 64 MiB / 16 MiB).
-/// Palaver's events carry no binary attachments, so a packet announcing
-/// many is refused early.
-fn socket_io<A: socketioxide::adapter::Adapter>(
+/// Input is bounded by `max_frame_bytes` (--max-frame-bytes): a WebSocket
+/// message or frame beyond it, or a long-polling body beyond it, closes
+/// that connection before it is buffered (engineioxide's `max_payload`
+/// covers polling only; the WebSocket limits are separate and default to
+/// 64 MiB / 16 MiB). Palaver's events carry no binary attachments, so a
+/// packet announcing many is refused early.
+pub fn transport<A: socketioxide::adapter::Adapter>(
     builder: SocketIoBuilder<A>,
-    app: &App,
+    max_frame_bytes: usize,
 ) -> SocketIoBuilder<A> {
-    let frame = app.config.max_frame_bytes as usize;
     let parser = ParserConfig::common()
         .max_incoming_binaries(realtime::MAX_BINARY_ATTACHMENTS)
-        .max_incoming_binary_buf_size(frame)
+        .max_incoming_binary_buf_size(max_frame_bytes)
         .packet_completion_timeout(std::time::Duration::from_secs(10));
     builder
-        .with_state(app.clone())
         .with_parser(parser)
         .ws_read_buffer_size(1024)
         .max_buffer_size(SOCKET_QUEUE)
-        .max_payload(frame as u64)
-        .ws_max_message_size(frame)
-        .ws_max_frame_size(frame)
+        .max_payload(max_frame_bytes as u64)
+        .ws_max_message_size(max_frame_bytes)
+        .ws_max_frame_size(max_frame_bytes)
 }
 
 /// Closes this node's connections. Clients see their transport close, as
