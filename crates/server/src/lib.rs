@@ -104,6 +104,7 @@ impl Server {
                 max_message_chars: config.max_message_chars as usize,
                 message_rate: config.message_rate,
                 message_burst: config.message_burst,
+                batch_interval: std::time::Duration::from_millis(config.batch_interval_ms.into()),
                 cluster: connected.as_ref().map(|c| c.cluster.clone()),
             },
         )

@@ -72,6 +72,8 @@ pub struct Settings {
     /// by the writer when `cluster` is set.
     pub message_rate: u32,
     pub message_burst: u32,
+    /// Least time between the starts of two batches (`--batch-interval-ms`).
+    pub batch_interval: std::time::Duration,
     /// Set when this node is one of several (`--redis-url`).
     pub cluster: Option<Arc<Cluster>>,
 }

@@ -7,7 +7,10 @@
 //! transaction, and only then hands each outcome to its [`Respond`] — so acks
 //! come after commit and deliveries leave in commit order. Batches form by
 //! themselves: whatever queued up while the previous transaction was
-//! committing goes into the next (at most [`MAX_BATCH`]); there is no timer.
+//! committing goes into the next (at most [`MAX_BATCH`]). Under load a batch
+//! also waits until `--batch-interval-ms` has passed since the previous one
+//! started ([`gather`]), so that more messages share each commit; a send on
+//! a quiet server does not wait.
 //!
 //! The task runs on a thread and runtime of its own (see `Chat::start`),
 //! with its own database connection where the database is networked, so
@@ -91,7 +94,13 @@ pub(crate) async fn run(
     let store = own.as_deref().unwrap_or(&*core.store);
     let mut seqs = SeqCache::new();
     let mut items: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    let interval = core.settings.batch_interval;
+    let mut last_start: Option<Instant> = None;
     while rx.recv_many(&mut items, MAX_BATCH).await > 0 {
+        if let Some(last) = last_start {
+            gather(&mut rx, &mut items, last + interval).await;
+        }
+        last_start = Some(Instant::now());
         let mut jobs = Vec::with_capacity(items.len());
         for item in items.drain(..) {
             match item {
@@ -103,6 +112,24 @@ pub(crate) async fn run(
             }
         }
         commit_batch(&core, store, &mut seqs, jobs).await;
+    }
+}
+
+/// Adds to `items` what arrives until `until` (not waiting at all when it
+/// has passed) or until they make a full batch. Each commit costs the
+/// database a fixed amount of work whatever its size (about 250 µs of
+/// MariaDB's CPU on the benchmark machine, against 5.5 µs per message), so
+/// under load a batch waits for the rest of the interval since the last
+/// one started instead of going with whatever came during that commit.
+async fn gather(rx: &mut mpsc::Receiver<Queued>, items: &mut Vec<Queued>, until: Instant) {
+    if until <= Instant::now() {
+        return;
+    }
+    while items.len() < MAX_BATCH {
+        match timeout_at(until, rx.recv_many(items, MAX_BATCH - items.len())).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 
@@ -322,6 +349,54 @@ mod tests {
             let _ = answer.await;
             log.lock().unwrap().push(format!("end {name}"));
         })
+    }
+
+    fn barrier() -> Queued {
+        Queued::Barrier(tokio::sync::oneshot::channel().0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_gathers_what_arrives_until_the_interval_is_over() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let start = Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+            tx.send(barrier()).await.ok();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            tx.send(barrier()).await.ok();
+        });
+        let mut items = vec![barrier()];
+        gather(&mut rx, &mut items, start + Duration::from_millis(2)).await;
+        assert_eq!(
+            items.len(),
+            2,
+            "the send within the interval joins, the later one not"
+        );
+        assert_eq!(start.elapsed(), Duration::from_millis(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_nothing_once_the_interval_is_over() {
+        let (_tx, mut rx) = mpsc::channel::<Queued>(16);
+        let start = Instant::now();
+        tokio::time::advance(Duration::from_millis(3)).await;
+        let mut items = vec![barrier()];
+        gather(&mut rx, &mut items, start + Duration::from_millis(2)).await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(start.elapsed(), Duration::from_millis(3), "no wait");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_at_once() {
+        let (tx, mut rx) = mpsc::channel(MAX_BATCH * 2);
+        for _ in 0..MAX_BATCH + 10 {
+            tx.send(barrier()).await.ok();
+        }
+        let start = Instant::now();
+        let mut items = vec![];
+        gather(&mut rx, &mut items, start + Duration::from_secs(1)).await;
+        assert_eq!(items.len(), MAX_BATCH);
+        assert_eq!(start.elapsed(), Duration::ZERO, "no wait");
     }
 
     #[test]
