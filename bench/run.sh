@@ -2,7 +2,7 @@
 # Reproduces BENCHMARKS.md: Palaver and the reference Node server side by
 # side on this machine, same database server, same load generator, one run.
 #
-#   bash bench/run.sh                 # everything (about 15 minutes)
+#   bash bench/run.sh                 # everything (about 25 minutes)
 #   SCENARIOS="private100" bash bench/run.sh
 #
 # Needs MariaDB on 127.0.0.1:3306 (root, no password), PostgreSQL on
