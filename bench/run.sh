@@ -48,6 +48,12 @@ start_palaver() { # $1 = database URL, $2 = port (4100), then extra flags
   wait_http "127.0.0.1:$port/healthz"
 }
 
+start_alone() {
+  "$ALONE" 127.0.0.1:3200 >> "$OUT/alone.log" 2>&1 &
+  ALONE_PID=$!; pids+=("$ALONE_PID")
+  wait_http 127.0.0.1:3200/socket.io/?EIO=4\&transport=polling
+}
+
 fresh_mysql() { mariadb -uroot -e "DROP DATABASE IF EXISTS palaver_bench; CREATE DATABASE palaver_bench"; }
 fresh_pg() {
   psql -qU postgres -h 127.0.0.1 -c "DROP DATABASE IF EXISTS palaver_bench WITH (FORCE)" -c "CREATE DATABASE palaver_bench"
@@ -95,15 +101,12 @@ for s in $SCENARIOS; do
     alone)
       # The Socket.IO transport as Palaver sets it up, without Palaver: the
       # ceiling of the layer it is built on (crates/server/examples/socketio_alone.rs).
-      "$ALONE" 127.0.0.1:3200 > "$OUT/alone.log" 2>&1 &
-      ALONE_PID=$!; pids+=("$ALONE_PID")
-      wait_http 127.0.0.1:3200/socket.io/?EIO=4\&transport=polling
+      # A fresh process for idle, whose RSS is measured from its start.
+      start_alone
       bench "alone-private100" reference 3200 "$ALONE_PID" --users 100 --search --search-start 4000
       bench "alone-private10000" reference 3200 "$ALONE_PID" --users 10000 --search --search-start 4000
       stop "$ALONE_PID"
-      "$ALONE" 127.0.0.1:3200 > "$OUT/alone.log" 2>&1 &
-      ALONE_PID=$!; pids+=("$ALONE_PID")
-      wait_http 127.0.0.1:3200/socket.io/?EIO=4\&transport=polling
+      start_alone
       bench "alone-idle" reference 3200 "$ALONE_PID" --scenario idle --users 15000 --source-ips 16
       stop "$ALONE_PID" ;;
     sqlite)

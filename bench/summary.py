@@ -38,11 +38,11 @@ for scen in ["private100", "private10000"]:
     alone, pal = best_rate(f"alone-{scen}"), best_rate(f"palaver-mysql-{scen}")
     if alone and pal:
         print(f"- {scen}: Palaver (MariaDB) / the Socket.IO transport alone = {pal / alone:.0%} (alone: {alone:,.0f} msg/s)")
-alone, pal = reports.get("alone-idle"), reports.get("palaver-mysql-idle")
-if alone and pal and alone.get("rss_per_connection_kib") and pal.get("rss_per_connection_kib"):
-    print(f"- idle: {pal['rss_per_connection_kib']:.1f} KiB (Palaver) vs {alone['rss_per_connection_kib']:.1f} KiB (the Socket.IO transport alone) per connection")
-ref, pal = reports.get("reference-idle"), reports.get("palaver-mysql-idle")
-if ref and pal and ref.get("rss_per_connection_kib") and pal.get("rss_per_connection_kib"):
-    print(f"- idle: {pal['rss_per_connection_kib']:.1f} KiB (Palaver) vs {ref['rss_per_connection_kib']:.1f} KiB (reference) per connection")
+pal = reports.get("palaver-mysql-idle")
+for other, label in [("alone", "the Socket.IO transport alone"), ("reference", "reference")]:
+    ref = reports.get(f"{other}-idle")
+    if ref and pal and ref.get("rss_per_connection_kib") and pal.get("rss_per_connection_kib"):
+        print(f"- idle: {pal['rss_per_connection_kib']:.1f} KiB (Palaver) vs {ref['rss_per_connection_kib']:.1f} KiB ({label}) per connection")
+ref = reports.get("reference-idle")
 if ref and pal and "connect_seconds" in ref and "connect_seconds" in pal:
     print(f"- connecting {pal['users']:,} users: {pal['connect_seconds']:.1f} s (Palaver) vs {ref['connect_seconds']:.1f} s (reference)")

@@ -117,6 +117,27 @@ impl Dialect {
         }
     }
 
+    /// The row lock a writer sharing the database takes on its batch's
+    /// conversations; `None` on SQLite, whose write transaction already
+    /// excludes every other writer.
+    ///
+    /// On PostgreSQL it is `FOR NO KEY UPDATE`: it queues the writers that
+    /// lock, as `FOR UPDATE` would, but not the foreign-key check of a writer
+    /// that does not lock yet (its `FOR KEY SHARE` on each conversation,
+    /// taken at the end of its insert, after its rows). With `FOR UPDATE`
+    /// that check waited for the locking writer while the locking writer's
+    /// insert waited for the other's rows of the same seqs: a deadlock
+    /// PostgreSQL breaks only after `deadlock_timeout` (1 s by default). Now
+    /// the other writer commits first and the locking one gets a conflict
+    /// and retries at once. (InnoDB reports deadlocks at once.)
+    fn writer_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::MySql => Some("FOR UPDATE"),
+            Dialect::Postgres => Some("FOR NO KEY UPDATE"),
+        }
+    }
+
     fn classify(self, e: sqlx::Error) -> StoreError {
         match self {
             Dialect::Sqlite => super::sqlite::classify(e),
@@ -648,25 +669,13 @@ impl SqlStore {
     /// never wait on each other in a cycle) until the transaction ends.
     /// SQLite needs nothing: its write transaction already excludes every
     /// other writer.
-    ///
-    /// On PostgreSQL the lock is `FOR NO KEY UPDATE`: it queues the writers
-    /// that lock, as `FOR UPDATE` would, but not the foreign-key check of a
-    /// writer that does not lock yet (its `FOR KEY SHARE` on each
-    /// conversation, taken at the end of its insert, after its rows). With
-    /// `FOR UPDATE` that check waited for the locking writer while the
-    /// locking writer's insert waited for the other's rows of the same seqs:
-    /// a deadlock PostgreSQL breaks only after `deadlock_timeout` (1 s by
-    /// default). Now the other writer commits first and the locking one gets
-    /// a conflict and retries at once. (InnoDB reports deadlocks at once.)
     async fn lock_conversations(
         &self,
         conn: &mut AnyConnection,
         sorted_ids: &[i64],
     ) -> Result<(), StoreError> {
-        let lock = match self.d {
-            Dialect::Sqlite => return Ok(()),
-            Dialect::MySql => "FOR UPDATE",
-            Dialect::Postgres => "FOR NO KEY UPDATE",
+        let Some(lock) = self.d.writer_lock() else {
+            return Ok(());
         };
         self.rows_by_ids(conn, sorted_ids, |list| {
             format!("SELECT id FROM conversations WHERE id IN {list} ORDER BY id {lock}")
