@@ -6,14 +6,15 @@
 #   SCENARIOS="private100" bash bench/run.sh
 #
 # Needs MariaDB on 127.0.0.1:3306 (root, no password), PostgreSQL on
-# 127.0.0.1:5432 (postgres, trust), Redis on 127.0.0.1:6379 and Node.js. Results: target/bench/*.json
+# 127.0.0.1:5432 (postgres, trust), Redis on 127.0.0.1:6379, and Node.js
+# with npm for the reference server (bench/reference, installed from its
+# package-lock.json with `npm ci`). Results: target/bench/*.json
 # and a Markdown table on stdout (target/bench/summary.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
 
 OUT=${OUT:-target/bench}
-REFERENCE_DIR=${REFERENCE_DIR:-../shared/reference/seed-node}
 DURATION=${DURATION:-5}
 SCENARIOS=${SCENARIOS:-"private100 private10000 group16 idle alone sqlite postgres cluster"}
 SECRET=benchsecret
@@ -31,11 +32,17 @@ trap cleanup EXIT
 
 wait_http() { for _ in $(seq 1 300); do curl -s -o /dev/null "http://$1" && return 0; sleep 0.1; done; echo "no server at $1"; exit 1; }
 
+# The reference server (bench/reference): installed once per run from its
+# lock file; a fresh chat_system database each time it starts.
+REFERENCE=bench/reference
+reference_installed=
 start_reference() {
-  rm -rf "$OUT/seed-node" && cp -r "$REFERENCE_DIR" "$OUT/seed-node"
-  (cd "$OUT/seed-node" && npm install --no-audit --no-fund --silent)
-  mariadb -uroot < "$OUT/seed-node/schema.sql"
-  (cd "$OUT/seed-node" && PORT=3100 exec node server.js > ../reference.log 2>&1) &
+  if [ -z "$reference_installed" ]; then
+    (cd "$REFERENCE" && npm ci --no-audit --no-fund --silent)
+    reference_installed=1
+  fi
+  mariadb -uroot < "$REFERENCE/schema.sql"
+  PORT=3100 node "$REFERENCE/server.js" >> "$OUT/reference.log" 2>&1 &
   REF_PID=$!; pids+=("$REF_PID")
   wait_http 127.0.0.1:3100/socket.io/?EIO=4\&transport=polling
 }
