@@ -220,6 +220,8 @@ pub enum ErrorCode {
     /// Storage down: nothing stored, safe to retry.
     Unavailable,
     Internal,
+    /// HTTP only (405): the path exists, the method does not.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
@@ -234,6 +236,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
         }
     }
 }

@@ -45,6 +45,38 @@ const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// Token buckets for many keys at once; the clock is Redis's, so every
 /// node agrees. ARGV: rate per second, burst, then one count per key.
 /// Returns the tokens granted per key (at most what was asked).
+/// Failed-login counts (`limits::login`): for each key, `{count, first,
+/// last}` in milliseconds, then Redis's own time.
+const READ_FAILURES: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local v = redis.call('HMGET', key, 'n', 'first', 'last')
+  out[#out + 1] = tonumber(v[1]) or 0
+  out[#out + 1] = tonumber(v[2]) or 0
+  out[#out + 1] = tonumber(v[3]) or 0
+end
+local t = redis.call('TIME')
+out[#out + 1] = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return out
+"#;
+
+/// Counts one failed login under each key; ARGV holds, per key, its window
+/// in milliseconds and whether each failure extends it (1) or only the
+/// first starts it (0).
+const RECORD_FAILURE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i - 1])
+  local sliding = ARGV[2 * i] == '1'
+  local n = redis.call('HINCRBY', key, 'n', 1)
+  if n == 1 then redis.call('HSET', key, 'first', now) end
+  redis.call('HSET', key, 'last', now)
+  if sliding or n == 1 then redis.call('PEXPIRE', key, window) end
+end
+return 1
+"#;
+
 const TAKE_TOKENS: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -260,6 +292,85 @@ impl Cluster {
         let publish = self.client.publish::<i64, _, _>(channel, group.to_string());
         if !matches!(tokio::time::timeout(CALL_TIMEOUT, publish).await, Ok(Ok(_))) {
             self.set_up(false);
+        }
+    }
+
+    /// Failed-login counts under `keys` (prefixed here) as `[count, first,
+    /// last]`, with Redis's time in milliseconds; `None` when Redis cannot
+    /// answer.
+    pub async fn failures(&self, keys: &[String]) -> Option<(Vec<[i64; 3]>, i64)> {
+        if !self.is_up() {
+            return None;
+        }
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{}:{k}", self.prefix))
+            .collect();
+        let n = keys.len();
+        let call = self
+            .client
+            .eval::<Vec<i64>, _, _, _>(READ_FAILURES, keys, Vec::<String>::new());
+        match self.answer(call).await {
+            Some(v) if v.len() == 3 * n + 1 => {
+                let counts = v[..3 * n].chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+                Some((counts, v[3 * n]))
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts a failed login under each `(key, window, sliding)`; false
+    /// when Redis cannot take it (the caller counts it on this node).
+    pub async fn record_failure(&self, wants: &[(String, Duration, bool)]) -> bool {
+        if !self.is_up() {
+            return false;
+        }
+        let keys: Vec<String> = wants
+            .iter()
+            .map(|(k, _, _)| format!("{}:{k}", self.prefix))
+            .collect();
+        let args: Vec<String> = wants
+            .iter()
+            .flat_map(|(_, window, sliding)| {
+                [
+                    window.as_millis().to_string(),
+                    if *sliding { "1" } else { "0" }.to_string(),
+                ]
+            })
+            .collect();
+        let call = self.client.eval::<i64, _, _, _>(RECORD_FAILURE, keys, args);
+        self.answer(call).await.is_some()
+    }
+
+    /// Deletes a key (prefixed here); best effort.
+    pub async fn forget(&self, key: &str) {
+        if self.is_up() {
+            let call = self.client.eval::<i64, _, _, _>(
+                "return redis.call('DEL', KEYS[1])",
+                vec![format!("{}:{key}", self.prefix)],
+                Vec::<String>::new(),
+            );
+            let _ = self.answer(call).await;
+        }
+    }
+
+    /// The answer of one Redis call within [`CALL_TIMEOUT`]; a failure
+    /// marks Redis down.
+    async fn answer<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, fred::error::Error>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "redis: call failed");
+                self.set_up(false);
+                None
+            }
+            Err(_) => {
+                self.set_up(false);
+                None
+            }
         }
     }
 

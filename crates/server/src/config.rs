@@ -9,7 +9,10 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on for HTTP and Socket.IO.
-    #[arg(long, env = "PALAVER_LISTEN", default_value = "0.0.0.0:3000")]
+    /// HOST:PORT, a host name with a port (localhost:3000) or a port
+    /// alone (3000: every address).
+    #[arg(long, env = "PALAVER_LISTEN", default_value = "0.0.0.0:3000",
+          value_parser = crate::preflight::parse_listen)]
     pub listen: SocketAddr,
 
     /// Connections the kernel queues for the server before it accepts them
@@ -108,15 +111,33 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_user: u32,
 
-    /// Login attempts per minute for one username, counting successes and
-    /// failures (429 `rate_limited` beyond); 0 switches the limit off.
-    #[arg(long, env = "PALAVER_LOGIN_ATTEMPTS_PER_USER", default_value_t = 10)]
-    pub login_attempts_per_user: u32,
+    /// Failed logins for one username from one address before that pair
+    /// must wait: 1 s, doubling with each further failure, up to 15 min
+    /// (429 `rate_limited`); a success clears it; 0 switches it off.
+    #[arg(long, env = "PALAVER_LOGIN_FAILURES_PER_PAIR", default_value_t = 5)]
+    pub login_failures_per_pair: u32,
 
-    /// Login attempts per minute from one IP address (429 `rate_limited`
-    /// beyond); 0 switches the limit off.
-    #[arg(long, env = "PALAVER_LOGIN_ATTEMPTS_PER_IP", default_value_t = 60)]
-    pub login_attempts_per_ip: u32,
+    /// Failed logins for one username from all addresses (forgotten 15 min
+    /// after the last) before addresses that have failed on it must wait,
+    /// as above; an address that has not failed may still log in; 0
+    /// switches it off.
+    #[arg(
+        long,
+        visible_alias = "login-attempts-per-user",
+        env = "PALAVER_LOGIN_FAILURES_PER_USER",
+        default_value_t = 50
+    )]
+    pub login_failures_per_user: u32,
+
+    /// Failed logins per minute from one address, whatever the usernames
+    /// (429 `rate_limited` beyond); 0 switches the limit off.
+    #[arg(
+        long,
+        visible_alias = "login-attempts-per-ip",
+        env = "PALAVER_LOGIN_FAILURES_PER_IP",
+        default_value_t = 60
+    )]
+    pub login_failures_per_ip: u32,
 
     /// Seconds a client may take to send an HTTP request head, also while
     /// an idle keep-alive connection waits for its next request; the

@@ -11,6 +11,7 @@
 //! - [`store`]: the storage trait and its backends; the only place with SQL.
 //! - [`limits`]: per-user and per-address rate limits, connections per user.
 //! - [`cluster`]: running as one of several nodes (Redis).
+//! - [`preflight`]: start-up checks that run before anything is changed.
 //!
 //! The binary (`main.rs`) parses flags, sets up logging, binds the listener
 //! and calls [`run`]; tests call [`Server::build`] and [`Server::serve`] on
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod limits;
+pub mod preflight;
 pub mod realtime;
 pub mod store;
 
@@ -54,6 +56,8 @@ const JWT_SECRET_KEY: &str = "jwt_secret";
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
+    Preflight(#[from] preflight::PreflightError),
+    #[error(transparent)]
     Database(#[from] store::ConnectError),
     #[error("cannot read the JWT secret from the database: {0}")]
     Secret(#[source] store::StoreError),
@@ -78,6 +82,17 @@ pub struct Server {
 impl Server {
     /// Connects to the database, applies migrations and builds the routes.
     pub async fn build(config: Config) -> Result<Server, StartError> {
+        // Everything outside the process is checked before anything is
+        // written: Redis before the database, whose connect applies the
+        // migrations (and may then store a generated secret).
+        preflight::check_database_url(&config.database_url)?;
+        if let Some(url) = &config.redis_url {
+            preflight::check_redis(url).await?;
+        }
+        let connected = match &config.redis_url {
+            Some(url) => Some(cluster::connect(url, &config.redis_prefix).await?),
+            None => None,
+        };
         let pool = store::PoolOptions {
             max_connections: config.db_max_connections,
             acquire_timeout: config.db_acquire_timeout(),
@@ -91,10 +106,6 @@ impl Server {
                 .map_err(StartError::Secret)?,
         };
         let tokens = auth::Tokens::new(secret.as_bytes(), config.token_ttl());
-        let connected = match &config.redis_url {
-            Some(url) => Some(cluster::connect(url, &config.redis_prefix).await?),
-            None => None,
-        };
         let writer_url = config.database_url.clone();
         let writer_timeout = config.db_acquire_timeout();
         let chat = chat::Chat::start(

@@ -669,10 +669,12 @@ async fn a_handshake_cut_short_leaves_no_one_online_and_no_slot_taken() {
     let viewer = server.mint(users[0]);
     let mut online = Vec::new();
     for &user in &users {
+        // Each asks about themselves: presence is shown to oneself and to
+        // those sharing a conversation.
         let body: Value = server
             .http
             .get(format!("http://{}/api/users/{user}", server.addr))
-            .bearer_auth(&viewer)
+            .bearer_auth(server.mint(user))
             .send()
             .await
             .unwrap()

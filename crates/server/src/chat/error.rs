@@ -22,8 +22,13 @@ pub enum ChatError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
-    #[error("{0}")]
-    RateLimited(String),
+    /// Too many of something; `retry_after` is when the next one may pass
+    /// (HTTP sends it as `Retry-After`).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Storage is down or the server is saturated: nothing was stored,
     /// retrying is safe.
     #[error("{0}")]
@@ -41,7 +46,7 @@ impl ChatError {
             ChatError::NotFound(_) => ErrorCode::NotFound,
             ChatError::Conflict(_) => ErrorCode::Conflict,
             ChatError::TooLarge(_) => ErrorCode::TooLarge,
-            ChatError::RateLimited(_) => ErrorCode::RateLimited,
+            ChatError::RateLimited { .. } => ErrorCode::RateLimited,
             ChatError::Unavailable(_) => ErrorCode::Unavailable,
             ChatError::Internal => ErrorCode::Internal,
         }
@@ -57,6 +62,19 @@ impl ChatError {
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         ChatError::InvalidPayload(msg.into())
+    }
+
+    /// A `rate_limited` answer: the message says what the limit is, and
+    /// when to retry (at least a millisecond away).
+    pub(crate) fn rate_limited(
+        what: impl std::fmt::Display,
+        retry_after: std::time::Duration,
+    ) -> Self {
+        let retry_after = retry_after.max(std::time::Duration::from_millis(1));
+        ChatError::RateLimited {
+            message: format!("{what}; retry in {} ms", retry_after.as_millis()),
+            retry_after,
+        }
     }
 }
 

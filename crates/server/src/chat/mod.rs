@@ -424,10 +424,17 @@ impl Chat {
             .ok_or_else(|| ChatError::NotFound(format!("user {id} does not exist")))
     }
 
-    /// A user with whether they are online now.
-    pub async fn user_with_presence(&self, id: UserId) -> Result<User, ChatError> {
+    /// A user as `viewer` may see them: whether they are online and when
+    /// they were last seen only for themselves and for users who share a
+    /// conversation with them (README, "presence").
+    pub async fn user_seen_by(&self, viewer: UserId, id: UserId) -> Result<User, ChatError> {
         let mut user = self.user(id).await?;
-        user.online = Some(self.online_among(vec![id]).await.contains(&id));
+        if viewer == id || self.core.store.share_a_conversation(viewer, id).await? {
+            user.online = Some(self.online_among(vec![id]).await.contains(&id));
+        } else {
+            user.online = None;
+            user.last_seen = None;
+        }
         Ok(user)
     }
 
@@ -451,11 +458,22 @@ impl Chat {
     /// username has (registered names are [`Username`]s, minted ones
     /// `user<id>`) matches nobody and is not sent to the database, which
     /// may not store it at all (PostgreSQL refuses NUL).
+    /// The directory shows names only: no presence, whoever asks.
     pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, ChatError> {
+        if prefix.is_empty() {
+            return Err(ChatError::invalid(
+                "`q` must be a username prefix of at least one character",
+            ));
+        }
         if !prefix.chars().all(Username::allowed_char) {
             return Ok(Vec::new());
         }
-        Ok(self.core.store.search_users(prefix, limit).await?)
+        let mut users = self.core.store.search_users(prefix, limit).await?;
+        for u in &mut users {
+            u.online = None;
+            u.last_seen = None;
+        }
+        Ok(users)
     }
 
     // ---- groups ---------------------------------------------------------

@@ -156,11 +156,19 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
                 Some(n) if *n > 0 => *n -= 1,
                 _ => {
                     let s = &core.settings;
+                    tracing::info!(
+                        kind = "message",
+                        key = req.sender,
+                        "rate limited (over all nodes)"
+                    );
                     respond
-                        .respond(Err(ChatError::RateLimited(format!(
-                            "at most {} messages a second (bursts of {}) over all nodes; retry shortly",
-                            s.message_rate, s.message_burst
-                        ))))
+                        .respond(Err(ChatError::rate_limited(
+                            format_args!(
+                                "at most {} messages a second (bursts of {}) over all nodes",
+                                s.message_rate, s.message_burst
+                            ),
+                            Duration::from_secs_f64(1.0 / f64::from(s.message_rate.max(1))),
+                        )))
                         .await;
                     continue;
                 }

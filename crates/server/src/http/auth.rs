@@ -11,7 +11,8 @@ use serde::Deserialize;
 use super::extract::ApiJson;
 use super::ApiError;
 use crate::app::App;
-use crate::chat::{Password, Username};
+use crate::chat::{ChatError, Password, Username};
+use crate::limits::login::bounded;
 
 #[derive(Deserialize)]
 pub struct Credentials {
@@ -38,17 +39,30 @@ pub async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Json<AuthResponse>, ApiError> {
-    // Counted before any work: guessing passwords costs the guesser.
-    app.limits.login(&body.username, peer.ip())?;
-    if let Some(cluster) = app.chat.cluster() {
-        app.limits
-            .login_everywhere(cluster, &body.username, peer.ip())
-            .await?;
-    }
+    // Checked before any work; only failures are counted, so the owner
+    // of an account is never locked out by someone else's guesses.
+    let (guard, ip) = (&app.limits.login, peer.ip());
+    let cluster = app.chat.cluster().map(|c| &**c);
+    guard.check(cluster, &body.username, ip).await?;
     // Bounded before hashing: an oversize password cannot be right anyway.
-    let password = Password::parse(&body.password)
-        .map_err(|_| crate::chat::ChatError::Unauthorized("invalid username or password".into()))?;
-    let user = app.chat.login(&body.username, password.as_str()).await?;
-    let token = app.tokens.issue(user.id);
-    Ok(Json(AuthResponse { user, token }))
+    let result = match Password::parse(&body.password) {
+        Ok(password) => app.chat.login(&body.username, password.as_str()).await,
+        Err(_) => Err(ChatError::Unauthorized(
+            "invalid username or password".into(),
+        )),
+    };
+    match result {
+        Ok(user) => {
+            guard.succeeded(cluster, &body.username, ip).await;
+            let token = app.tokens.issue(user.id);
+            Ok(Json(AuthResponse { user, token }))
+        }
+        Err(e) => {
+            if let ChatError::Unauthorized(_) = e {
+                tracing::info!(username = ?bounded(&body.username), peer = %ip, "login failed");
+                guard.failed(cluster, &body.username, ip).await;
+            }
+            Err(e.into())
+        }
+    }
 }

@@ -102,8 +102,5 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::with_status(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ChatError::invalid("method not allowed on this route"),
-    )
+    ApiError::method_not_allowed()
 }

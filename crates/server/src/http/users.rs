@@ -31,7 +31,7 @@ pub async fn search(
     ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<Vec<User>>, ApiError> {
     if query.q.chars().count() > 32 {
-        return Err(ChatError::invalid("q is at most 32 characters").into());
+        return Err(ChatError::invalid("`q` is at most 32 characters").into());
     }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     Ok(Json(app.chat.search_users(&query.q, limit).await?))
@@ -39,8 +39,8 @@ pub async fn search(
 
 pub async fn get(
     State(app): State<App>,
-    AuthUser(_): AuthUser,
+    AuthUser(me): AuthUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<User>, ApiError> {
-    Ok(Json(app.chat.user_with_presence(id).await?))
+    Ok(Json(app.chat.user_seen_by(me, id).await?))
 }

@@ -266,7 +266,30 @@ impl<A: Adapter> Drop for Held<A> {
 }
 
 /// Verifies `auth.token`, then sets the socket up (see the module docs).
+/// A refusal is logged with its reason and the peer's address, never the
+/// token.
 async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
+    state: State<App>,
+    auth: TryData<Value>,
+) -> Result<(), Refusal> {
+    let peer = socket
+        .req_parts()
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let result = set_up(socket, io, state, auth).await;
+    if let Err(refusal) = &result {
+        match peer {
+            Some(peer) => tracing::info!(%peer, reason = %refusal, "handshake refused"),
+            None => tracing::info!(reason = %refusal, "handshake refused"),
+        }
+    }
+    result
+}
+
+async fn set_up<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
     State(app): State<App>,

@@ -66,9 +66,13 @@ pub async fn on_typing<A: Adapter>(
         fresh
     });
     if !bucket.take() {
+        tracing::info!(kind = "typing", key = user, "rate limited");
         return answer_error(
             ack,
-            ChatError::RateLimited(format!("at most {PER_SECOND} typing events a second")),
+            ChatError::rate_limited(
+                format_args!("at most {PER_SECOND} typing events a second"),
+                std::time::Duration::from_secs_f64(1.0 / PER_SECOND),
+            ),
         );
     }
     match app.chat.typing_recipients(user, target).await {

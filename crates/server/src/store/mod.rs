@@ -167,6 +167,10 @@ pub trait Store: Send + Sync + 'static {
     /// fellow group members), without `user`.
     async fn contacts(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 
+    /// Whether `a` and `b` share a conversation: a private one with a
+    /// message in it, or a group both are members of.
+    async fn share_a_conversation(&self, a: UserId, b: UserId) -> Result<bool, StoreError>;
+
     /// Of `ids`, those that are not users.
     async fn missing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
 
@@ -313,15 +317,15 @@ pub(crate) async fn open_pool(
         sqlx::AnyConnection::connect(url),
     )
     .await
-    .map_err(|_| ConnectError::Connect(sqlx::Error::PoolTimedOut))?
-    .map_err(ConnectError::Connect)?;
+    .map_err(|_| ConnectError::connect(url, sqlx::Error::PoolTimedOut))?
+    .map_err(|e| ConnectError::connect(url, e))?;
     let _ = probe.close().await;
     sqlx::any::AnyPoolOptions::new()
         .max_connections(pool.max_connections)
         .acquire_timeout(pool.acquire_timeout)
         .connect(url)
         .await
-        .map_err(ConnectError::Connect)
+        .map_err(|e| ConnectError::connect(url, e))
 }
 
 /// Why the database could not be opened at start.
@@ -329,12 +333,24 @@ pub(crate) async fn open_pool(
 pub enum ConnectError {
     #[error("{0}")]
     Unsupported(String),
-    #[error("cannot connect to the database: {0}")]
-    Connect(#[source] sqlx::Error),
+    #[error("cannot connect to the database at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("cannot apply migrations: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("cannot start the message writer: {0}")]
     Writer(#[source] std::io::Error),
+}
+
+impl ConnectError {
+    /// A connection failure, with the URL (password hidden) and the cause.
+    pub fn connect(url: &str, source: sqlx::Error) -> Self {
+        let url = crate::preflight::redact(url.split('?').next().unwrap_or(url));
+        ConnectError::Connect { url, source }
+    }
 }
 
 /// Classifies a driver error. Backends refine `Retryable` and `Conflict`

@@ -26,7 +26,7 @@ async fn server_has_returning(pool: &sqlx::AnyPool) -> Result<bool, ConnectError
     let row = sqlx::query("SELECT VERSION()")
         .fetch_one(pool)
         .await
-        .map_err(ConnectError::Connect)?;
+        .map_err(|e| ConnectError::connect("mysql", e))?;
     // `Any` may hand a MySQL string over as bytes; an unreadable version
     // only means the read-backs are used.
     let version: String = row.try_get(0).unwrap_or_else(|_| {

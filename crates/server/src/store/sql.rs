@@ -1193,6 +1193,24 @@ impl Store for SqlStore {
         Ok(ids)
     }
 
+    async fn share_a_conversation(&self, a: UserId, b: UserId) -> Result<bool, StoreError> {
+        let sql = self.d.q(
+            "SELECT 1 FROM conversations WHERE user_lo = ? AND user_hi = ? \
+             UNION ALL SELECT 1 FROM group_members m1 \
+               JOIN group_members m2 ON m2.group_id = m1.group_id \
+               WHERE m1.user_id = ? AND m2.user_id = ? LIMIT 1",
+        );
+        let row = sqlx::query(&sql)
+            .bind(a.min(b))
+            .bind(a.max(b))
+            .bind(a)
+            .bind(b)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(row.is_some())
+    }
+
     async fn missing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
         let mut found = std::collections::HashSet::new();
         for chunk in ids.chunks(CHUNK) {

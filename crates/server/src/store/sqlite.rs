@@ -37,7 +37,7 @@ pub(crate) async fn connect(url: &str, pool: &PoolOptions) -> Result<SqlStore, C
         })
         .connect(&url)
         .await
-        .map_err(ConnectError::Connect)?;
+        .map_err(|e| ConnectError::connect(&url, e))?;
     sqlx::migrate!("./migrations/sqlite")
         .run(&pool)
         .await

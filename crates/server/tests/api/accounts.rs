@@ -1,6 +1,6 @@
 //! Registration, login, users, health and HTTP error shapes.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::backend_tests;
 use crate::helpers::*;
@@ -187,7 +187,7 @@ async fn health_unknown_routes_and_malformed_json_answer_properly(b: Backend) {
     // A known route with the wrong method: 405 with the usual error body.
     let (status, body) = app.delete("/api/me", None).await;
     assert_eq!(status, 405, "{body}");
-    assert_eq!(body["error"]["code"], "invalid_payload", "{body}");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
     let resp = app
         .http
         .post(app.url("/api/auth/register"))
@@ -212,7 +212,92 @@ async fn generated_secret_is_kept_in_the_database_across_restarts(b: Backend) {
     assert_eq!(status, 200, "a token from before the restart still works");
 }
 
+async fn presence_is_shown_only_to_those_sharing_a_conversation(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let stranger = app.register("stranger").await;
+    let _online = app.connect(&alice.token).await;
+    let alice_path = format!("/api/users/{}", alice.id());
+    let presence_keys = |u: &Value| (u.get("online").cloned(), u.get("last_seen").cloned());
+
+    // Herself: always.
+    let (_, me) = app.get(&alice_path, Some(&alice.token)).await;
+    assert_eq!(me["online"], true, "{me}");
+    // Someone she shares nothing with: the name, no presence.
+    let (status, seen) = app.get(&alice_path, Some(&stranger.token)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["username"], "alice");
+    assert_eq!(presence_keys(&seen), (None, None), "{seen}");
+    // Once they share a conversation: presence.
+    let (_, before) = app.get(&alice_path, Some(&bob.token)).await;
+    assert_eq!(presence_keys(&before), (None, None), "{before}");
+    let b = app.connect(&bob.token).await;
+    send_ok(&b, private(alice.id(), "hi")).await;
+    let (_, after) = app.get(&alice_path, Some(&bob.token)).await;
+    assert_eq!(after["online"], true, "{after}");
+    // A group shared counts too.
+    app.group(&stranger, "club", &[alice.id()]).await;
+    let (_, member) = app.get(&alice_path, Some(&stranger.token)).await;
+    assert_eq!(member["online"], true, "{member}");
+
+    // The directory: a prefix of one character at least, names only.
+    let (status, body) = app.get("/api/users", Some(&stranger.token)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_payload", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("`q`"),
+        "{body}"
+    );
+    let (status, body) = app.get("/api/users?q=", Some(&stranger.token)).await;
+    assert_eq!(status, 400, "{body}");
+    let (_, found) = app.get("/api/users?q=al", Some(&stranger.token)).await;
+    assert_eq!(found[0]["username"], "alice", "{found}");
+    assert_eq!(presence_keys(&found[0]), (None, None), "{found}");
+}
+
+async fn parse_failures_name_the_field_in_plain_words(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let message = |body: &Value| {
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (status, body) = app.get("/api/users/abc", Some(&alice.token)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        message(&body),
+        "`id` in the path must be a whole number (got `abc`)"
+    );
+    let (status, body) = app
+        .get("/api/users?q=a&limit=ten", Some(&alice.token))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(message(&body), "`limit` must be a whole number", "{body}");
+    let (status, body) = app
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": 5, "password": "x"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        message(&body),
+        "`username` must be a string (got integer `5`)"
+    );
+    let (status, body) = app
+        .post("/api/auth/login", None, json!({"username": "alice"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(message(&body), "`password` is required");
+}
+
 backend_tests!(
+    presence_is_shown_only_to_those_sharing_a_conversation,
+    parse_failures_name_the_field_in_plain_words,
     register_returns_201_with_user_and_a_working_token,
     taken_username_is_a_conflict_case_insensitively,
     invalid_usernames_and_passwords_are_rejected,

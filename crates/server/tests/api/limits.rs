@@ -182,8 +182,8 @@ async fn login(app: &TestApp, username: &str, password: &str) -> (u16, serde_jso
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_attempts_are_limited_per_username() {
     let app = spawn_configured(Backend::Sqlite, |c| {
-        c.login_attempts_per_user = 3;
-        c.login_attempts_per_ip = 1000;
+        c.login_failures_per_user = 3;
+        c.login_failures_per_ip = 1000;
     })
     .await;
     app.register("alice").await;
@@ -266,8 +266,8 @@ async fn group_changes_are_limited_per_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_attempts_are_limited_per_address() {
     let app = spawn_configured(Backend::Sqlite, |c| {
-        c.login_attempts_per_user = 1000;
-        c.login_attempts_per_ip = 5;
+        c.login_failures_per_user = 1000;
+        c.login_failures_per_ip = 5;
     })
     .await;
     app.register("alice").await;
@@ -402,4 +402,79 @@ async fn listed_origins_pass_with_cors_headers() {
         pre.headers().get("access-control-allow-origin").unwrap(),
         "https://chat.example.com"
     );
+}
+
+/// A login from `from` (a loopback address other than the server's own).
+async fn login_from(
+    app: &TestApp,
+    from: &str,
+    username: &str,
+    password: &str,
+) -> (u16, Option<String>, serde_json::Value) {
+    let client = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let resp = client
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry_after, resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guesser_is_held_off_while_the_owner_logs_in_from_elsewhere() {
+    let app = spawn_configured(Backend::Sqlite, |c| {
+        c.login_failures_per_pair = 3;
+        c.login_failures_per_user = 1000;
+        c.login_failures_per_ip = 1000;
+    })
+    .await;
+    app.register("alice").await;
+    for _ in 0..3 {
+        let (status, _, body) = login_from(&app, "127.0.0.1", "alice", "wrong password").await;
+        assert_eq!(status, 401, "{body}");
+    }
+    // The guessing address waits, even with the right password…
+    let (status, retry_after, body) = login_from(&app, "127.0.0.1", "alice", "correct horse").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+    // …and the owner, from an address that has not been failing, gets in.
+    let (status, _, body) = login_from(&app, "127.0.0.2", "alice", "correct horse").await;
+    assert_eq!(status, 200, "{body}");
+    // The back-off doubles with each further failure once it has passed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _, body) = login_from(&app, "127.0.0.1", "alice", "still wrong").await;
+    assert_eq!(status, 401, "{body}");
+    let (status, retry_after, body) = login_from(&app, "127.0.0.1", "alice", "correct horse").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("2"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_logins_are_not_counted_against_any_limit() {
+    let app = spawn_configured(Backend::Sqlite, |c| {
+        c.login_failures_per_pair = 2;
+        c.login_failures_per_user = 2;
+        c.login_failures_per_ip = 2;
+    })
+    .await;
+    app.register("alice").await;
+    for i in 0..8 {
+        let (status, _, body) = login_from(&app, "127.0.0.1", "alice", "correct horse").await;
+        assert_eq!(status, 200, "login {i}: {body}");
+    }
+    // A failure, then the right password from the same address: in.
+    let (status, _, _) = login_from(&app, "127.0.0.1", "alice", "wrong password").await;
+    assert_eq!(status, 401);
+    let (status, _, _) = login_from(&app, "127.0.0.1", "alice", "correct horse").await;
+    assert_eq!(status, 200);
 }

@@ -42,8 +42,9 @@ fn help_documents_every_flag() {
         "--message-rate",
         "--message-burst",
         "--max-connections-per-user",
-        "--login-attempts-per-user",
-        "--login-attempts-per-ip",
+        "--login-failures-per-user",
+        "--login-failures-per-pair",
+        "--login-failures-per-ip",
         "--allowed-origins",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");

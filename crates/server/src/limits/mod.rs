@@ -2,7 +2,10 @@
 //! changes, connections per user, login attempts and registrations. Rates
 //! are token buckets (`governor`), kept in memory on this node; the
 //! configurable ones can be switched off with 0 (the read receipt rate is
-//! fixed).
+//! fixed). Failed logins are counted in [`login`]. Every refusal is logged
+//! at info with its kind and key (user id or address).
+
+pub mod login;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -15,7 +18,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::chat::ChatError;
-use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::store::UserId;
 
@@ -29,38 +31,34 @@ pub const READS_PER_SECOND: u32 = 10;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// A keyed token bucket, or no limit.
-struct Bucket<K: Hash + Eq + Clone> {
+struct Bucket<K: Hash + Eq + Clone + std::fmt::Display> {
     limiter: Option<DefaultKeyedRateLimiter<K>>,
-    quota: Option<Quota>,
+    /// What is limited, for the log: `message`, `read`, …
+    kind: &'static str,
     describe: String,
 }
 
-impl<K: Hash + Eq + Clone> Bucket<K> {
-    fn new(quota: Option<Quota>, describe: String) -> Self {
+impl<K: Hash + Eq + Clone + std::fmt::Display> Bucket<K> {
+    fn new(kind: &'static str, quota: Option<Quota>, describe: String) -> Self {
         Bucket {
             limiter: quota.map(RateLimiter::keyed),
-            quota,
+            kind,
             describe,
         }
     }
 
-    /// The same quota as (tokens per second, burst), for cluster buckets.
-    fn rate(&self) -> Option<(f64, u32)> {
-        self.quota.map(|q| {
-            (
-                1.0 / q.replenish_interval().as_secs_f64(),
-                q.burst_size().get(),
-            )
-        })
-    }
-
-    /// Takes one token for `key`, or says how long until one is free.
-    fn take(&self, key: &K) -> Result<(), Duration> {
+    /// Takes one token for `key`, or answers `rate_limited` with how
+    /// long until one is free.
+    fn take(&self, key: &K) -> Result<(), ChatError> {
         match &self.limiter {
             None => Ok(()),
-            Some(l) => l
-                .check_key(key)
-                .map_err(|until| until.wait_time_from(DefaultClock::default().now())),
+            Some(l) => l.check_key(key).map_err(|until| {
+                tracing::info!(kind = self.kind, key = %key, "rate limited");
+                ChatError::rate_limited(
+                    &self.describe,
+                    until.wait_time_from(DefaultClock::default().now()),
+                )
+            }),
         }
     }
 
@@ -77,8 +75,8 @@ pub struct Limits {
     messages: Bucket<UserId>,
     reads: Bucket<UserId>,
     group_changes: Bucket<UserId>,
-    login_user: Bucket<String>,
-    login_ip: Bucket<IpAddr>,
+    /// Failed logins (see [`login`]).
+    pub login: login::LoginGuard,
     register_ip: Bucket<IpAddr>,
     max_connections: u32,
     connections: Mutex<HashMap<UserId, u32>>,
@@ -95,6 +93,7 @@ impl Limits {
         });
         Limits {
             reads: Bucket::new(
+                "read",
                 reads,
                 format!(
                     "at most {READS_PER_SECOND} read receipts a second (bursts of {READ_BURST})"
@@ -104,6 +103,7 @@ impl Limits {
             // without this nothing bounded how many groups one account
             // could create.
             group_changes: Bucket::new(
+                "group_change",
                 per_minute(config.group_changes_per_minute),
                 format!(
                     "at most {} group changes a minute",
@@ -111,27 +111,16 @@ impl Limits {
                 ),
             ),
             messages: Bucket::new(
+                "message",
                 messages,
                 format!(
                     "at most {} messages a second (bursts of {})",
                     config.message_rate, config.message_burst
                 ),
             ),
-            login_user: Bucket::new(
-                per_minute(config.login_attempts_per_user),
-                format!(
-                    "at most {} login attempts a minute for one username",
-                    config.login_attempts_per_user
-                ),
-            ),
-            login_ip: Bucket::new(
-                per_minute(config.login_attempts_per_ip),
-                format!(
-                    "at most {} login attempts a minute from one address",
-                    config.login_attempts_per_ip
-                ),
-            ),
+            login: login::LoginGuard::new(config),
             register_ip: Bucket::new(
+                "register",
                 per_minute(config.registrations_per_ip),
                 format!(
                     "at most {} registrations a minute from one address",
@@ -145,74 +134,22 @@ impl Limits {
 
     /// One message from `user`.
     pub fn message(&self, user: UserId) -> Result<(), ChatError> {
-        self.messages
-            .take(&user)
-            .map_err(|wait| limited(&self.messages.describe, wait))
+        self.messages.take(&user)
     }
 
     /// One read receipt from `user`.
     pub fn read(&self, user: UserId) -> Result<(), ChatError> {
-        self.reads
-            .take(&user)
-            .map_err(|wait| limited(&self.reads.describe, wait))
+        self.reads.take(&user)
     }
 
     /// One group change (create, add or remove a member) by `user`.
     pub fn group_change(&self, user: UserId) -> Result<(), ChatError> {
-        self.group_changes
-            .take(&user)
-            .map_err(|wait| limited(&self.group_changes.describe, wait))
-    }
-
-    /// One login attempt for `username` (any case) from `ip`.
-    pub fn login(&self, username: &str, ip: IpAddr) -> Result<(), ChatError> {
-        self.login_ip
-            .take(&ip)
-            .map_err(|wait| limited(&self.login_ip.describe, wait))?;
-        self.login_user
-            .take(&login_key(username))
-            .map_err(|wait| limited(&self.login_user.describe, wait))
+        self.group_changes.take(&user)
     }
 
     /// One registration from `ip`.
     pub fn register(&self, ip: IpAddr) -> Result<(), ChatError> {
-        self.register_ip
-            .take(&ip)
-            .map_err(|wait| limited(&self.register_ip.describe, wait))
-    }
-
-    /// The same attempt counted over every node (after [`Limits::login`]
-    /// passed on this one). Without Redis only the node's own count holds.
-    pub async fn login_everywhere(
-        &self,
-        cluster: &Cluster,
-        username: &str,
-        ip: IpAddr,
-    ) -> Result<(), ChatError> {
-        let checks = [
-            (
-                self.login_ip.rate(),
-                format!("login-ip:{ip}"),
-                &self.login_ip.describe,
-            ),
-            (
-                self.login_user.rate(),
-                format!("login-user:{}", login_key(username)),
-                &self.login_user.describe,
-            ),
-        ];
-        for (rate, key, describe) in checks {
-            let Some((per_second, burst)) = rate else {
-                continue;
-            };
-            let granted = cluster.take_tokens(&[(key, 1)], per_second, burst).await;
-            if granted.is_some_and(|g| g.first() == Some(&0)) {
-                return Err(ChatError::RateLimited(format!(
-                    "{describe} (over all nodes); retry later"
-                )));
-            }
-        }
-        Ok(())
+        self.register_ip.take(&ip)
     }
 
     /// Counts a new connection of `user`, unless they hold the most
@@ -221,10 +158,10 @@ impl Limits {
         let mut counts = self.connections.lock().unwrap();
         let n = counts.entry(user).or_insert(0);
         if *n >= self.max_connections {
-            return Err(ChatError::RateLimited(format!(
-                "at most {} connections per user",
-                self.max_connections
-            )));
+            return Err(ChatError::RateLimited {
+                message: format!("at most {} connections per user", self.max_connections),
+                retry_after: Duration::from_secs(1),
+            });
         }
         *n += 1;
         Ok(())
@@ -246,8 +183,7 @@ impl Limits {
         self.messages.sweep();
         self.reads.sweep();
         self.group_changes.sweep();
-        self.login_user.sweep();
-        self.login_ip.sweep();
+        self.login.sweep();
         self.register_ip.sweep();
     }
 
@@ -265,17 +201,6 @@ impl Limits {
             }
         })
     }
-}
-
-/// Usernames are at most 32 characters; longer input still counts, under a
-/// bounded key.
-fn login_key(username: &str) -> String {
-    username.chars().take(64).collect::<String>().to_lowercase()
-}
-
-fn limited(describe: &str, wait: Duration) -> ChatError {
-    let ms = wait.as_millis().max(1);
-    ChatError::RateLimited(format!("{describe}; retry in {ms} ms"))
 }
 
 #[cfg(test)]
@@ -301,7 +226,7 @@ mod tests {
             limits.message(1).unwrap();
         }
         let e = limits.message(1).unwrap_err();
-        assert!(matches!(e, ChatError::RateLimited(_)), "{e:?}");
+        assert!(matches!(e, ChatError::RateLimited { .. }), "{e:?}");
         assert!(e.to_string().contains("retry in"), "{e}");
         // Another user has their own bucket.
         limits.message(2).unwrap();
@@ -337,24 +262,5 @@ mod tests {
         limits.register(b).unwrap();
         let off = Limits::new(&config(&["--registrations-per-ip", "0"]));
         assert!((0..100).all(|_| off.register(a).is_ok()));
-    }
-
-    #[test]
-    fn login_limits_per_username_any_case_and_per_address() {
-        let limits = Limits::new(&config(&[
-            "--login-attempts-per-user",
-            "2",
-            "--login-attempts-per-ip",
-            "3",
-        ]));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        limits.login("Alice", a).unwrap();
-        limits.login("alice", b).unwrap();
-        assert!(limits.login("ALICE", b).is_err(), "third try for alice");
-        // Address a has used one attempt of 3 (the refused one above was b's).
-        limits.login("bob", a).unwrap();
-        limits.login("carol", a).unwrap();
-        assert!(limits.login("dave", a).is_err(), "fourth try from a");
     }
 }
