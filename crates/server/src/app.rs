@@ -19,6 +19,16 @@ pub struct Inner {
 }
 
 impl App {
+    /// A handle that does not keep the state alive (background tasks).
+    pub fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.0)
+    }
+
+    /// The state again, if the server still holds it.
+    pub fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<App> {
+        weak.upgrade().map(App)
+    }
+
     pub fn new(chat: Chat, tokens: Tokens, config: Config) -> Self {
         let limits = Arc::new(Limits::new(&config));
         App(Arc::new(Inner {

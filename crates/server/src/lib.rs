@@ -159,6 +159,7 @@ impl Server {
             router = router.layer(cors);
         }
         limits::Limits::spawn_sweeper(std::sync::Arc::downgrade(&app.limits));
+        spawn_database_watch(app.clone());
         Ok(Server {
             app,
             router,
@@ -207,6 +208,43 @@ impl Server {
         .await;
         Ok(())
     }
+}
+
+/// How often the database is pinged to log its state changes.
+const DATABASE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Logs the database going away and coming back, once each (requests
+/// meanwhile are answered `unavailable` without a line each). Stops when
+/// the server's state is dropped.
+fn spawn_database_watch(app: App) {
+    let weak = app.downgrade();
+    drop(app);
+    tokio::spawn(async move {
+        let mut up = true;
+        let mut tick = tokio::time::interval(DATABASE_WATCH_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(app) = App::upgrade(&weak) else {
+                return;
+            };
+            let store = app.chat.store();
+            let ok = matches!(
+                tokio::time::timeout(DATABASE_WATCH_EVERY, store.ping()).await,
+                Ok(Ok(()))
+            );
+            if ok != up {
+                up = ok;
+                if ok {
+                    tracing::info!(backend = store.backend(), "database available again");
+                } else {
+                    tracing::warn!(
+                        backend = store.backend(),
+                        "database unavailable: sends and requests are answered `unavailable` until it is back"
+                    );
+                }
+            }
+        }
+    });
 }
 
 /// Palaver's Socket.IO settings, whatever the adapter.

@@ -75,16 +75,26 @@ fn init_logging() {
                 .iter()
                 .any(|c| meta.target() == *c || meta.target().starts_with(&format!("{c}::")))
     });
+    // Colour only for a person at a terminal, never in a file or a pipe.
+    use std::io::IsTerminal;
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
     tracing_subscriber::registry()
         .with(env)
         .with(no_wire_detail)
-        .with(tracing_subscriber::fmt::layer())
+        .with(fmt)
         .init();
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let listener = palaver::listen(config.listen, config.listen_backlog)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let listener = palaver::listen(config.listen, config.listen_backlog).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "; another process uses this port: stop it or choose another with --listen",
+            std::io::ErrorKind::AddrNotAvailable => "; this machine has no such address: use 0.0.0.0 or one of its own",
+            std::io::ErrorKind::PermissionDenied => "; ports below 1024 need privileges: choose another with --listen",
+            _ => "",
+        };
+        anyhow::anyhow!("cannot listen on {} (--listen): {e}{hint}", config.listen)
+    })?;
     palaver::run(config, listener, shutdown_signal()).await?;
     tracing::info!("palaver stopped");
     Ok(())

@@ -120,6 +120,7 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
     let log = dir.path().join("server.log");
     let node = Node::start_with(&db, "secret", &[], "trace", Some(&log)).await;
     let password = "hunter2-but-longer";
+    let wrong_password = "not-hunter2-9e3a";
     let (s, body) = node
         .post(
             "/api/auth/register",
@@ -158,6 +159,15 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
         .await
         .unwrap();
     assert_eq!(bad["ok"], false);
+    // A failed login with a password that must not be logged either.
+    let (s, _) = node
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "alice", "password": wrong_password}),
+        )
+        .await;
+    assert_eq!(s, 401);
     let tampered = format!("{other_token}x");
     let refused =
         palaver_client::Client::connect(node.addr, Some(json!({"token": tampered}))).await;
@@ -182,6 +192,7 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
         ("token", token.rsplit('.').next().unwrap()),
         ("other token", other_token.rsplit('.').next().unwrap()),
         ("password", password),
+        ("wrong password", wrong_password),
         ("message content", content),
     ] {
         let lines: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
@@ -190,6 +201,66 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
             "the {what} was logged:\n{}",
             lines.join("\n")
         );
+    }
+}
+
+/// At the default level an operator sees one line per refused handshake
+/// (peer and reason), failed login (username and address) and rate-limit
+/// refusal (kind and key), plus start and stop; no colour codes in a file;
+/// no token or password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_logged_at_the_default_level_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("p.db").display());
+    let log = dir.path().join("server.log");
+    let flags = ["--message-rate", "1", "--message-burst", "1"];
+    let mut node = Node::start_with(&db, "secret", &flags, "info", Some(&log)).await;
+    let (alice, token) = node.register("alice").await;
+    let wrong = "wrong-pass-77f2";
+    let (s, _) = node
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "alice", "password": wrong}),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let tampered = format!("{token}x");
+    let refused =
+        palaver_client::Client::connect(node.addr, Some(json!({"token": tampered}))).await;
+    assert!(refused.is_err());
+    let client = node.connect(&token).await;
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        let ack = client
+            .emit_ack(
+                "message",
+                &json!({"conversationType": "private", "receiverId": alice, "content": format!("m{i}")}),
+            )
+            .await
+            .unwrap();
+        codes.push(ack["error"]["code"].as_str().unwrap_or("ok").to_string());
+    }
+    assert!(codes.contains(&"rate_limited".to_string()), "{codes:?}");
+    drop(client);
+    signal_term(&mut node);
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let has = |needles: &[&str]| logs.lines().any(|l| needles.iter().all(|n| l.contains(n)));
+    assert!(has(&["INFO", "palaver listening"]), "start:\n{logs}");
+    assert!(has(&["login failed", "\"alice\"", "peer=127.0.0.1"]), "failed login:\n{logs}");
+    assert!(
+        has(&["handshake refused", "peer=127.0.0.1", "unauthorized: invalid token"]),
+        "refused handshake:\n{logs}"
+    );
+    assert!(
+        has(&["rate limited", "kind=\"message\"", &format!("key={alice}")]),
+        "rate-limit refusal:\n{logs}"
+    );
+    assert!(has(&["palaver stopped"]), "stop:\n{logs}");
+    assert!(!logs.contains('\x1b'), "colour codes in a log file:\n{logs}");
+    for secret in [wrong, token.rsplit('.').next().unwrap()] {
+        assert!(!logs.contains(secret), "a secret was logged:\n{logs}");
     }
 }
 
@@ -271,4 +342,18 @@ async fn sigterm_closes_sockets_and_exits_zero() {
         "sigterm: exited 0 after {:?}, socket closed",
         started.elapsed()
     );
+}
+
+/// Sends SIGTERM to a node and waits (at most 15 s) for it to exit.
+fn signal_term(node: &mut Node) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    while node.child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(15), "still running");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

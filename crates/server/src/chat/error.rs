@@ -84,7 +84,8 @@ impl From<StoreError> for ChatError {
             StoreError::NotFound => ChatError::NotFound("not found".into()),
             StoreError::Conflict(m) => ChatError::Conflict(m),
             StoreError::Unavailable(e) | StoreError::Retryable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
+                // Logged once per outage by the health watch (`lib.rs`).
+                tracing::debug!(error = %e, "database unavailable");
                 ChatError::Unavailable("storage unavailable, nothing was stored; retry".into())
             }
             StoreError::Other(e) => {

@@ -43,6 +43,15 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes as usize))
+        // Each request at debug: method and path only (no query string, no
+        // headers, so no token), status and latency.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
         .layer(axum::middleware::from_fn_with_state(
             app.config.max_body_bytes,
             refuse_declared_oversize,
