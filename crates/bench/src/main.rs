@@ -1,5 +1,5 @@
 //! `palaver-bench`: a load generator for Palaver and for the reference Node
-//! server (`../shared/reference/seed-node`), so both are measured by one
+//! against a Palaver server or the reference Node server in `bench/reference`.
 //! tool in one run.
 //!
 //! It opens one Socket.IO connection per user over WebSocket (spread over
