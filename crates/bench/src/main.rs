@@ -1,6 +1,5 @@
 //! `palaver-bench`: a load generator for Palaver and for the reference Node
-//! against a Palaver server or the reference Node server in `bench/reference`.
-//! tool in one run.
+//! server (`bench/reference`), so both are measured by one tool in one run.
 //!
 //! It opens one Socket.IO connection per user over WebSocket (spread over
 //! 127.0.0.x source addresses), then either holds them idle (memory per
