@@ -105,8 +105,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub batch_interval_ms: u32,
 
-    /// Socket.IO connections one user may hold at once on this node
-    /// (more are refused with `rate_limited`).
+    /// Socket.IO connections one user may hold at once, over all nodes
+    /// when Redis is on (more are refused with `rate_limited`).
     #[arg(long, env = "PALAVER_MAX_CONNECTIONS_PER_USER", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_user: u32,
@@ -221,5 +221,93 @@ impl Config {
 
     pub fn db_acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's configuration tables, as `(flag, variable, default)`.
+    fn readme_rows() -> Vec<(String, String, String)> {
+        let readme = include_str!("../../../README.md");
+        readme
+            .lines()
+            .filter(|l| l.starts_with("| `--"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let bare = |c: &str| c.trim_matches('`').to_string();
+                (bare(cells[1]), bare(cells[2]), cells[3].to_string())
+            })
+            .collect()
+    }
+
+    /// Every flag of `palaver serve` is in the README's tables with its
+    /// variable and default, and the README names no flag that is gone.
+    #[test]
+    fn the_readmes_configuration_tables_match_serve_help() {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let command = <Wrapper as clap::CommandFactory>::command();
+        let rows = readme_rows();
+        let mut problems = Vec::new();
+        let mut flags = Vec::new();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let flag = format!("--{long}");
+            flags.push(flag.clone());
+            let Some((_, var, default)) = rows.iter().find(|(f, _, _)| *f == flag) else {
+                problems.push(format!("{flag} is not in the README"));
+                continue;
+            };
+            let env = arg
+                .get_env()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if *var != env {
+                problems.push(format!("{flag}: README says {var}, --help says {env}"));
+            }
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|d| d.to_string_lossy().into_owned())
+                .collect();
+            match defaults.first().map(String::as_str) {
+                // A default the README writes in words (`generated`, `unset`).
+                None => {
+                    if default.starts_with('`') {
+                        problems.push(format!(
+                            "{flag}: README gives default {default}, --help none"
+                        ));
+                    }
+                }
+                Some("") => {}
+                Some(d) => {
+                    if *default != format!("`{d}`") {
+                        problems.push(format!("{flag}: README says {default}, --help says {d}"));
+                    }
+                }
+            }
+        }
+        for (flag, _, _) in &rows {
+            if !flags.contains(flag) {
+                problems.push(format!(
+                    "the README names {flag}, which `palaver serve` lacks"
+                ));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "README vs --help:\n{}",
+            problems.join("\n")
+        );
+        assert!(
+            rows.len() >= 20,
+            "the tables were read: {} rows",
+            rows.len()
+        );
     }
 }

@@ -88,9 +88,15 @@ fn init_logging() {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = palaver::listen(config.listen, config.listen_backlog).map_err(|e| {
         let hint = match e.kind() {
-            std::io::ErrorKind::AddrInUse => "; another process uses this port: stop it or choose another with --listen",
-            std::io::ErrorKind::AddrNotAvailable => "; this machine has no such address: use 0.0.0.0 or one of its own",
-            std::io::ErrorKind::PermissionDenied => "; ports below 1024 need privileges: choose another with --listen",
+            std::io::ErrorKind::AddrInUse => {
+                "; another process uses this port: stop it or choose another with --listen"
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "; this machine has no such address: use 0.0.0.0 or one of its own"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "; ports below 1024 need privileges: choose another with --listen"
+            }
             _ => "",
         };
         anyhow::anyhow!("cannot listen on {} (--listen): {e}{hint}", config.listen)
