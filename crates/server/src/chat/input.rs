@@ -231,6 +231,31 @@ mod tests {
     }
 
     #[test]
+    fn group_names_are_one_to_a_hundred_characters() {
+        assert!(GroupName::parse(&"é".repeat(100)).is_ok());
+        assert!(GroupName::parse(&"é".repeat(101)).is_err());
+        assert!(GroupName::parse(&"x".repeat(500)).is_err());
+        assert!(GroupName::parse("x").is_ok());
+        assert!(GroupName::parse("   ").is_err());
+    }
+
+    #[test]
+    fn client_msg_ids_are_one_to_sixty_four_characters() {
+        let with = |id: String| {
+            let mut r = raw("hi");
+            r.client_msg_id = Some(id);
+            SendRequest::parse(r, 1, 4)
+        };
+        assert_eq!(
+            with("é".repeat(64)).unwrap().client_msg_id.as_deref(),
+            Some("é".repeat(64).as_str())
+        );
+        assert!(with("é".repeat(65)).is_err());
+        assert!(with(String::new()).is_err());
+        assert!(with("k".into()).is_ok());
+    }
+
+    #[test]
     fn usernames_follow_the_documented_alphabet() {
         assert!(Username::parse("al.ice-_9").is_ok());
         assert!(Username::parse("al").is_err());

@@ -252,6 +252,32 @@ mod tests {
     }
 
     #[test]
+    fn closing_one_of_two_connections_keeps_the_other_counted() {
+        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]));
+        limits.connect(7).unwrap();
+        limits.connect(7).unwrap();
+        limits.disconnected(7);
+        limits.connect(7).unwrap();
+        assert!(limits.connect(7).is_err(), "two are held again");
+        // Disconnecting a user with none held changes nothing.
+        limits.disconnected(9);
+        limits.connect(9).unwrap();
+    }
+
+    #[test]
+    fn sweeping_forgets_buckets_that_are_full_again() {
+        let limits = Limits::new(&config(&["--message-rate", "1000", "--message-burst", "1"]));
+        for user in 0..50 {
+            limits.message(user).unwrap();
+        }
+        let held = || limits.messages.limiter.as_ref().unwrap().len();
+        assert_eq!(held(), 50);
+        std::thread::sleep(Duration::from_millis(20));
+        limits.sweep();
+        assert_eq!(held(), 0, "refilled buckets are dropped");
+    }
+
+    #[test]
     fn registrations_are_limited_per_address() {
         let limits = Limits::new(&config(&["--registrations-per-ip", "2"]));
         let a: IpAddr = "10.0.0.1".parse().unwrap();

@@ -213,6 +213,51 @@ mod tests {
         assert!(seqs.epoch_read(Some("b2".into())));
     }
 
+    fn learned(convs: std::ops::Range<i64>) -> Learned {
+        Learned {
+            convs: convs.map(|n| (conv(n), n, 1)).collect(),
+            others: false,
+            epoch: None,
+        }
+    }
+
+    #[test]
+    fn earlier_conversations_are_kept_while_under_capacity() {
+        let mut seqs = SeqCache::new();
+        let now = Instant::now();
+        seqs.commit(learned(0..10), now);
+        seqs.commit(learned(10..20), now);
+        // Filling up to exactly the capacity keeps everything.
+        seqs.commit(learned(20..CAPACITY as i64), now);
+        assert_eq!(seqs.known.len(), CAPACITY);
+        assert_eq!(
+            seqs.last(&conv(0)),
+            Some(1),
+            "the first batch is still known"
+        );
+        // One more starts over, keeping the newest batch.
+        seqs.commit(learned(CAPACITY as i64..CAPACITY as i64 + 3), now);
+        assert_eq!(seqs.known.len(), 3);
+        assert_eq!(seqs.last(&conv(0)), None);
+    }
+
+    #[test]
+    fn memory_is_bounded_with_batches_not_aligned_to_capacity() {
+        let mut seqs = SeqCache::new();
+        let now = Instant::now();
+        let mut next = 0;
+        while next < 3 * CAPACITY as i64 {
+            seqs.commit(learned(next..next + 777), now);
+            next += 777;
+            assert!(seqs.known.len() <= CAPACITY, "{}", seqs.known.len());
+        }
+        assert_eq!(
+            seqs.last(&conv(next - 1)),
+            Some(1),
+            "the newest batch is kept"
+        );
+    }
+
     #[test]
     fn memory_is_bounded() {
         let mut seqs = SeqCache::new();
