@@ -48,7 +48,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(60..))]
     pub token_ttl_secs: u64,
 
-    /// Most database connections in the pool.
+    /// Most database connections in the pool. On MySQL/MariaDB and
+    /// PostgreSQL the message writer holds one more of its own.
     #[arg(long, env = "PALAVER_DB_MAX_CONNECTIONS", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
@@ -61,8 +62,9 @@ pub struct Config {
 
     /// Redis URL (`redis://host:6379`) to run as one of several nodes on a
     /// shared MySQL/MariaDB or PostgreSQL database: Socket.IO deliveries,
-    /// group membership changes, rate limits and presence go through it.
-    /// Unset: a single node.
+    /// group membership changes, the message rate, failed logins,
+    /// connections per user and presence go through it. Unset: a single
+    /// node.
     #[arg(long, env = "PALAVER_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
@@ -85,7 +87,8 @@ pub struct Config {
     pub max_body_bytes: u32,
 
     /// Messages each user may send per second, sustained, over all of
-    /// their sockets (`rate_limited` beyond); 0 switches the limit off.
+    /// their sockets (and all nodes when Redis is on; `rate_limited`
+    /// beyond); 0 switches the limit off.
     #[arg(long, env = "PALAVER_MESSAGE_RATE", default_value_t = 20)]
     pub message_rate: u32,
 
@@ -113,7 +116,9 @@ pub struct Config {
 
     /// Failed logins for one username from one address before that pair
     /// must wait: 1 s, doubling with each further failure, up to 15 min
-    /// (429 `rate_limited`); a success clears it; 0 switches it off.
+    /// (429 `rate_limited` with `Retry-After`); a success clears it; 0
+    /// switches it off. Failed logins are counted over all nodes when
+    /// Redis is on.
     #[arg(long, env = "PALAVER_LOGIN_FAILURES_PER_PAIR", default_value_t = 5)]
     pub login_failures_per_pair: u32,
 
@@ -130,7 +135,9 @@ pub struct Config {
     pub login_failures_per_user: u32,
 
     /// Failed logins per minute from one address, whatever the usernames
-    /// (429 `rate_limited` beyond); 0 switches the limit off.
+    /// (429 `rate_limited` beyond); 0 switches the limit off. The address
+    /// is the connection's peer: behind a load balancer, the balancer's
+    /// (docs/deploy.md).
     #[arg(
         long,
         visible_alias = "login-attempts-per-ip",
