@@ -44,13 +44,17 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes as usize))
         // Each request at debug: method and path only (no query string, no
-        // headers, so no token), status and latency.
+        // headers, so no token), status and latency. Failures at debug too:
+        // a database outage is logged once by the health watch, not once
+        // per 503.
         .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(
-                |req: &axum::http::Request<axum::body::Body>| {
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
                     tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
-                },
-            ),
+                })
+                .on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ),
         )
         .layer(axum::middleware::from_fn_with_state(
             app.config.max_body_bytes,
