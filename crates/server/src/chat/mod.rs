@@ -167,7 +167,8 @@ const CHORE_BATCH: usize = 256;
 /// Makes sure the users of handshakes that wait together exist, in a few
 /// statements for all of them (one read when all exist). With one user at
 /// a time, 15,000 clients connecting at once took 9.3 s, and 2.9 s with
-/// the check left out entirely (BENCHMARKS.md, "Connecting").
+/// the check left out entirely (BENCHMARKS.md, "A longer accept queue;
+/// connects checked together").
 async fn register_users(core: Arc<Core>, ids: Vec<UserId>) -> Vec<Result<(), ChatError>> {
     let mut unknown: Vec<UserId> = ids
         .iter()
@@ -203,7 +204,8 @@ async fn register_users(core: Arc<Core>, ids: Vec<UserId>) -> Vec<Result<(), Cha
 
 /// Records `last_seen` = now for the users whose presence changed
 /// together, in one statement. One statement each made the database the
-/// bottleneck of a reconnect storm (BENCHMARKS.md, "Connecting").
+/// bottleneck of a reconnect storm (BENCHMARKS.md, "A longer accept
+/// queue; connects checked together").
 async fn record_last_seen(core: Arc<Core>, users: Vec<UserId>) -> Vec<Result<i64, ChatError>> {
     let mut distinct = users.clone();
     distinct.sort_unstable();
@@ -244,8 +246,8 @@ impl Chat {
     /// Starts the service over `store`, and its writer on a thread of its
     /// own (a single-threaded runtime): with thousands of sockets the main
     /// runtime's queues delayed each of the writer's database round trips,
-    /// and batches commit one at a time (BENCHMARKS.md). Returns once the
-    /// writer's store is open.
+    /// and batches commit one at a time (BENCHMARKS.md, "The writer on its
+    /// own thread"). Returns once the writer's store is open.
     pub async fn start(
         store: Box<dyn Store>,
         open_writer_store: OpenWriterStore,

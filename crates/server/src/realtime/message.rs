@@ -26,7 +26,7 @@ use crate::store::UserId;
 /// Handler for `message`; see the module docs. One per socket, made when
 /// the socket is authenticated, so it carries the socket's user (looking
 /// it up in the socket's extensions on every message was 1.5 % of the
-/// server's CPU with 10,000 users, BENCHMARKS.md).
+/// server's CPU with 10,000 users; BENCHMARKS.md, "Where the time goes").
 pub struct SendHandler {
     app: App,
     user: UserId,

@@ -8,7 +8,8 @@
 //! so it allocates the next ones without a statement, where it would
 //! otherwise have to read (or lock and bump) one row per conversation in
 //! every batch. Measured with 10,000 users, that per-conversation statement
-//! was half of each commit (BENCHMARKS.md).
+//! was half of each commit (BENCHMARKS.md, "Each conversation's last
+//! `seq` from memory").
 //!
 //! Several processes may share one database (with or without Redis). When
 //! another writer has added to a conversation, the remembered `seq` is
