@@ -1,7 +1,8 @@
 //! The Socket.IO transport alone, as Palaver sets it up: Palaver's accept
 //! loop and socketioxide settings, and nothing else (no database, no
-//! validation, no authentication). It is a yardstick for BENCHMARKS.md ("The Socket.IO transport alone"):
-//! what socketioxide costs on the machine, measured in the same run as
+//! validation, no authentication). It is a yardstick for BENCHMARKS.md
+//! ("The Socket.IO transport alone"): what socketioxide costs on the
+//! machine, measured in the same run as
 //! Palaver and the reference server, so that Palaver's figures can be read
 //! against the ceiling of the layer it is built on.
 //!
