@@ -2,12 +2,15 @@
 //! (`--redis-url`): deliveries, membership, presence and limits across
 //! nodes; a node killed; Redis stopped and started again.
 //!
-//! Needs `PALAVER_TEST_POSTGRES_URL` (and `PALAVER_TEST_MYSQL_URL` for the
-//! MariaDB run) and `PALAVER_TEST_REDIS_URL` (the machine's Redis); without
-//! them the tests say so and pass, unless `PALAVER_REQUIRE_ALL_BACKENDS` is
-//! set (CI). Each test uses its own Redis prefix, so tests and other users
+//! Needs PostgreSQL (and MySQL/MariaDB for the MariaDB runs) and the
+//! machine's Redis, found on their default local ports or named by
+//! `PALAVER_TEST_POSTGRES_URL`, `PALAVER_TEST_MYSQL_URL` and
+//! `PALAVER_TEST_REDIS_URL`; without them the tests are skipped, or failed
+//! when `PALAVER_REQUIRE_ALL_BACKENDS` is set (CI). Each test uses its own Redis prefix, so tests and other users
 //! of that Redis do not hear each other. The Redis outage test starts its
 //! own `redis-server` on a free port and stops and restarts that one.
+
+mod support;
 
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
@@ -25,28 +28,17 @@ use node::{history, Node};
 use palaver_client::Client;
 use palaver_protocol::Message;
 use serde_json::{json, Value};
+use support::harness;
 
 const WAIT: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(400);
 
-/// The machine's Redis, or `None` (announced) when not configured.
-fn redis_url() -> Option<String> {
-    match std::env::var("PALAVER_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("PALAVER_REQUIRE_ALL_BACKENDS").is_err(),
-                "PALAVER_REQUIRE_ALL_BACKENDS is set but PALAVER_TEST_REDIS_URL is not"
-            );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: cluster tests SKIPPED: set PALAVER_TEST_REDIS_URL"
-            );
-            None
-        }
-    }
+/// The machine's Redis (the tests run only when it answers).
+fn redis_url() -> &'static str {
+    harness::service(REDIS).expect("tests without Redis are skipped")
 }
+
+const REDIS: &str = "PALAVER_TEST_REDIS_URL";
 
 /// A cluster of `n` nodes on a fresh database of `backend`.
 struct Cluster {
@@ -54,21 +46,18 @@ struct Cluster {
     _db: TestDb,
 }
 
-async fn cluster(backend: Backend, n: usize, extra: &[&str]) -> Option<Cluster> {
-    let redis = redis_url()?;
-    if !backend.available() {
-        return None;
-    }
+async fn cluster(backend: Backend, n: usize, extra: &[&str]) -> Cluster {
+    let redis = redis_url();
     let db = TestDb::new(backend).await;
     let secret = palaver::auth::random_secret();
     let prefix = format!("palaver-test-{}", &palaver::auth::random_secret()[..12]);
-    let mut args = vec!["--redis-url", &redis, "--redis-prefix", &prefix];
+    let mut args = vec!["--redis-url", redis, "--redis-prefix", &prefix];
     args.extend_from_slice(extra);
     let mut nodes = Vec::new();
     for _ in 0..n {
         nodes.push(Node::start_with(&db.url, &secret, &args, "warn", None).await);
     }
-    Some(Cluster { nodes, _db: db })
+    Cluster { nodes, _db: db }
 }
 
 fn private(to: i64, content: &str) -> Value {
@@ -108,9 +97,7 @@ async fn none(client: &mut Client, name: &str) {
 /// Every delivery rule of PROTOCOL.md with the sender, the receivers and
 /// the sender's other device on different nodes.
 async fn deliveries_reach_every_socket_on_every_node(backend: Backend) {
-    let Some(c) = cluster(backend, 3, &[]).await else {
-        return;
-    };
+    let c = cluster(backend, 3, &[]).await;
     let [n1, n2, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
     let (alice, alice_t) = n1.register("alice").await;
     let (bob, bob_t) = n2.register("bob").await;
@@ -205,9 +192,7 @@ async fn deliveries_reach_every_socket_on_every_node(backend: Backend) {
 /// Membership changed through one node holds on the others: a removed
 /// member hears nothing more within a second, an added one sends at once.
 async fn membership_changes_hold_on_every_node(backend: Backend) {
-    let Some(c) = cluster(backend, 3, &[]).await else {
-        return;
-    };
+    let c = cluster(backend, 3, &[]).await;
     let [n1, n2, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
     let (_owner, owner_t) = n1.register("owner").await;
     let (member, member_t) = n1.register("member").await;
@@ -289,9 +274,7 @@ async fn alice_on_two_nodes(c: &Cluster) -> AliceOnTwoNodes {
 
 /// Presence is per user over the cluster, and so is the connection limit.
 async fn presence_and_connection_limits_span_nodes(backend: Backend) {
-    let Some(c) = cluster(backend, 3, &["--max-connections-per-user", "2"]).await else {
-        return;
-    };
+    let c = cluster(backend, 3, &["--max-connections-per-user", "2"]).await;
     let n1 = &c.nodes[0];
     let AliceOnTwoNodes {
         alice,
@@ -359,9 +342,7 @@ impl Drop for Resume<'_> {
 /// connected to it look offline: the count that it did not answer is
 /// tried again.
 async fn a_slow_node_does_not_make_its_users_look_offline(backend: Backend) {
-    let Some(c) = cluster(backend, 3, &[]).await else {
-        return;
-    };
+    let c = cluster(backend, 3, &[]).await;
     let n2 = &c.nodes[1];
     let AliceOnTwoNodes {
         mut b1,
@@ -403,9 +384,7 @@ async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
         "--login-attempts-per-user",
         "3",
     ];
-    let Some(c) = cluster(backend, 2, &flags).await else {
-        return;
-    };
+    let c = cluster(backend, 2, &flags).await;
     let (n1, n2) = (&c.nodes[0], &c.nodes[1]);
     let (_alice, alice_t) = n1.register("alice").await;
     let (bob, _) = n1.register("bob").await;
@@ -449,9 +428,7 @@ async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
 /// A node dies: its clients reconnect to another node and catch up through
 /// history with nothing committed missing.
 async fn a_killed_nodes_clients_reconnect_elsewhere_and_catch_up(backend: Backend) {
-    let Some(mut c) = cluster(backend, 2, &["--message-rate", "0"]).await else {
-        return;
-    };
+    let mut c = cluster(backend, 2, &["--message-rate", "0"]).await;
     let (alice, alice_t) = c.nodes[0].register("alice").await;
     let (bob, bob_t) = c.nodes[0].register("bob").await;
     let survivor_addr = c.nodes[1].addr;
@@ -548,9 +525,6 @@ async fn health(node: &Node) -> (u16, Value) {
 /// acks, `/healthz` reports it without failing, and when Redis is back
 /// cross-node delivery resumes by itself; what was missed is in history.
 async fn redis_outage_degrades_to_local_delivery_and_recovers(backend: Backend) {
-    if redis_url().is_none() || !backend.available() {
-        return;
-    }
     let mut redis = OwnRedis::start();
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let db = TestDb::new(backend).await;
@@ -628,47 +602,46 @@ async fn redis_outage_degrades_to_local_delivery_and_recovers(backend: Backend) 
     let _ = carol;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_on_postgres() {
-    deliveries_reach_every_socket_on_every_node(Backend::Postgres).await
-}
+type Body = fn(Backend) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_on_mariadb() {
-    deliveries_reach_every_socket_on_every_node(Backend::MySql).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn membership_on_postgres() {
-    membership_changes_hold_on_every_node(Backend::Postgres).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_and_connections_on_postgres() {
-    presence_and_connection_limits_span_nodes(Backend::Postgres).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_node_presence_on_postgres() {
-    a_slow_node_does_not_make_its_users_look_offline(Backend::Postgres).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_rate_on_postgres() {
-    message_rate_is_shared_by_all_nodes(Backend::Postgres).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_killed_on_postgres() {
-    a_killed_nodes_clients_reconnect_elsewhere_and_catch_up(Backend::Postgres).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_killed_on_mariadb() {
-    a_killed_nodes_clients_reconnect_elsewhere_and_catch_up(Backend::MySql).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_outage_on_postgres() {
-    redis_outage_degrades_to_local_delivery_and_recovers(Backend::Postgres).await
+fn main() {
+    let tests: [(&str, Backend, Body); 9] = [
+        ("deliveries_on_postgres", Backend::Postgres, |b| {
+            Box::pin(deliveries_reach_every_socket_on_every_node(b))
+        }),
+        ("deliveries_on_mariadb", Backend::MySql, |b| {
+            Box::pin(deliveries_reach_every_socket_on_every_node(b))
+        }),
+        ("membership_on_postgres", Backend::Postgres, |b| {
+            Box::pin(membership_changes_hold_on_every_node(b))
+        }),
+        (
+            "presence_and_connections_on_postgres",
+            Backend::Postgres,
+            |b| Box::pin(presence_and_connection_limits_span_nodes(b)),
+        ),
+        ("slow_node_presence_on_postgres", Backend::Postgres, |b| {
+            Box::pin(a_slow_node_does_not_make_its_users_look_offline(b))
+        }),
+        ("message_rate_on_postgres", Backend::Postgres, |b| {
+            Box::pin(message_rate_is_shared_by_all_nodes(b))
+        }),
+        ("node_killed_on_postgres", Backend::Postgres, |b| {
+            Box::pin(a_killed_nodes_clients_reconnect_elsewhere_and_catch_up(b))
+        }),
+        ("node_killed_on_mariadb", Backend::MySql, |b| {
+            Box::pin(a_killed_nodes_clients_reconnect_elsewhere_and_catch_up(b))
+        }),
+        ("redis_outage_on_postgres", Backend::Postgres, |b| {
+            Box::pin(redis_outage_degrades_to_local_delivery_and_recovers(b))
+        }),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, backend, test)| {
+            let need = backend.needed().and(harness::service(REDIS).map(|_| ()));
+            harness::test_if(need, name, harness::on_tokio(move || test(backend)))
+        })
+        .collect();
+    harness::run(trials)
 }

@@ -43,8 +43,11 @@
 //! - `PALAVER_CRASH_SEED` — seed for the kill moments and contents (printed
 //!   in the figure line, to replay a run).
 //!
-//! The MariaDB test needs `PALAVER_TEST_MYSQL_URL` (skipped with a note
-//! otherwise, failed when `PALAVER_REQUIRE_ALL_BACKENDS` is set).
+//! The MariaDB test needs MySQL/MariaDB, on its default local port or named
+//! by `PALAVER_TEST_MYSQL_URL` (skipped otherwise, failed when
+//! `PALAVER_REQUIRE_ALL_BACKENDS` is set).
+
+mod support;
 
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
@@ -68,6 +71,7 @@ use palaver_protocol::{ConversationType, Message, MessagePage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use support::harness;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// The two backend tests each want both cores: one at a time.
@@ -914,22 +918,28 @@ impl Server {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_sqlite() {
-    let _serial = SERIAL.lock().await;
-    acked_messages_survive_sigkill_exactly_once(Backend::Sqlite, "sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_mariadb() {
-    let _serial = SERIAL.lock().await;
-    if Backend::MySql.available() {
-        acked_messages_survive_sigkill_exactly_once(Backend::MySql, "mariadb").await;
-    }
+fn main() {
+    let crash = |backend: Backend, label: &'static str| {
+        harness::test_if(
+            backend.needed(),
+            format!("crash_{label}"),
+            harness::on_tokio(move || async move {
+                let _serial = SERIAL.lock().await;
+                acked_messages_survive_sigkill_exactly_once(backend, label).await;
+            }),
+        )
+    };
+    harness::run(vec![
+        crash(Backend::Sqlite, "sqlite"),
+        crash(Backend::MySql, "mariadb"),
+        harness::test(
+            "checker_counts_missing_duplicate_and_gapped_messages",
+            checker_counts_missing_duplicate_and_gapped_messages,
+        ),
+    ])
 }
 
 /// The checker itself: it must see each kind of fault.
-#[test]
 fn checker_counts_missing_duplicate_and_gapped_messages() {
     let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
     let row = |id: i64, seq: i64, cid: &str| Message {

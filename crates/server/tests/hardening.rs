@@ -3,6 +3,8 @@
 //! not grow the server's memory; tokens, passwords and message contents
 //! never reach its logs, even at `RUST_LOG=trace`.
 
+mod support;
+
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
@@ -17,6 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use helpers::{Backend, TestDb};
 use node::Node;
 use serde_json::json;
+use support::harness;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -66,7 +69,6 @@ async fn oversize_polling_body(node: &Node, size: usize) -> u16 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_frames_close_their_connection_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("p.db").display());
@@ -113,7 +115,6 @@ async fn oversize_frames_close_their_connection_and_memory_stays_bounded() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_passwords_and_contents_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("p.db").display());
@@ -208,7 +209,6 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
 /// (peer and reason), failed login (username and address) and rate-limit
 /// refusal (kind and key), plus start and stop; no colour codes in a file;
 /// no token or password.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_logged_at_the_default_level_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("p.db").display());
@@ -248,9 +248,16 @@ async fn refusals_are_logged_at_the_default_level_without_secrets() {
     let logs = std::fs::read_to_string(&log).unwrap();
     let has = |needles: &[&str]| logs.lines().any(|l| needles.iter().all(|n| l.contains(n)));
     assert!(has(&["INFO", "palaver listening"]), "start:\n{logs}");
-    assert!(has(&["login failed", "\"alice\"", "peer=127.0.0.1"]), "failed login:\n{logs}");
     assert!(
-        has(&["handshake refused", "peer=127.0.0.1", "unauthorized: invalid token"]),
+        has(&["login failed", "\"alice\"", "peer=127.0.0.1"]),
+        "failed login:\n{logs}"
+    );
+    assert!(
+        has(&[
+            "handshake refused",
+            "peer=127.0.0.1",
+            "unauthorized: invalid token"
+        ]),
         "refused handshake:\n{logs}"
     );
     assert!(
@@ -258,7 +265,10 @@ async fn refusals_are_logged_at_the_default_level_without_secrets() {
         "rate-limit refusal:\n{logs}"
     );
     assert!(has(&["palaver stopped"]), "stop:\n{logs}");
-    assert!(!logs.contains('\x1b'), "colour codes in a log file:\n{logs}");
+    assert!(
+        !logs.contains('\x1b'),
+        "colour codes in a log file:\n{logs}"
+    );
     for secret in [wrong, token.rsplit('.').next().unwrap()] {
         assert!(!logs.contains(secret), "a secret was logged:\n{logs}");
     }
@@ -271,47 +281,40 @@ async fn refusals_are_logged_at_the_default_level_without_secrets() {
 /// rather than to the whole subscriber, that question left the layer's
 /// per-event filter state stale, and the writer's next event was dropped
 /// (tokio-rs/tracing#2519): this filter logged nothing at all there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_filter_naming_one_module_logs_its_events_on_every_backend() {
-    for backend in [Backend::Sqlite, Backend::MySql, Backend::Postgres] {
-        if !backend.available() {
-            continue;
-        }
-        let db = TestDb::new(backend).await;
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("server.log");
-        let filter = "palaver::chat::writer=trace";
-        let node = Node::start_with(&db.url, "secret", &[], filter, Some(&log)).await;
-        let (_, token) = node.register("alice").await;
-        let (bob, _) = node.register("bob").await;
-        let client = node.connect(&token).await;
-        const SENDS: usize = 5;
-        for i in 0..SENDS {
-            // One at a time: each send is a batch of its own.
-            let ack = client
-                .emit_ack(
-                    "message",
-                    &json!({"conversationType": "private", "receiverId": bob, "content": format!("m{i}")}),
-                )
-                .await
-                .unwrap();
-            assert_eq!(ack["ok"], true, "{ack}");
-        }
-        drop(client);
-        drop(node);
-        let logs = std::fs::read_to_string(&log).unwrap();
-        let batches = logs
-            .lines()
-            .filter(|l| l.contains("palaver::chat::writer") && l.contains("batch committed"))
-            .count();
-        assert_eq!(
-            batches, SENDS,
-            "{backend:?}: one \"batch committed\" line per send at RUST_LOG={filter}; the log:\n{logs}"
-        );
+async fn a_filter_naming_one_module_logs_its_events_on_every_backend(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let filter = "palaver::chat::writer=trace";
+    let node = Node::start_with(&db.url, "secret", &[], filter, Some(&log)).await;
+    let (_, token) = node.register("alice").await;
+    let (bob, _) = node.register("bob").await;
+    let client = node.connect(&token).await;
+    const SENDS: usize = 5;
+    for i in 0..SENDS {
+        // One at a time: each send is a batch of its own.
+        let ack = client
+            .emit_ack(
+                "message",
+                &json!({"conversationType": "private", "receiverId": bob, "content": format!("m{i}")}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
     }
+    drop(client);
+    drop(node);
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let batches = logs
+        .lines()
+        .filter(|l| l.contains("palaver::chat::writer") && l.contains("batch committed"))
+        .count();
+    assert_eq!(
+        batches, SENDS,
+        "{backend:?}: one \"batch committed\" line per send at RUST_LOG={filter}; the log:\n{logs}"
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_sockets_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("p.db").display());
@@ -356,4 +359,40 @@ fn signal_term(node: &mut Node) {
         assert!(started.elapsed() < Duration::from_secs(15), "still running");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn main() {
+    let mut trials = vec![
+        harness::test(
+            "oversize_frames_close_their_connection_and_memory_stays_bounded",
+            harness::on_tokio(oversize_frames_close_their_connection_and_memory_stays_bounded),
+        ),
+        harness::test(
+            "tokens_passwords_and_contents_never_reach_the_logs",
+            harness::on_tokio(tokens_passwords_and_contents_never_reach_the_logs),
+        ),
+        harness::test(
+            "refusals_are_logged_at_the_default_level_without_secrets",
+            harness::on_tokio(refusals_are_logged_at_the_default_level_without_secrets),
+        ),
+        harness::test(
+            "sigterm_closes_sockets_and_exits_zero",
+            harness::on_tokio(sigterm_closes_sockets_and_exits_zero),
+        ),
+    ];
+    // One test per backend, each skipped where its backend is not.
+    for (backend, label) in [
+        (Backend::Sqlite, "sqlite"),
+        (Backend::MySql, "mysql"),
+        (Backend::Postgres, "postgres"),
+    ] {
+        trials.push(harness::test_if(
+            backend.needed(),
+            format!("a_filter_naming_one_module_logs_its_events_on_every_backend::on_{label}"),
+            harness::on_tokio(move || {
+                a_filter_naming_one_module_logs_its_events_on_every_backend(backend)
+            }),
+        ));
+    }
+    harness::run(trials)
 }

@@ -3,8 +3,13 @@
 //!
 //! These tests start real server processes and (for the outage tests) stop
 //! and restart the machine's real database servers, so they run one at a
-//! time. The outage tests also need `PALAVER_TEST_OUTAGES=1`: they stop the
-//! database server named by `PALAVER_TEST_MYSQL_URL` / `_POSTGRES_URL`.
+//! time. They need MySQL/MariaDB and PostgreSQL on their default local
+//! ports or named by `PALAVER_TEST_MYSQL_URL` / `_POSTGRES_URL` (skipped
+//! otherwise, failed when `PALAVER_REQUIRE_ALL_BACKENDS` is set). The outage
+//! tests also need `PALAVER_TEST_OUTAGES=1`: they stop that database server
+//! (skipped otherwise).
+
+mod support;
 
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
@@ -21,6 +26,7 @@ use helpers::{Backend, TestDb};
 use node::{history, Node};
 use palaver_protocol::Message;
 use serde_json::json;
+use support::harness::{self, Missing, Trial};
 
 /// These tests share the machine's database servers: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -198,14 +204,6 @@ fn wait_port(port: u16, open: bool) {
 
 /// The database stops under a running node and comes back.
 async fn database_outage_gives_errors_not_lies_and_service_resumes(backend: Backend) {
-    if std::env::var("PALAVER_TEST_OUTAGES").is_err() {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: {backend:?} outage test SKIPPED: set PALAVER_TEST_OUTAGES=1 (it stops the database server)"
-        );
-        return;
-    }
     let db = TestDb::new(backend).await;
     let secret = palaver::auth::random_secret();
     let mut node = Node::start(&db.url, &secret).await;
@@ -326,31 +324,52 @@ async fn membership_changes_hold_on_a_node_sharing_the_database(backend: Backend
     assert_eq!(status, 403, "the removed member still reads through node 2");
 }
 
-macro_rules! shared_db_tests {
-    ($($name:ident),*) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
-                    let _serial = super::SERIAL.lock().await;
-                    if super::Backend::MySql.available() {
-                        super::$name(super::Backend::MySql).await
-                    }
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let _serial = super::SERIAL.lock().await;
-                    if super::Backend::Postgres.available() {
-                        super::$name(super::Backend::Postgres).await
-                    }
-                }
-            }
-        )*
-    };
+/// Outage tests stop the machine's database server: only when asked.
+fn outages_allowed() -> Result<(), Missing> {
+    match std::env::var_os("PALAVER_TEST_OUTAGES") {
+        Some(_) => Ok(()),
+        None => Err(Missing {
+            what: "outage tests".into(),
+            why: "set PALAVER_TEST_OUTAGES=1 (they stop the database server)".into(),
+            required_by: None,
+        }),
+    }
 }
 
-shared_db_tests!(
-    two_nodes_share_one_database_without_gaps_or_errors,
-    membership_changes_hold_on_a_node_sharing_the_database,
-    database_outage_gives_errors_not_lies_and_service_resumes
-);
+type Body = fn(Backend) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// `<test>::mariadb` and `<test>::postgres`, one at a time.
+fn on_both(name: &str, test: Body, also: fn() -> Result<(), Missing>) -> [Trial; 2] {
+    [(Backend::MySql, "mariadb"), (Backend::Postgres, "postgres")].map(|(backend, label)| {
+        harness::test_if(
+            backend.needed().and(also()),
+            format!("{name}::{label}"),
+            harness::on_tokio(move || async move {
+                let _serial = SERIAL.lock().await;
+                test(backend).await
+            }),
+        )
+    })
+}
+
+fn main() {
+    let always = || Ok(());
+    let trials = [
+        on_both(
+            "two_nodes_share_one_database_without_gaps_or_errors",
+            |b| Box::pin(two_nodes_share_one_database_without_gaps_or_errors(b)),
+            always,
+        ),
+        on_both(
+            "membership_changes_hold_on_a_node_sharing_the_database",
+            |b| Box::pin(membership_changes_hold_on_a_node_sharing_the_database(b)),
+            always,
+        ),
+        on_both(
+            "database_outage_gives_errors_not_lies_and_service_resumes",
+            |b| Box::pin(database_outage_gives_errors_not_lies_and_service_resumes(b)),
+            outages_allowed,
+        ),
+    ];
+    harness::run(trials.into_iter().flatten().collect())
+}

@@ -11,6 +11,8 @@ use palaver_protocol::{AuthResponse, Message, User};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use crate::support::harness::{self, Missing};
+
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 /// How long a test waits to conclude that something did not happen.
@@ -34,31 +36,19 @@ impl Backend {
         }
     }
 
-    /// Whether tests can run on this backend here. When they cannot, says
-    /// so once on the terminal (uncaptured), or fails if
-    /// `PALAVER_REQUIRE_ALL_BACKENDS` is set (CI).
-    pub fn available(self) -> bool {
-        let Some(var) = self.env_var() else {
-            return true;
-        };
-        if std::env::var(var).is_ok_and(|v| !v.is_empty()) {
-            return true;
+    /// Whether tests can run on this backend here: SQLite always; MySQL and
+    /// PostgreSQL when their server answers (see [`harness::service`]).
+    pub fn needed(self) -> Result<(), Missing> {
+        self.admin_url().map(|_| ())
+    }
+
+    /// The URL of the database server to create test databases on (`""`
+    /// for SQLite).
+    fn admin_url(self) -> Result<&'static str, Missing> {
+        match self.env_var() {
+            None => Ok(""),
+            Some(var) => harness::service(var),
         }
-        assert!(
-            std::env::var("PALAVER_REQUIRE_ALL_BACKENDS").is_err(),
-            "PALAVER_REQUIRE_ALL_BACKENDS is set but {var} is not"
-        );
-        static WARNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-        let mut warned = WARNED.lock().unwrap();
-        if !warned.contains(&var) {
-            warned.push(var);
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {self:?} tests SKIPPED (they pass trivially): set {var} to run them"
-            );
-        }
-        false
     }
 }
 
@@ -83,7 +73,7 @@ static POSTGRES_TURNS: tokio::sync::Semaphore =
 
 impl TestDb {
     pub async fn new(backend: Backend) -> TestDb {
-        let Some(var) = backend.env_var() else {
+        if backend == Backend::Sqlite {
             let dir = tempfile::tempdir().expect("tempdir");
             let url = format!("sqlite://{}", dir.path().join("palaver.db").display());
             return TestDb {
@@ -94,13 +84,16 @@ impl TestDb {
                 _dir: Some(dir),
                 _turn: None,
             };
-        };
+        }
         let turns = match backend {
             Backend::MySql => &MYSQL_TURNS,
             _ => &POSTGRES_TURNS,
         };
         let turn = turns.acquire().await.expect("never closed");
-        let admin_url = std::env::var(var).expect("backend available");
+        let admin_url = backend
+            .admin_url()
+            .expect("tests on an unavailable backend are skipped")
+            .to_string();
         let name = format!("palaver_test_{}", &palaver::auth::random_secret()[..16]);
         let mut url = url::Url::parse(&admin_url).expect("test database URL");
         url.set_path(&format!("/{name}"));

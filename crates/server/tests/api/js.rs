@@ -1,11 +1,12 @@
 //! Runs the end-to-end suite in `e2e/` with the official Socket.IO
-//! JavaScript client against a server started here. Skipped (with a note)
-//! when Node.js is not installed, unless `PALAVER_REQUIRE_JS=1` (CI).
+//! JavaScript client against a server started here. Skipped when Node.js
+//! is not installed, failed then if `PALAVER_REQUIRE_JS` is set (CI).
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use crate::helpers::*;
+use crate::support::harness::{self, Missing, Trial};
 
 fn have_node() -> bool {
     Command::new("node")
@@ -14,16 +15,25 @@ fn have_node() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// This module's tests.
+pub fn trials() -> Vec<Trial> {
+    let need = if have_node() {
+        Ok(())
+    } else {
+        Err(Missing {
+            what: "with Node.js".into(),
+            why: "node is not installed".into(),
+            required_by: Some("PALAVER_REQUIRE_JS"),
+        })
+    };
+    vec![harness::test_if(
+        need,
+        "js::official_javascript_client_end_to_end",
+        harness::on_tokio(official_javascript_client_end_to_end),
+    )]
+}
+
 async fn official_javascript_client_end_to_end() {
-    if !have_node() {
-        assert!(
-            std::env::var("PALAVER_REQUIRE_JS").is_err(),
-            "PALAVER_REQUIRE_JS is set but node is not installed"
-        );
-        eprintln!("SKIPPED official_javascript_client_end_to_end: node is not installed");
-        return;
-    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e");
     if !dir.join("node_modules/socket.io-client").exists() {
         let status = Command::new("npm")

@@ -9,6 +9,7 @@ use palaver_client::{Client, Error as ClientError};
 use serde_json::json;
 
 use crate::helpers::*;
+use crate::tests;
 
 /// Latencies of `n` sends spaced `gap` apart, in milliseconds, sorted.
 async fn paced_sends(client: &Client, to: i64, tag: &str, n: usize, gap: Duration) -> Vec<f64> {
@@ -28,7 +29,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooder_is_limited_and_a_well_behaved_user_barely_notices() {
     let app = spawn_configured(Backend::Sqlite, |c| {
         c.message_rate = 20;
@@ -107,7 +107,6 @@ async fn a_flooder_is_limited_and_a_well_behaved_user_barely_notices() {
     assert_eq!(stored, ok, "stored exactly the accepted sends");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limited_answer_says_when_to_retry_and_the_limit_refills() {
     let app = spawn_configured(Backend::Sqlite, |c| {
         // One a second: the third send comes well within the second even
@@ -138,7 +137,6 @@ async fn the_rate_limited_answer_says_when_to_retry_and_the_limit_refills() {
     assert_eq!(app.history(&alice, "private", bob.id(), 0).await.len(), 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_per_user_are_bounded() {
     let app = spawn_configured(Backend::Sqlite, |c| c.max_connections_per_user = 2).await;
     let alice = app.register("alice").await;
@@ -179,7 +177,6 @@ async fn login(app: &TestApp, username: &str, password: &str) -> (u16, serde_jso
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_attempts_are_limited_per_username() {
     let app = spawn_configured(Backend::Sqlite, |c| {
         c.login_failures_per_user = 3;
@@ -201,7 +198,6 @@ async fn login_attempts_are_limited_per_username() {
     assert_eq!(status, 200, "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_are_limited_per_address() {
     let app = spawn_configured(Backend::Sqlite, |c| c.registrations_per_ip = 3).await;
     for name in ["alice", "bob", "carol"] {
@@ -221,7 +217,6 @@ async fn registrations_are_limited_per_address() {
     assert_eq!(status, 401, "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_changes_are_limited_per_user() {
     let app = spawn_configured(Backend::Sqlite, |c| c.group_changes_per_minute = 5).await;
     let alice = app.register("alice").await;
@@ -263,7 +258,6 @@ async fn group_changes_are_limited_per_user() {
     app.group(&bob, "bob's", &[]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_attempts_are_limited_per_address() {
     let app = spawn_configured(Backend::Sqlite, |c| {
         c.login_failures_per_user = 1000;
@@ -280,7 +274,6 @@ async fn login_attempts_are_limited_per_address() {
     assert_eq!(body["error"]["code"], "rate_limited", "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_bodies_are_bounded() {
     let app = spawn_configured(Backend::Sqlite, |c| c.max_body_bytes = 4096).await;
     let alice = app.register("alice").await;
@@ -350,7 +343,6 @@ async fn websocket_from(app: &TestApp, origin: &str) -> u16 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_origins_are_refused_by_default() {
     let app = spawn_app(Backend::Sqlite).await;
     let own = format!("http://{}", app.addr);
@@ -370,7 +362,6 @@ async fn other_origins_are_refused_by_default() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listed_origins_pass_with_cors_headers() {
     let app = spawn_configured(Backend::Sqlite, |c| {
         c.allowed_origins =
@@ -429,7 +420,6 @@ async fn login_from(
     (status, retry_after, resp.json().await.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guesser_is_held_off_while_the_owner_logs_in_from_elsewhere() {
     let app = spawn_configured(Backend::Sqlite, |c| {
         c.login_failures_per_pair = 3;
@@ -459,7 +449,6 @@ async fn a_guesser_is_held_off_while_the_owner_logs_in_from_elsewhere() {
     assert_eq!(retry_after.as_deref(), Some("2"), "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successful_logins_are_not_counted_against_any_limit() {
     let app = spawn_configured(Backend::Sqlite, |c| {
         c.login_failures_per_pair = 2;
@@ -478,3 +467,18 @@ async fn successful_logins_are_not_counted_against_any_limit() {
     let (status, _, _) = login_from(&app, "127.0.0.1", "alice", "correct horse").await;
     assert_eq!(status, 200);
 }
+
+tests!(
+    async a_flooder_is_limited_and_a_well_behaved_user_barely_notices,
+    async the_rate_limited_answer_says_when_to_retry_and_the_limit_refills,
+    async connections_per_user_are_bounded,
+    async login_attempts_are_limited_per_username,
+    async registrations_are_limited_per_address,
+    async group_changes_are_limited_per_user,
+    async login_attempts_are_limited_per_address,
+    async http_bodies_are_bounded,
+    async other_origins_are_refused_by_default,
+    async listed_origins_pass_with_cors_headers,
+    async a_guesser_is_held_off_while_the_owner_logs_in_from_elsewhere,
+    async successful_logins_are_not_counted_against_any_limit,
+);

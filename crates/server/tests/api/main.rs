@@ -1,6 +1,14 @@
 //! Integration tests: a real server on port 0, a fresh database per test,
 //! real HTTP and Socket.IO clients. Every test body is an
-//! `async fn(Backend)` instantiated for each backend by `backend_tests!`.
+//! `async fn(Backend)` instantiated for each backend by `backend_tests!`;
+//! tests that run once are listed with `tests!`. Each module's list is a
+//! `trials()` function, collected here.
+//!
+//! A test whose backend is not there is skipped, not passed: see
+//! `support::harness`.
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod helpers;
 
@@ -17,26 +25,82 @@ mod receipts;
 mod shutdown;
 mod store;
 
+fn main() {
+    let trials = [
+        accounts::trials(),
+        authz::trials(),
+        groups::trials(),
+        handshake::trials(),
+        history::trials(),
+        js::trials(),
+        limits::trials(),
+        messaging::trials(),
+        process::trials(),
+        receipts::trials(),
+        receipts::presence_tests::trials(),
+        shutdown::trials(),
+        store::trials(),
+    ];
+    support::harness::run(trials.into_iter().flatten().collect())
+}
+
 /// Instantiates each named `async fn(Backend)` of the calling module as a
-/// `#[tokio::test]` per backend.
+/// test per backend, `<module>::<backend>::<name>`, skipped where the
+/// backend is not available. Defines the module's `trials()`.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
-        $crate::backend_tests!(@backend sqlite, Sqlite, $($name),*);
-        $crate::backend_tests!(@backend mysql, MySql, $($name),*);
-        $crate::backend_tests!(@backend postgres, Postgres, $($name),*);
+        /// This module's tests, one per backend.
+        pub fn trials() -> Vec<$crate::support::harness::Trial> {
+            let mut trials = Vec::new();
+            $crate::backend_tests!(@backend trials, sqlite, Sqlite, $($name),*);
+            $crate::backend_tests!(@backend trials, mysql, MySql, $($name),*);
+            $crate::backend_tests!(@backend trials, postgres, Postgres, $($name),*);
+            trials
+        }
     };
-    (@backend $module:ident, $backend:ident, $($name:ident),*) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let backend = $crate::helpers::Backend::$backend;
-                    if backend.available() {
-                        super::$name(backend).await
-                    }
-                }
-            )*
+    (@backend $trials:ident, $module:ident, $backend:ident, $($name:ident),*) => {
+        $(
+            let backend = $crate::helpers::Backend::$backend;
+            $trials.push($crate::support::harness::test_if(
+                backend.needed(),
+                $crate::test_name!(concat!(stringify!($module), "::", stringify!($name))),
+                $crate::support::harness::on_tokio(move || $name(backend)),
+            ));
+        )*
+    };
+}
+
+/// Lists the calling module's tests that run once, each `async name` (on
+/// a two-worker tokio runtime, as `#[tokio::test(flavor = "multi_thread",
+/// worker_threads = 2)]`) or `fn name`, as `<module>::<name>`. Defines the
+/// module's `trials()`.
+#[macro_export]
+macro_rules! tests {
+    ($($kind:tt $name:ident),* $(,)?) => {
+        /// This module's tests.
+        pub fn trials() -> Vec<$crate::support::harness::Trial> {
+            vec![$($crate::tests!(@one $kind $name)),*]
+        }
+    };
+    (@one async $name:ident) => {
+        $crate::support::harness::test(
+            $crate::test_name!(stringify!($name)),
+            $crate::support::harness::on_tokio($name),
+        )
+    };
+    (@one fn $name:ident) => {
+        $crate::support::harness::test($crate::test_name!(stringify!($name)), $name)
+    };
+}
+
+/// `<module path below the crate root>::<tail>`, libtest's test name.
+#[macro_export]
+macro_rules! test_name {
+    ($tail:expr) => {
+        match module_path!().split_once("::") {
+            Some((_, module)) => format!("{module}::{}", $tail),
+            None => $tail.to_string(),
         }
     };
 }

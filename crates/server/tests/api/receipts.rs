@@ -277,7 +277,7 @@ backend_tests!(
     read_floods_are_rate_limited_per_user,
 );
 
-mod presence_tests {
+pub mod presence_tests {
     use super::*;
 
     /// The next `presence` event about `user`.
