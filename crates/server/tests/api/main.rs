@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod authz;
+mod conversations;
 mod groups;
 mod handshake;
 mod history;
