@@ -1646,7 +1646,7 @@ impl Store for SqlStore {
                    UNION SELECT id FROM conversations WHERE user_hi = ? \
                    UNION SELECT c2.id FROM conversations c2 \
                      JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?)) a \
-               WHERE a.last_id < ? OR (a.last_id = ? AND a.id < ?) \
+               WHERE (a.last_id, a.id) < (?, ?) \
                ORDER BY a.last_id DESC, a.id DESC LIMIT ?) k \
              JOIN conversations c ON c.id = k.id \
              LEFT JOIN messages m ON m.id = k.last_id \
@@ -1662,7 +1662,6 @@ impl Store for SqlStore {
             .bind(user)
             .bind(user)
             .bind(user)
-            .bind(after.last_message_id)
             .bind(after.last_message_id)
             .bind(after.conversation_id)
             .bind(i64::from(page.limit) + 1)
