@@ -95,11 +95,16 @@ async fn main() -> anyhow::Result<()> {
         get(BUSY, format!("?limit=100{cursor}"))
     })
     .await?;
-    for (reader, _, n) in READERS {
+    for (reader, peer, n) in READERS {
         let row = get(reader, String::new()).await?;
         anyhow::ensure!(row[0]["unread_count"] == n, "unread: {row}");
         time(&format!("1 conversation, {n} unread"), || {
             get(reader, String::new())
+        })
+        .await?;
+        // The other side: every message is their own.
+        time(&format!("1 conversation, {n} sent"), || {
+            get(peer, String::new())
         })
         .await?;
     }

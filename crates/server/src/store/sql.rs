@@ -117,6 +117,18 @@ impl Dialect {
         }
     }
 
+    /// Makes a probe use `index` where the planner may choose another.
+    /// MariaDB's statistics pick `(sender_id, client_msg_id)` for the own
+    /// last seq of a user who has sent little, then sort that user's
+    /// messages: a cost that grows with what they sent. The others pick
+    /// the index that answers with one entry.
+    fn force_index(self, index: &str) -> String {
+        match self {
+            Dialect::MySql => format!("FORCE INDEX ({index})"),
+            _ => String::new(),
+        }
+    }
+
     /// The row lock a writer sharing the database takes on its batch's
     /// conversations; `None` on SQLite, whose write transaction already
     /// excludes every other writer.
@@ -212,10 +224,11 @@ const LAST_ID: &str = "COALESCE((SELECT m.id FROM messages m WHERE m.conversatio
 /// none): one probe of the `(conversation_id, sender_id, seq)` index.
 /// Sending reads up to the message sent, so a read position is never below
 /// it.
-fn own_last_seq(conv: &str) -> String {
+fn own_last_seq(d: Dialect, conv: &str) -> String {
     format!(
-        "COALESCE((SELECT o.seq FROM messages o WHERE o.conversation_id = {conv} \
-         AND o.sender_id = ? ORDER BY o.seq DESC LIMIT 1), 0)"
+        "COALESCE((SELECT o.seq FROM messages o {} WHERE o.conversation_id = {conv} \
+         AND o.sender_id = ? ORDER BY o.seq DESC LIMIT 1), 0)",
+        d.force_index("messages_conversation_sender_seq")
     )
 }
 /// The setting a writer changes when it meets another writer (`seqs.rs`);
@@ -334,7 +347,7 @@ impl SqlStore {
         let sql = self.d.q(format!(
             "SELECT COALESCE((SELECT read_seq FROM read_positions \
                WHERE user_id = ? AND conversation_id = ?), 0) AS stored_seq, {} AS own_seq",
-            own_last_seq("?")
+            own_last_seq(self.d, "?")
         ));
         let r = sqlx::query(&sql)
             .bind(user)
@@ -1628,7 +1641,9 @@ impl Store for SqlStore {
         // The inner query places every conversation of the user (one index
         // probe each), keeps those after the cursor and takes the page; the
         // outer one fills in only the page's rows. The unread count is a
-        // subtraction of positions, never a count of messages.
+        // subtraction of positions, never a count of messages. The user's
+        // conversations are a derived table, not `IN (…)`: MariaDB ran
+        // that as a dependent subquery for every conversation stored.
         let after = page.after.unwrap_or(ActivityKey {
             last_message_id: i64::MAX,
             conversation_id: i64::MAX,
@@ -1641,11 +1656,12 @@ impl Store for SqlStore {
              m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
              m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at \
              FROM (SELECT a.id, a.last_id FROM ( \
-                 SELECT c.id, {LAST_ID} AS last_id FROM conversations c WHERE c.id IN ( \
+                 SELECT c.id, {LAST_ID} AS last_id FROM ( \
                    SELECT id FROM conversations WHERE user_lo = ? \
                    UNION SELECT id FROM conversations WHERE user_hi = ? \
                    UNION SELECT c2.id FROM conversations c2 \
-                     JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?)) a \
+                     JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?) mine \
+                 JOIN conversations c ON c.id = mine.id) a \
                WHERE (a.last_id, a.id) < (?, ?) \
                ORDER BY a.last_id DESC, a.id DESC LIMIT ?) k \
              JOIN conversations c ON c.id = k.id \
@@ -1655,7 +1671,7 @@ impl Store for SqlStore {
                AND pu.id = CASE WHEN c.user_lo = ? THEN c.user_hi ELSE c.user_lo END \
              LEFT JOIN chat_groups g ON g.id = c.group_id \
              ORDER BY k.last_id DESC, k.id DESC",
-            own = own_last_seq("k.id"),
+            own = own_last_seq(self.d, "k.id"),
         ));
         let rows = sqlx::query(&sql)
             .bind(user)
