@@ -185,11 +185,18 @@ pub struct ConversationSummary {
     pub conversation_type: ConversationType,
     /// The other user (private) or the group id (group).
     pub receiver_id: i64,
+    /// Private conversations: the other user's username (v1.1).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Group conversations: the group's name (v1.1).
+    #[serde(default)]
+    pub name: Option<String>,
     pub last_message: Option<Message>,
     pub last_seq: i64,
-    /// The caller's read position in this conversation.
+    /// The caller's read position in this conversation: the larger of the
+    /// last `read` and the seq of the caller's own last message.
     pub read_seq: i64,
-    /// Messages from others after `read_seq`.
+    /// Messages from others after `read_seq`: `last_seq - read_seq`.
     pub unread_count: i64,
     /// Private conversations: whether the other user is online now.
     #[serde(default)]
@@ -197,6 +204,17 @@ pub struct ConversationSummary {
     /// Private conversations: when the other user was last seen online.
     #[serde(default, with = "opt_time_millis")]
     pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/conversations` answer when it is asked for a page (`limit`
+/// or `cursor` given; v1.1). Without either the answer is a bare array of
+/// rows, as in v1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationPage {
+    pub conversations: Vec<ConversationSummary>,
+    pub has_more: bool,
+    /// The `cursor` of the next page; `None` when `has_more` is false.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/messages` answer.

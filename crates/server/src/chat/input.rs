@@ -4,7 +4,7 @@
 use palaver_protocol::{ConversationType, SendMessage};
 
 use super::ChatError;
-use crate::store::{ConversationKey, GroupId, UserId};
+use crate::store::{ActivityKey, ConversationKey, ConversationsPage, GroupId, UserId};
 
 /// A registrable username: 3–32 of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone)]
@@ -75,6 +75,85 @@ pub fn parse_id(what: &str, id: i64) -> Result<i64, ChatError> {
         )));
     }
     Ok(id)
+}
+
+/// Rows per page of the conversation list when `limit` is not given.
+pub const DEFAULT_CONVERSATION_PAGE: u32 = 100;
+/// Most rows per page of the conversation list.
+pub const MAX_CONVERSATION_PAGE: u32 = 500;
+
+/// A request for a page of the conversation list (v1.1: `limit` or
+/// `cursor` given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListPage {
+    pub limit: u32,
+    /// Where the page starts: after this place in the order.
+    pub after: Option<ListCursor>,
+}
+
+impl ListPage {
+    /// Parses the raw query values. An empty value is an error, not an
+    /// absent parameter: `limit=` is a client bug worth telling about.
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, ChatError> {
+        let range = 1..=MAX_CONVERSATION_PAGE;
+        let limit = match limit {
+            None => DEFAULT_CONVERSATION_PAGE,
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    ChatError::invalid(format!(
+                        "limit: expected an integer from 1 to {MAX_CONVERSATION_PAGE}, got {raw:?}"
+                    ))
+                })?,
+        };
+        let after = cursor.map(ListCursor::parse).transpose()?;
+        Ok(ListPage { limit, after })
+    }
+
+    /// The store's view of this page.
+    pub fn store_page(self) -> ConversationsPage {
+        ConversationsPage {
+            after: self.after.map(|c| c.0),
+            limit: self.limit,
+        }
+    }
+}
+
+/// The opaque `cursor` of the conversation list: the last row's place in
+/// the order, written `<last message id>.<conversation id>`. Clients are
+/// told not to parse it, so the format may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor(pub ActivityKey);
+
+impl ListCursor {
+    pub fn parse(raw: &str) -> Result<Self, ChatError> {
+        let number = |s: &str| {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<i64>().ok())
+                .flatten()
+        };
+        raw.split_once('.')
+            .and_then(|(m, c)| {
+                Some(ActivityKey {
+                    last_message_id: number(m)?,
+                    conversation_id: number(c)?,
+                })
+            })
+            .map(ListCursor)
+            .ok_or_else(|| {
+                ChatError::invalid(format!(
+                    "cursor: expected the next_cursor of a previous page, unchanged; got {raw:?}"
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0.last_message_id, self.0.conversation_id)
+    }
 }
 
 /// Where a message goes.
@@ -177,6 +256,49 @@ fn check_client_msg_id(id: &str) -> Result<(), ChatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_cursors_round_trip_and_anything_else_is_refused() {
+        let key = ActivityKey {
+            last_message_id: 1042,
+            conversation_id: 17,
+        };
+        let text = ListCursor(key).to_string();
+        assert_eq!(ListCursor::parse(&text).unwrap().0, key);
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".1",
+            "1",
+            "1.2.3",
+            "-1.2",
+            "1.-2",
+            "+1.2",
+            "a.b",
+            " 1.2",
+            "1.2 ",
+            "99999999999999999999.1",
+        ] {
+            assert!(
+                matches!(ListCursor::parse(bad), Err(ChatError::InvalidPayload(m)) if m.starts_with("cursor:")),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_limits_default_to_100_and_must_be_1_to_500() {
+        assert_eq!(ListPage::parse(None, None).unwrap().limit, 100);
+        assert_eq!(ListPage::parse(Some("500"), None).unwrap().limit, 500);
+        assert_eq!(ListPage::parse(Some("1"), None).unwrap().limit, 1);
+        for bad in ["0", "501", "", "abc", "-1", "1.5"] {
+            assert!(
+                matches!(ListPage::parse(Some(bad), None), Err(ChatError::InvalidPayload(m)) if m.starts_with("limit:")),
+                "{bad:?}"
+            );
+        }
+    }
 
     fn raw(content: &str) -> SendMessage {
         SendMessage {

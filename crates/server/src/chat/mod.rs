@@ -24,12 +24,14 @@ use tokio::sync::mpsc;
 
 pub use directory::Roster;
 pub use error::ChatError;
-pub use input::{GroupName, Password, SendRequest, Target, Username};
+pub use input::{GroupName, ListCursor, ListPage, Password, SendRequest, Target, Username};
 pub use writer::{Respond, Sent, MAX_BATCH};
 
 use crate::auth;
 use crate::cluster::{Cluster, ROSTER_MAX_AGE};
-use crate::store::{ConnectError, GroupId, Page, ReadOutcome, Store, StoreError, UserId};
+use crate::store::{
+    ConnectError, ConversationsPage, GroupId, Page, ReadOutcome, Store, StoreError, UserId,
+};
 use coalesce::Coalescer;
 use directory::Directory;
 use writer::{Job, Queued};
@@ -48,7 +50,7 @@ pub const MAX_PAGE: u32 = 200;
 pub const DEFAULT_PAGE: u32 = 50;
 /// Most members a group may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
-/// Most conversations listed.
+/// Most conversations listed when no page is asked for (the v1 list).
 pub const MAX_CONVERSATIONS: u32 = 1000;
 
 /// What the writer and the request paths share.
@@ -733,13 +735,22 @@ impl Chat {
         Ok(others)
     }
 
-    /// The user's conversations, most recent first.
-    pub async fn conversations(&self, user: UserId) -> Result<Vec<ConversationSummary>, ChatError> {
-        let mut list = self
-            .core
-            .store
-            .conversations(user, MAX_CONVERSATIONS)
-            .await?;
+    /// A page of the user's conversations, most recent first, and the
+    /// cursor of the next page when more follow. Without a page: the v1
+    /// list, the first [`MAX_CONVERSATIONS`].
+    pub async fn conversations(
+        &self,
+        user: UserId,
+        page: Option<ListPage>,
+    ) -> Result<(Vec<ConversationSummary>, Option<ListCursor>), ChatError> {
+        let page = page.map_or(
+            ConversationsPage {
+                after: None,
+                limit: MAX_CONVERSATIONS,
+            },
+            ListPage::store_page,
+        );
+        let (mut list, next) = self.core.store.conversations(user, page).await?;
         let private = |c: &ConversationSummary| {
             c.conversation_type == palaver_protocol::ConversationType::Private
         };
@@ -748,6 +759,6 @@ impl Chat {
         for c in list.iter_mut().filter(|c| private(c)) {
             c.online = Some(online.contains(&c.receiver_id));
         }
-        Ok(list)
+        Ok((list, next.map(ListCursor)))
     }
 }

@@ -1,21 +1,46 @@
 //! `GET /api/conversations` and `GET /api/messages` (history, catching up).
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use palaver_protocol::{ConversationSummary, MessagePage};
+use palaver_protocol::{ConversationPage, MessagePage};
 use serde::Deserialize;
 
 use super::extract::{ApiQuery, AuthUser};
 use super::ApiError;
 use crate::app::App;
-use crate::chat::{ChatError, Target, DEFAULT_PAGE};
+use crate::chat::{ChatError, ListPage, Target, DEFAULT_PAGE};
 use crate::store::Page;
 
+/// `limit` and `cursor` are taken as text and parsed by [`ListPage`], so
+/// that a bad value is refused with a message naming what it expects.
+#[derive(Deserialize)]
+pub struct ConversationsQuery {
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// Without `limit` and `cursor`: the v1 bare array. With either: a page
+/// object (v1.1), so that v1 clients see only new fields.
 pub async fn conversations(
     State(app): State<App>,
     AuthUser(me): AuthUser,
-) -> Result<Json<Vec<ConversationSummary>>, ApiError> {
-    Ok(Json(app.chat.conversations(me).await?))
+    ApiQuery(q): ApiQuery<ConversationsQuery>,
+) -> Result<Response, ApiError> {
+    if q.limit.is_none() && q.cursor.is_none() {
+        let (list, _) = app.chat.conversations(me, None).await?;
+        return Ok(Json(list).into_response());
+    }
+    let page = ListPage::parse(q.limit.as_deref(), q.cursor.as_deref())?;
+    let (conversations, next) = app.chat.conversations(me, Some(page)).await?;
+    Ok(Json(ConversationPage {
+        conversations,
+        has_more: next.is_some(),
+        next_cursor: next.map(|c| c.to_string()),
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -99,6 +99,23 @@ pub struct Page {
     pub limit: u32,
 }
 
+/// A conversation's place in the conversation list, most recent first:
+/// the id of its last message (0 without messages), then its own id.
+/// Message ids are unique, so no two conversations share a place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ActivityKey {
+    pub last_message_id: i64,
+    pub conversation_id: i64,
+}
+
+/// Which slice of a user's conversation list to read.
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationsPage {
+    /// Only conversations after this place (below it in the order).
+    pub after: Option<ActivityKey>,
+    pub limit: u32,
+}
+
 /// Storage failures, classified once for the layers above.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -220,6 +237,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError>;
 
     /// Moves `user`'s read position in a conversation forward to `seq`.
+    /// The position is never below the seq of the user's own last message
+    /// there: sending reads up to the message sent.
     async fn mark_read(
         &self,
         user: UserId,
@@ -235,14 +254,16 @@ pub trait Store: Send + Sync + 'static {
         page: Page,
     ) -> Result<(Vec<Message>, bool), StoreError>;
 
-    /// The user's conversations (private ones with messages, and every group
-    /// they belong to), most recent first, at most `limit`, with the user's
-    /// read position and unread count (messages from others after it).
+    /// A page of the user's conversations (private ones with messages, and
+    /// every group they belong to), most recent first, with the peer's
+    /// username or the group's name, the user's read position (never below
+    /// their own last message) and unread count (messages after it). The
+    /// key is the place of the page's last row when more rows follow.
     async fn conversations(
         &self,
         user: UserId,
-        limit: u32,
-    ) -> Result<Vec<ConversationSummary>, StoreError>;
+        page: ConversationsPage,
+    ) -> Result<(Vec<ConversationSummary>, Option<ActivityKey>), StoreError>;
 }
 
 /// Pool settings common to every backend.

@@ -34,8 +34,8 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Row, Transaction};
 
 use super::seqs::{Learned, SeqCache};
 use super::{
-    from_ms, like_prefix, ConversationKey, GroupId, Inserted, NewMessage, Page, ReadOutcome, Store,
-    StoreError, UserId,
+    from_ms, like_prefix, ActivityKey, ConversationKey, ConversationsPage, GroupId, Inserted,
+    NewMessage, Page, ReadOutcome, Store, StoreError, UserId,
 };
 
 /// Rows per multi-row statement (bounds the number of bound parameters:
@@ -114,6 +114,18 @@ impl Dialect {
                     "{cols} {source} ON CONFLICT (user_id, conversation_id) DO UPDATE SET read_seq = {value}"
                 )
             }
+        }
+    }
+
+    /// Makes a probe use `index` where the planner may choose another.
+    /// MariaDB's statistics pick `(sender_id, client_msg_id)` for the own
+    /// last seq of a user who has sent little, then sort that user's
+    /// messages: a cost that grows with what they sent. The others pick
+    /// the index that answers with one entry.
+    fn force_index(self, index: &str) -> String {
+        match self {
+            Dialect::MySql => format!("FORCE INDEX ({index})"),
+            _ => String::new(),
         }
     }
 
@@ -203,6 +215,22 @@ fn tuples(rows: usize, n: usize) -> String {
 /// probe of the unique `(conversation_id, seq)` index.
 const LAST_SEQ: &str = "COALESCE((SELECT m.seq FROM messages m WHERE m.conversation_id = c.id \
      ORDER BY m.seq DESC LIMIT 1), 0)";
+/// The id of conversation `c`'s last message (0 before its first): its
+/// place in the conversation list, read from the same index probe as
+/// [`LAST_SEQ`] (the index holds the row id on SQLite and InnoDB).
+const LAST_ID: &str = "COALESCE((SELECT m.id FROM messages m WHERE m.conversation_id = c.id \
+     ORDER BY m.seq DESC LIMIT 1), 0)";
+/// The seq of user `?`'s own last message in conversation `conv` (0 if
+/// none): one probe of the `(conversation_id, sender_id, seq)` index.
+/// Sending reads up to the message sent, so a read position is never below
+/// it.
+fn own_last_seq(d: Dialect, conv: &str) -> String {
+    format!(
+        "COALESCE((SELECT o.seq FROM messages o {} WHERE o.conversation_id = {conv} \
+         AND o.sender_id = ? ORDER BY o.seq DESC LIMIT 1), 0)",
+        d.force_index("messages_conversation_sender_seq")
+    )
+}
 /// The setting a writer changes when it meets another writer (`seqs.rs`);
 /// a macro so that the name is written once, here.
 macro_rules! writer_epoch {
@@ -313,20 +341,25 @@ impl SqlStore {
     }
 
     /// `user`'s read position in conversation row `conv` (0 if none).
+    /// `user`'s read position in `conv`: the stored one or the seq of
+    /// their own last message there, whichever is larger.
     async fn read_position(&self, user: UserId, conv: i64) -> Result<i64, StoreError> {
-        let sql = self
-            .d
-            .q("SELECT read_seq FROM read_positions WHERE user_id = ? AND conversation_id = ?");
-        match sqlx::query(&sql)
+        let sql = self.d.q(format!(
+            "SELECT COALESCE((SELECT read_seq FROM read_positions \
+               WHERE user_id = ? AND conversation_id = ?), 0) AS stored_seq, {} AS own_seq",
+            own_last_seq(self.d, "?")
+        ));
+        let r = sqlx::query(&sql)
             .bind(user)
             .bind(conv)
-            .fetch_optional(&self.pool)
+            .bind(conv)
+            .bind(user)
+            .fetch_one(&self.pool)
             .await
-            .map_err(|e| self.err(e))?
-        {
-            Some(r) => r.try_get(0).map_err(|e| self.err(e)),
-            None => Ok(0),
-        }
+            .map_err(|e| self.err(e))?;
+        let stored: i64 = r.try_get("stored_seq").map_err(|e| self.err(e))?;
+        let own: i64 = r.try_get("own_seq").map_err(|e| self.err(e))?;
+        Ok(stored.max(own))
     }
 
     pub(crate) fn new(pool: AnyPool, d: Dialect, returning: bool) -> Self {
@@ -1621,69 +1654,97 @@ impl Store for SqlStore {
     async fn conversations(
         &self,
         user: UserId,
-        limit: u32,
-    ) -> Result<Vec<ConversationSummary>, StoreError> {
+        page: ConversationsPage,
+    ) -> Result<(Vec<ConversationSummary>, Option<ActivityKey>), StoreError> {
+        // The inner query places every conversation of the user (one index
+        // probe each), keeps those after the cursor and takes the page; the
+        // outer one fills in only the page's rows. The unread count is a
+        // subtraction of positions, never a count of messages. The user's
+        // conversations are a derived table, not `IN (…)`: MariaDB ran
+        // that as a dependent subquery for every conversation stored.
+        let after = page.after.unwrap_or(ActivityKey {
+            last_message_id: i64::MAX,
+            conversation_id: i64::MAX,
+        });
         let sql = self.d.q(format!(
-            "SELECT c.user_lo, c.user_hi, c.group_id, c.last_seq, \
-             COALESCE(r.read_seq, 0) AS read_seq, pu.last_seen AS peer_last_seen, \
-             (SELECT COUNT(*) FROM messages mu WHERE mu.conversation_id = c.id \
-                AND mu.seq > COALESCE(r.read_seq, 0) AND mu.sender_id <> ?) AS unread_count, \
+            "SELECT k.id AS conv_id, k.last_id, c.user_lo, c.user_hi, c.group_id, \
+             COALESCE(r.read_seq, 0) AS read_seq, {own} AS own_seq, \
+             pu.username AS peer_username, pu.last_seen AS peer_last_seen, g.name AS group_name, \
              m.id AS m_id, m.conversation_type AS m_conversation_type, m.sender_id AS m_sender_id, \
              m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
              m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at \
-             FROM (SELECT c.*, {LAST_SEQ} AS last_seq \
-               FROM conversations c WHERE c.id IN ( \
-                 SELECT id FROM conversations WHERE user_lo = ? \
-                 UNION SELECT id FROM conversations WHERE user_hi = ? \
-                 UNION SELECT c2.id FROM conversations c2 \
-                   JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?)) c \
-             LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
-             LEFT JOIN read_positions r ON r.conversation_id = c.id AND r.user_id = ? \
+             FROM (SELECT a.id, a.last_id FROM ( \
+                 SELECT c.id, {LAST_ID} AS last_id FROM ( \
+                   SELECT id FROM conversations WHERE user_lo = ? \
+                   UNION SELECT id FROM conversations WHERE user_hi = ? \
+                   UNION SELECT c2.id FROM conversations c2 \
+                     JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?) mine \
+                 JOIN conversations c ON c.id = mine.id) a \
+               WHERE (a.last_id, a.id) < (?, ?) \
+               ORDER BY a.last_id DESC, a.id DESC LIMIT ?) k \
+             JOIN conversations c ON c.id = k.id \
+             LEFT JOIN messages m ON m.id = k.last_id \
+             LEFT JOIN read_positions r ON r.conversation_id = k.id AND r.user_id = ? \
              LEFT JOIN users pu ON c.group_id IS NULL \
                AND pu.id = CASE WHEN c.user_lo = ? THEN c.user_hi ELSE c.user_lo END \
-             ORDER BY (m.id IS NULL), m.id DESC, c.id DESC LIMIT ?"
+             LEFT JOIN chat_groups g ON g.id = c.group_id \
+             ORDER BY k.last_id DESC, k.id DESC",
+            own = own_last_seq(self.d, "k.id"),
         ));
         let rows = sqlx::query(&sql)
             .bind(user)
             .bind(user)
             .bind(user)
             .bind(user)
+            .bind(after.last_message_id)
+            .bind(after.conversation_id)
+            .bind(i64::from(page.limit) + 1)
             .bind(user)
             .bind(user)
-            .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        let mut list = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let group: Option<i64> = r.try_get("group_id").map_err(|e| self.err(e))?;
-            let (conversation_type, receiver_id) = match group {
+        let get = |r: &AnyRow, c: &str| -> Result<Option<i64>, StoreError> {
+            r.try_get::<Option<i64>, _>(c).map_err(|e| self.err(e))
+        };
+        let more = rows.len() > page.limit as usize;
+        let mut list = Vec::with_capacity(rows.len().min(page.limit as usize));
+        let mut last_key = None;
+        for r in rows.iter().take(page.limit as usize) {
+            let (conversation_type, receiver_id) = match get(r, "group_id")? {
                 Some(g) => (ConversationType::Group, g),
                 None => {
-                    let lo: i64 = r.try_get("user_lo").map_err(|e| self.err(e))?;
-                    let hi: i64 = r.try_get("user_hi").map_err(|e| self.err(e))?;
+                    let lo = get(r, "user_lo")?.unwrap_or_default();
+                    let hi = get(r, "user_hi")?.unwrap_or_default();
                     (ConversationType::Private, if lo == user { hi } else { lo })
                 }
             };
-            let last: Option<i64> = r.try_get("m_id").map_err(|e| self.err(e))?;
+            let last_message = match get(r, "m_id")? {
+                Some(_) => Some(self.message(r, "m_")?),
+                None => None,
+            };
+            let last_seq = last_message.as_ref().map_or(0, |m| m.seq);
+            let read_seq = get(r, "read_seq")?
+                .unwrap_or_default()
+                .max(get(r, "own_seq")?.unwrap_or_default());
+            last_key = Some(ActivityKey {
+                last_message_id: get(r, "last_id")?.unwrap_or_default(),
+                conversation_id: get(r, "conv_id")?.unwrap_or_default(),
+            });
             list.push(ConversationSummary {
                 conversation_type,
                 receiver_id,
-                last_message: match last {
-                    Some(_) => Some(self.message(r, "m_")?),
-                    None => None,
-                },
-                last_seq: r.try_get("last_seq").map_err(|e| self.err(e))?,
-                read_seq: r.try_get("read_seq").map_err(|e| self.err(e))?,
-                unread_count: r.try_get("unread_count").map_err(|e| self.err(e))?,
+                username: self.opt_text(r, "peer_username")?,
+                name: self.opt_text(r, "group_name")?,
+                last_message,
+                last_seq,
+                read_seq,
+                unread_count: last_seq - read_seq,
                 online: None,
-                last_seen: r
-                    .try_get::<Option<i64>, _>("peer_last_seen")
-                    .map_err(|e| self.err(e))?
-                    .map(from_ms),
+                last_seen: get(r, "peer_last_seen")?.map(from_ms),
             });
         }
-        Ok(list)
+        Ok((list, if more { last_key } else { None }))
     }
 }
 

@@ -14,6 +14,7 @@ mod helpers;
 
 mod accounts;
 mod authz;
+mod conversations;
 mod groups;
 mod handshake;
 mod history;
@@ -29,6 +30,7 @@ fn main() {
     let trials = [
         accounts::trials(),
         authz::trials(),
+        conversations::trials(),
         groups::trials(),
         handshake::trials(),
         history::trials(),

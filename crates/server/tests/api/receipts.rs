@@ -99,29 +99,67 @@ async fn unread_counts_messages_from_others_after_the_read_position(b: Backend) 
     for i in 0..3 {
         send_ok(&a, private(bob.id(), &format!("m{i}"))).await;
     }
+    let c = conversation(&app, &bob, "private", alice.id()).await;
+    assert_eq!((c.last_seq, c.read_seq, c.unread_count), (3, 0, 3));
+    read(&b1, "private", alice.id(), 2).await;
+    let c = conversation(&app, &bob, "private", alice.id()).await;
+    assert_eq!((c.read_seq, c.unread_count), (2, 1));
+    // A reply reads what came before it (before v1.1 the reply left
+    // read_seq at 0 and three messages unread).
     send_ok(&b1, private(alice.id(), "reply")).await;
     let c = conversation(&app, &bob, "private", alice.id()).await;
     assert_eq!(
         (c.last_seq, c.read_seq, c.unread_count),
-        (4, 0, 3),
+        (4, 4, 0),
         "own messages never unread"
     );
-    read(&b1, "private", alice.id(), 2).await;
-    let c = conversation(&app, &bob, "private", alice.id()).await;
-    assert_eq!((c.read_seq, c.unread_count), (2, 1));
-    read(&b1, "private", alice.id(), 4).await;
+    send_ok(&a, private(bob.id(), "after the reply")).await;
+    assert_eq!(
+        conversation(&app, &bob, "private", alice.id())
+            .await
+            .unread_count,
+        1
+    );
+    read(&b1, "private", alice.id(), 5).await;
     assert_eq!(
         conversation(&app, &bob, "private", alice.id())
             .await
             .unread_count,
         0
     );
+    let c = conversation(&app, &alice, "private", bob.id()).await;
     assert_eq!(
-        conversation(&app, &alice, "private", bob.id())
-            .await
-            .unread_count,
-        1
+        (c.read_seq, c.unread_count),
+        (5, 0),
+        "alice's last message reads bob's reply before it"
     );
+}
+
+async fn read_at_or_below_own_last_message_answers_it_and_relays_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mut a = app.connect(&alice.token).await;
+    let b1 = app.connect(&bob.token).await;
+    for i in 0..3 {
+        send_ok(&a, private(bob.id(), &format!("m{i}"))).await;
+    }
+    send_ok(&b1, private(alice.id(), "reply")).await;
+    send_ok(&a, private(bob.id(), "m3")).await;
+    for seq in [2, 4] {
+        assert_eq!(
+            read(&b1, "private", alice.id(), seq).await,
+            json!({"ok": true, "read_seq": 4}),
+            "read {seq}: the reply already read up to 4"
+        );
+    }
+    none_named(&mut a, "read").await;
+    // Past the reply, the position moves and is relayed as before.
+    assert_eq!(
+        read(&b1, "private", alice.id(), 5).await,
+        json!({"ok": true, "read_seq": 5})
+    );
+    assert_eq!(next_named(&mut a, "read").await["seq"], 5);
 }
 
 async fn group_unread_counts_follow_membership(b: Backend) {
@@ -271,6 +309,7 @@ async fn read_floods_are_rate_limited_per_user(b: Backend) {
 backend_tests!(
     read_position_moves_forward_only_and_is_relayed,
     unread_counts_messages_from_others_after_the_read_position,
+    read_at_or_below_own_last_message_answers_it_and_relays_nothing,
     group_unread_counts_follow_membership,
     typing_is_relayed_to_the_others_only_and_never_stored,
     typing_floods_are_rate_limited_per_socket,

@@ -2,7 +2,8 @@
 //! the server-level tests cannot force deterministically.
 
 use palaver::store::{
-    self, ConversationKey, Inserted, NewMessage, Page, PoolOptions, SeqCache, Store, StoreError,
+    self, ActivityKey, ConversationKey, ConversationsPage, Inserted, NewMessage, Page, PoolOptions,
+    SeqCache, Store, StoreError,
 };
 
 use crate::backend_tests;
@@ -309,7 +310,46 @@ async fn last_seen_is_recorded_for_every_user_named(b: Backend) {
     assert_eq!(user.last_seen, Some(store::from_ms(1_795_665_600_000)));
 }
 
+/// Rows as the store writes them, with no read position ever stored (as
+/// data written before read positions counted own messages): the unread
+/// count comes from the messages alone.
+async fn unread_counts_derive_from_stored_messages_alone(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 3).await;
+    let mut seqs = SeqCache::new();
+    let batch = vec![
+        msg(2, 1, "a", None),
+        msg(2, 1, "b", None),
+        msg(1, 2, "reply", None),
+        msg(2, 1, "c", None),
+        msg(3, 1, "x", None),
+        msg(3, 1, "y", None),
+    ];
+    store.insert_messages(&batch, &mut seqs).await.unwrap();
+    let page = |after, limit| ConversationsPage { after, limit };
+    let (rows, next) = store.conversations(1, page(None, 10)).await.unwrap();
+    assert_eq!(next, None);
+    let got: Vec<(i64, i64, i64, i64)> = rows
+        .iter()
+        .map(|c| (c.receiver_id, c.last_seq, c.read_seq, c.unread_count))
+        .collect();
+    assert_eq!(got, [(3, 2, 0, 2), (2, 4, 3, 1)]);
+    assert_eq!(rows[0].username.as_deref(), Some("user3"));
+
+    // One row a page: the key of the last row names where the next starts.
+    let (first, next) = store.conversations(1, page(None, 1)).await.unwrap();
+    assert_eq!(first[0].receiver_id, 3);
+    let key: ActivityKey = next.expect("a second row follows");
+    assert_eq!(
+        key.last_message_id,
+        first[0].last_message.as_ref().unwrap().id
+    );
+    let (second, next) = store.conversations(1, page(Some(key), 1)).await.unwrap();
+    assert_eq!((second[0].receiver_id, next), (2, None));
+}
+
 backend_tests!(
+    unread_counts_derive_from_stored_messages_alone,
     last_seen_is_recorded_for_every_user_named,
     ensure_users_creates_the_missing_and_leaves_taken_names_to_ensure_user,
     a_batch_allocates_consecutive_seqs_per_conversation,
