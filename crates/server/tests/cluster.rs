@@ -373,7 +373,7 @@ async fn a_slow_node_does_not_make_its_users_look_offline(backend: Backend) {
     }
 }
 
-/// A user's message rate, and a username's login attempts, are one budget
+/// A user's message rate, and a username's failed logins, are one budget
 /// over all nodes.
 async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
     let flags = [
@@ -410,7 +410,8 @@ async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
         "ok={ok} limited={limited}: the burst of 6 is shared"
     );
 
-    // Each node alone would allow 3 logins a minute for alice; together, 3.
+    // Each node alone would let alice's username fail 3 times before it
+    // backs off; together, 3: the fourth try (within the 1 s back-off) waits.
     let mut statuses = Vec::new();
     for node in [n1, n2, n1, n2] {
         let (s, _) = node
@@ -422,7 +423,7 @@ async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
             .await;
         statuses.push(s);
     }
-    assert_eq!(statuses, [401, 401, 401, 429], "login attempts are shared");
+    assert_eq!(statuses, [401, 401, 401, 429], "failed logins are counted over all nodes");
 }
 
 /// A node dies: its clients reconnect to another node and catch up through

@@ -1,7 +1,8 @@
-//! Limits: per-user message rate, connections per user, login attempts per
-//! username and per address, registrations per address, group changes per
-//! user, HTTP body size, allowed origins. Limits are
-//! kept in memory, not in the database, so these run on SQLite only.
+//! Limits: per-user message rate, connections per user, failed logins (per
+//! address, per username and address, per username; successes never
+//! count), registrations per address, group changes per user, HTTP body
+//! size, allowed origins, `Retry-After` on 429. Limits are kept in memory,
+//! not in the database, so these run on SQLite only.
 
 use std::time::{Duration, Instant};
 
