@@ -156,11 +156,45 @@ pub fn run(trials: Vec<Trial>) -> ! {
         .filter_map(|t| missing.remove(t.name()))
         .collect();
     drop(missing);
+    let ran: Vec<String> = trials
+        .iter()
+        .filter(|t| !args.is_filtered_out(t) && !args.is_ignored(t))
+        .map(|t| t.name().to_string())
+        .collect();
     let conclusion = libtest_mimic::run(&args, trials);
-    if !args.list && !skipped.is_empty() {
-        println!("{}", skip_summary(&skipped));
+    if !args.list {
+        println!("{}", ran_summary(&ran));
+        if !skipped.is_empty() {
+            println!("{}", skip_summary(&skipped));
+        }
     }
     conclusion.exit()
+}
+
+/// `ran N tests: a on SQLite, b on MariaDB/MySQL, c on PostgreSQL, d
+/// others`, from the tests' names (`::sqlite::`, `_on_postgres`, …).
+fn ran_summary(names: &[String]) -> String {
+    let mut counts = [0usize; 4];
+    for name in names {
+        let slot = if name.contains("sqlite") {
+            0
+        } else if name.contains("mysql") || name.contains("mariadb") {
+            1
+        } else if name.contains("postgres") {
+            2
+        } else {
+            3
+        };
+        counts[slot] += 1;
+    }
+    format!(
+        "ran {} tests: {} on SQLite, {} on MariaDB/MySQL, {} on PostgreSQL, {} others",
+        names.len(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3]
+    )
 }
 
 /// `skipped N tests: n on X — why`, one line per reason.
