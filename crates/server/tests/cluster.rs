@@ -423,7 +423,11 @@ async fn message_rate_is_shared_by_all_nodes(backend: Backend) {
             .await;
         statuses.push(s);
     }
-    assert_eq!(statuses, [401, 401, 401, 429], "failed logins are counted over all nodes");
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 429],
+        "failed logins are counted over all nodes"
+    );
 }
 
 /// A node dies: its clients reconnect to another node and catch up through
