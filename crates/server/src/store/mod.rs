@@ -37,7 +37,8 @@ use palaver_protocol::{ConversationSummary, Group, Member, Message, Role, User};
 /// is one or two statements.
 pub const MAX_BATCH: usize = 256;
 
-/// The storage traits, to call their methods on a `dyn Store`.
+/// Every storage trait, to call their methods on a concrete store (a
+/// `dyn Store` needs no import: a trait object has its supertraits' methods).
 pub mod prelude {
     pub use super::{ConversationStore, GroupStore, MessageStore, Store, UserStore};
 }
@@ -140,8 +141,8 @@ pub struct ConversationsPage {
 }
 
 /// Everything Palaver stores: one storage per resource, and what belongs
-/// to none. The domain holds a `Box<dyn Store>`; calling a resource's
-/// methods on it needs that resource's trait in scope ([`prelude`]).
+/// to none. The domain holds a `Box<dyn Store>` and calls every resource's
+/// methods on it; each backend's implementation is one file per trait.
 #[async_trait]
 pub trait Store:
     UserStore + GroupStore + MessageStore + ConversationStore + Send + Sync + 'static
