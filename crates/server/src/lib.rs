@@ -8,7 +8,13 @@
 //! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
 //! - [`realtime`]: the Socket.IO namespace, handshake and events.
 //! - [`chat`]: the domain — validate → store → fan out — behind both front doors.
-//! - [`store`]: the storage trait and its backends; the only place with SQL.
+//! - [`store`]: the only place with SQL. `mod.rs` holds the storage traits
+//!   (one per resource, [`store::Store`] over them) and the batch limit;
+//!   `error.rs` classifies driver errors; `connect.rs` picks the backend
+//!   (`sqlite.rs`, `mysql.rs`, `postgres.rs`: pool and migrations) from the
+//!   URL; `sql/` is the one implementation (`dialect.rs`, `rows.rs`,
+//!   `batch.rs`, and a file per resource); `seqs.rs` is the writer's memory
+//!   of each conversation's last seq.
 //! - [`limits`]: per-user and per-address rate limits, connections per user.
 //! - [`cluster`]: running as one of several nodes (Redis).
 //! - [`preflight`]: start-up checks that run before anything is changed.

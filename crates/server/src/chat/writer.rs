@@ -37,8 +37,8 @@ use tokio::sync::mpsc;
 use super::{now_ms, ChatError, Core, SendRequest};
 use crate::store::{NewMessage, SeqCache, Store, StoreError, UserId};
 
-/// Most messages committed in one transaction.
-pub const MAX_BATCH: usize = 256;
+/// Most messages committed in one transaction (the store sizes its statements for it).
+pub use crate::store::MAX_BATCH;
 /// Attempts at a batch that hits a deadlock or serialization failure.
 const MAX_ATTEMPTS: u32 = 5;
 /// Every send is answered within this long of being queued: when the

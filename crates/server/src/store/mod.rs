@@ -1,23 +1,47 @@
 //! Storage: every SQL statement Palaver runs lives below this module.
 //!
-//! [`Store`] is the one interface the domain (`chat`) uses; each backend
-//! implements it with runtime queries (`query_as` + `bind`), so building
-//! needs no live database. The backend is chosen from the URL scheme
-//! ([`connect`]). Errors are classified into [`StoreError`] here, so the
-//! layers above never look at a driver error.
+//! The storage traits are the one interface the domain (`chat`) uses, one
+//! per resource ([`UserStore`], [`GroupStore`], [`MessageStore`],
+//! [`ConversationStore`]) and [`Store`] over them all. One SQL
+//! implementation (`sql/`) runs on every backend with runtime queries
+//! (`query_as` + `bind`), so building needs no live database; the backend
+//! files (`sqlite.rs`, `mysql.rs`, `postgres.rs`) open the pool and apply
+//! their migrations, and `connect.rs` picks one from the URL scheme
+//! ([`connect`]). Driver errors become [`StoreError`] in `error.rs`, so
+//! the layers above never look at a driver error. The store owns the
+//! batch limit ([`MAX_BATCH`]): its statements are sized for it, and the
+//! writer in `chat` takes it from here.
 
+mod connect;
+mod error;
 mod mysql;
+mod pool;
 mod postgres;
 mod seqs;
 mod sql;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
+pub use connect::{connect, connect_writer, WRITER_STATEMENT_CACHE};
+pub use error::{ConnectError, StoreError};
+pub use pool::PoolOptions;
 pub use seqs::SeqCache;
-
-use std::time::Duration;
 
 use async_trait::async_trait;
 use palaver_protocol::{ConversationSummary, Group, Member, Message, Role, User};
+
+/// Most messages committed in one batch: the writer's largest batch, and
+/// the rows of one multi-row statement (256 rows of 8 columns is 2,048
+/// bound parameters, far below every backend's limit), so a batch's insert
+/// is one or two statements.
+pub const MAX_BATCH: usize = 256;
+
+/// Every storage trait, to call their methods on a concrete store (a
+/// `dyn Store` needs no import: a trait object has its supertraits' methods).
+pub mod prelude {
+    pub use super::{ConversationStore, GroupStore, MessageStore, Store, UserStore};
+}
 
 /// A user id.
 pub type UserId = i64;
@@ -116,28 +140,13 @@ pub struct ConversationsPage {
     pub limit: u32,
 }
 
-/// Storage failures, classified once for the layers above.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("not found")]
-    NotFound,
-    /// A uniqueness rule was hit; the text says which.
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The database cannot be reached or is timing out: nothing was stored.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    /// Deadlock, serialization failure or lost race: retrying the whole
-    /// transaction is expected to succeed.
-    #[error("transient database conflict: {0}")]
-    Retryable(#[source] sqlx::Error),
-    #[error("database error: {0}")]
-    Other(#[source] sqlx::Error),
-}
-
-/// Everything Palaver stores.
+/// Everything Palaver stores: one storage per resource, and what belongs
+/// to none. The domain holds a `Box<dyn Store>` and calls every resource's
+/// methods on it; each backend's implementation is one file per trait.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    UserStore + GroupStore + MessageStore + ConversationStore + Send + Sync + 'static
+{
     /// `sqlite`, `mysql` or `postgres`, for the start-up line and `/healthz`.
     fn backend(&self) -> &'static str;
 
@@ -147,7 +156,11 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the stored value of `key`, storing `candidate` first if the
     /// key is unset. Every node sharing the database gets the same answer.
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+}
 
+/// Users: accounts, lookups and who shares a conversation with whom.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Registers a user. `Conflict` if the username (case-insensitively) is taken.
     async fn create_user(
         &self,
@@ -160,7 +173,7 @@ pub trait Store: Send + Sync + 'static {
     /// an application-minted token).
     async fn ensure_user(&self, id: UserId, now_ms: i64) -> Result<(), StoreError>;
 
-    /// [`ensure_user`](Store::ensure_user) for many users in a few
+    /// [`ensure_user`](UserStore::ensure_user) for many users in a few
     /// statements: creates `user<id>` for each of `ids` that does not
     /// exist, and returns those still missing because that name is taken
     /// (for `ensure_user` to name one by one).
@@ -190,7 +203,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Of `ids`, those that are not users.
     async fn missing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
+}
 
+/// Groups and their members.
+#[async_trait]
+pub trait GroupStore: Send + Sync {
     /// Creates a group owned by `owner` with `members` (users known to exist,
     /// not including the owner) and its conversation.
     async fn create_group(
@@ -224,7 +241,11 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a member; `NotFound` if not a member. When the owner leaves,
     /// ownership passes to the longest-standing admin, else member.
     async fn remove_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError>;
+}
 
+/// Messages: the writer's batches and a conversation's history.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
     /// Inserts a batch in one transaction, allocating each conversation's
     /// next `seq` inside it, from what `seqs` remembers where it can (see
     /// [`SeqCache`]). The outer error fails the whole batch (nothing
@@ -236,6 +257,18 @@ pub trait Store: Send + Sync + 'static {
         seqs: &mut SeqCache,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError>;
 
+    /// A page of a conversation, ascending by seq, and whether more exist
+    /// beyond it in the paging direction.
+    async fn messages(
+        &self,
+        conversation: ConversationKey,
+        page: Page,
+    ) -> Result<(Vec<Message>, bool), StoreError>;
+}
+
+/// Conversations: read positions and the conversation list.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
     /// Moves `user`'s read position in a conversation forward to `seq`.
     /// The position is never below the seq of the user's own last message
     /// there: sending reads up to the message sent.
@@ -245,14 +278,6 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationKey,
         seq: i64,
     ) -> Result<ReadOutcome, StoreError>;
-
-    /// A page of a conversation, ascending by seq, and whether more exist
-    /// beyond it in the paging direction.
-    async fn messages(
-        &self,
-        conversation: ConversationKey,
-        page: Page,
-    ) -> Result<(Vec<Message>, bool), StoreError>;
 
     /// A page of the user's conversations (private ones with messages, and
     /// every group they belong to), most recent first, with the peer's
@@ -266,144 +291,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<ConversationSummary>, Option<ActivityKey>), StoreError>;
 }
 
-/// Pool settings common to every backend.
-#[derive(Debug, Clone)]
-pub struct PoolOptions {
-    pub max_connections: u32,
-    pub acquire_timeout: Duration,
-}
-
-/// Opens the store named by `url`'s scheme and applies its migrations.
-pub async fn connect(url: &str, pool: &PoolOptions) -> Result<Box<dyn Store>, ConnectError> {
-    Ok(Box::new(connect_sql(url, pool).await?))
-}
-
-async fn connect_sql(url: &str, pool: &PoolOptions) -> Result<sql::SqlStore, ConnectError> {
-    sqlx::any::install_default_drivers();
-    let scheme = url.split(':').next().unwrap_or_default();
-    match scheme {
-        "sqlite" => sqlite::connect(url, pool).await,
-        "mysql" | "mariadb" => mysql::connect(url, pool).await,
-        "postgres" | "postgresql" => postgres::connect(url, pool).await,
-        _ => Err(ConnectError::Unsupported(format!(
-            "unknown database URL scheme {scheme:?}; expected sqlite://, mysql:// or postgres://"
-        ))),
-    }
-}
-
-/// Prepared statements the writer's connection keeps: one insert per batch
-/// size up to the largest batch, on MySQL (no `RETURNING`) one read-back
-/// per size as well, and room for the few others it runs.
-pub const WRITER_STATEMENT_CACHE: usize = 3 * crate::chat::MAX_BATCH;
-
-/// Opens the message writer's own connection (see `chat::writer`). For a
-/// networked database this is a second pool of one connection, opened on
-/// the writer's thread, so that the writer's round trips are driven by the
-/// writer's own runtime and do not wait behind the sockets' tasks, and
-/// kept by the writer between batches (`SqlStore::for_writer` in `sql.rs`).
-/// `None` for SQLite: its connections already run on threads of their own,
-/// and the writer shares the main pool.
-pub async fn connect_writer(
-    url: &str,
-    acquire_timeout: Duration,
-) -> Result<Option<Box<dyn Store>>, ConnectError> {
-    if url.starts_with("sqlite:") {
-        return Ok(None);
-    }
-    let pool = PoolOptions {
-        max_connections: 1,
-        acquire_timeout,
-    };
-    // A statement cache set in the URL is left as it is.
-    let url = if url.contains("statement-cache-capacity=") {
-        url.to_string()
-    } else {
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}statement-cache-capacity={WRITER_STATEMENT_CACHE}")
-    };
-    let store = connect_sql(&url, &pool).await?.for_writer();
-    Ok(Some(Box::new(store)))
-}
-
-/// Opens a pool for a networked database. One plain connection is made
-/// first so that an unreachable server is reported with its real cause
-/// ("connection refused", "unknown database"), not as a pool timeout.
-pub(crate) async fn open_pool(
-    url: &str,
-    pool: &PoolOptions,
-) -> Result<sqlx::AnyPool, ConnectError> {
-    use sqlx::Connection;
-    let probe = tokio::time::timeout(
-        pool.acquire_timeout.max(Duration::from_secs(5)),
-        sqlx::AnyConnection::connect(url),
-    )
-    .await
-    .map_err(|_| ConnectError::connect(url, sqlx::Error::PoolTimedOut))?
-    .map_err(|e| ConnectError::connect(url, e))?;
-    let _ = probe.close().await;
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(pool.max_connections)
-        .acquire_timeout(pool.acquire_timeout)
-        .connect(url)
-        .await
-        .map_err(|e| ConnectError::connect(url, e))
-}
-
-/// Why the database could not be opened at start.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("cannot connect to the database at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("cannot apply migrations: {0}")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
-    #[error("cannot start the message writer: {0}")]
-    Writer(#[source] std::io::Error),
-}
-
-impl ConnectError {
-    /// A connection failure, with the URL (password hidden) and the cause.
-    pub fn connect(url: &str, source: sqlx::Error) -> Self {
-        let url = crate::preflight::redact(url.split('?').next().unwrap_or(url));
-        ConnectError::Connect { url, source }
-    }
-}
-
-/// Classifies a driver error. Backends refine `Retryable` and `Conflict`
-/// from database error codes before falling back to this.
-pub(crate) fn classify(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::RowNotFound => StoreError::NotFound,
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-        _ => StoreError::Other(e),
-    }
-}
-
 /// Converts stored milliseconds to the wire time type.
 pub fn from_ms(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-/// Escapes `%`, `_` and `!` for a `LIKE ... ESCAPE '!'` prefix pattern
-/// (`!` rather than backslash, which MySQL string literals treat specially).
-pub(crate) fn like_prefix(prefix: &str) -> String {
-    let mut p = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '!') {
-            p.push('!');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
 }

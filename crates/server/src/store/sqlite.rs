@@ -7,13 +7,14 @@
 //! process's write lock instead of failing at once.
 
 use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
 use sqlx::Executor;
 
-use super::sql::{Dialect, SqlStore};
-use super::{ConnectError, PoolOptions, StoreError};
+use super::error::ConnectError;
+use super::pool::PoolOptions;
 
 /// Opens (creating if missing) the database and applies migrations.
-pub(crate) async fn connect(url: &str, pool: &PoolOptions) -> Result<SqlStore, ConnectError> {
+pub(super) async fn connect(url: &str, pool: &PoolOptions) -> Result<AnyPool, ConnectError> {
     // sqlx creates a missing file only when asked to in the URL.
     let url = if url.contains("mode=") {
         url.to_string()
@@ -42,20 +43,5 @@ pub(crate) async fn connect(url: &str, pool: &PoolOptions) -> Result<SqlStore, C
         .run(&pool)
         .await
         .map_err(ConnectError::Migrate)?;
-    Ok(SqlStore::new(pool, Dialect::Sqlite, true))
-}
-
-/// SQLite's result codes: BUSY (5) and LOCKED (6), with their extended
-/// forms, mean "try again".
-pub(crate) fn classify(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
-        if matches!(code & 0xff, 5 | 6) {
-            return StoreError::Retryable(e);
-        }
-        if db.is_unique_violation() {
-            return StoreError::Conflict(db.message().to_string());
-        }
-    }
-    super::classify(e)
+    Ok(pool)
 }

@@ -1,0 +1,98 @@
+//! Row mapping: database rows into the wire types, one mapper per type.
+//!
+//! Mappers are named for what they build from a row (`user_from_row`), so
+//! they never read like the store's methods that fetch one (`user(id)`).
+//! Columns are read by name; the lists the mappers expect are the `*_COLS`
+//! constants beside them. Text is read through [`text`] and [`opt_text`]
+//! because sqlx's `Any` driver hands MySQL `TEXT` columns over as bytes.
+
+use palaver_protocol::{ConversationType, Group, Member, Message, Role, User};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::dialect::Dialect;
+use crate::store::{from_ms, StoreError};
+
+pub(super) const USER_COLS: &str = "id, username, created_at, last_seen";
+pub(super) const GROUP_COLS: &str = "id, name, owner_id, created_at";
+pub(super) const MESSAGE_COLS: &str =
+    "id, conversation_type, sender_id, receiver_id, seq, content, client_msg_id, created_at";
+
+/// A text column. sqlx's `Any` driver reports MySQL `TEXT` columns as
+/// blobs, so those are read as bytes and checked to be UTF-8.
+pub(super) fn text(d: Dialect, r: &AnyRow, col: &str) -> Result<String, StoreError> {
+    Ok(opt_text(d, r, col)?.unwrap_or_default())
+}
+
+/// A nullable text column (see [`text`]).
+pub(super) fn opt_text<I>(d: Dialect, r: &AnyRow, col: I) -> Result<Option<String>, StoreError>
+where
+    I: sqlx::ColumnIndex<AnyRow> + Copy,
+{
+    match r.try_get::<Option<String>, _>(col) {
+        Err(sqlx::Error::ColumnDecode { .. }) if d == Dialect::MySql => {
+            let bytes: Option<Vec<u8>> = r.try_get(col)?;
+            bytes
+                .map(|b| {
+                    String::from_utf8(b)
+                        .map_err(|e| StoreError::Other(sqlx::Error::Decode(e.into())))
+                })
+                .transpose()
+        }
+        other => other.map_err(StoreError::from),
+    }
+}
+
+/// A user from [`USER_COLS`].
+pub(super) fn user_from_row(r: &AnyRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        online: None,
+        last_seen: r.try_get::<Option<i64>, _>("last_seen")?.map(from_ms),
+    })
+}
+
+/// A group, without its members, from [`GROUP_COLS`].
+pub(super) fn group_from_row(r: &AnyRow) -> Result<Group, StoreError> {
+    Ok(Group {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        owner_id: r.try_get("owner_id")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        members: None,
+    })
+}
+
+/// A member from `user_id, role, joined_at`.
+pub(super) fn member_from_row(r: &AnyRow) -> Result<Member, StoreError> {
+    let role: String = r.try_get("role")?;
+    Ok(Member {
+        user_id: r.try_get("user_id")?,
+        role: Role::parse(&role).unwrap_or(Role::Member),
+        joined_at: from_ms(r.try_get("joined_at")?),
+    })
+}
+
+/// A message from [`MESSAGE_COLS`] named `{prefix}id`, `{prefix}seq`, ….
+pub(super) fn message_from_row(
+    d: Dialect,
+    r: &AnyRow,
+    prefix: &str,
+) -> Result<Message, StoreError> {
+    let get_i64 = |c: &str| -> Result<i64, StoreError> {
+        Ok(r.try_get::<i64, _>(format!("{prefix}{c}").as_str())?)
+    };
+    let kind: String = r.try_get(format!("{prefix}conversation_type").as_str())?;
+    Ok(Message {
+        id: get_i64("id")?,
+        conversation_type: ConversationType::parse(&kind).unwrap_or(ConversationType::Private),
+        sender_id: get_i64("sender_id")?,
+        receiver_id: get_i64("receiver_id")?,
+        seq: get_i64("seq")?,
+        content: text(d, r, &format!("{prefix}content"))?,
+        client_msg_id: r.try_get(format!("{prefix}client_msg_id").as_str())?,
+        created_at: from_ms(get_i64("created_at")?),
+    })
+}
