@@ -34,7 +34,8 @@ use futures_util::future::BoxFuture;
 use palaver_protocol::Message;
 use tokio::sync::mpsc;
 
-use super::{now_ms, ChatError, Core, SendRequest};
+use super::core::{now_ms, Core};
+use super::{ChatError, SendRequest};
 use crate::store::{NewMessage, SeqCache, Store, StoreError, UserId};
 
 /// Most messages committed in one transaction.

@@ -47,9 +47,7 @@ pub async fn login(
     // Bounded before hashing: an oversize password cannot be right anyway.
     let result = match Password::parse(&body.password) {
         Ok(password) => app.chat.login(&body.username, password.as_str()).await,
-        Err(_) => Err(ChatError::Unauthorized(
-            "invalid username or password".into(),
-        )),
+        Err(_) => Err(ChatError::bad_credentials()),
     };
     match result {
         Ok(user) => {
