@@ -16,6 +16,7 @@ use super::directory::{Directory, Roster};
 use super::presence::Presence;
 use super::{ChatError, Target};
 use crate::cluster::Cluster;
+use crate::limits::Limits;
 use crate::store::{GroupId, Store, UserId};
 
 /// Longest a node trusts a cached roster on a MySQL/MariaDB or PostgreSQL
@@ -40,14 +41,13 @@ pub(crate) struct Core {
 #[derive(Clone)]
 pub struct Settings {
     pub max_message_chars: usize,
-    /// Messages per second per user (0: unlimited), checked cluster-wide
-    /// by the writer when `cluster` is set.
-    pub message_rate: u32,
-    pub message_burst: u32,
     /// Least time between the starts of two batches (`--batch-interval-ms`).
     pub batch_interval: std::time::Duration,
     /// Set when this node is one of several (`--redis-url`).
     pub cluster: Option<Arc<Cluster>>,
+    /// Every rate limit; the writer asks it for the cluster-wide message
+    /// grants of each batch.
+    pub limits: Arc<Limits>,
 }
 
 /// Answers which of some users have a socket on any node.

@@ -7,6 +7,7 @@
 use palaver_protocol::{ErrorBody, ErrorCode};
 
 use super::MAX_GROUP_MEMBERS;
+use crate::limits::Limited;
 use crate::store::{GroupId, StoreError, UserId};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -95,17 +96,13 @@ impl ChatError {
     pub(crate) fn bad_credentials() -> Self {
         ChatError::Unauthorized("invalid username or password".into())
     }
+}
 
-    /// A `rate_limited` answer: the message says what the limit is, and
-    /// when to retry (at least a millisecond away).
-    pub(crate) fn rate_limited(
-        what: impl std::fmt::Display,
-        retry_after: std::time::Duration,
-    ) -> Self {
-        let retry_after = retry_after.max(std::time::Duration::from_millis(1));
+impl From<Limited> for ChatError {
+    fn from(e: Limited) -> Self {
         ChatError::RateLimited {
-            message: format!("{what}; retry in {} ms", retry_after.as_millis()),
-            retry_after,
+            message: e.message,
+            retry_after: e.retry_after,
         }
     }
 }

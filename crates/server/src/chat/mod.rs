@@ -40,6 +40,7 @@ pub use messages::{DEFAULT_PAGE, MAX_CONVERSATIONS, MAX_PAGE};
 pub use writer::{Respond, Sent, MAX_BATCH};
 
 use crate::cluster::{Cluster, ROSTER_MAX_AGE};
+use crate::limits::Limits;
 use crate::store::{ConnectError, GroupId, Store};
 use accounts::Chores;
 use directory::Directory;
@@ -138,6 +139,11 @@ impl Chat {
 
     pub fn store(&self) -> &dyn Store {
         &*self.core.store
+    }
+
+    /// Every rate limit of this node (the same the front doors ask).
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.core.settings.limits
     }
 
     /// This node's link to the others, when it is one of several.
