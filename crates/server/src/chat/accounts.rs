@@ -172,6 +172,18 @@ impl Chat {
         Ok(user)
     }
 
+    /// Which of `users` are online: on this node, or (in a cluster) on any.
+    pub(super) async fn online_among(&self, users: Vec<UserId>) -> HashSet<UserId> {
+        let (here, elsewhere): (Vec<UserId>, Vec<UserId>) = users
+            .into_iter()
+            .partition(|&u| self.core.presence.is_online(u));
+        let mut online: HashSet<UserId> = here.into_iter().collect();
+        if let (Some(lookup), false) = (self.core.online.get(), elsewhere.is_empty()) {
+            online.extend(lookup.online(elsewhere).await);
+        }
+        online
+    }
+
     /// The presence table.
     pub fn presence(&self) -> &presence::Presence {
         &self.core.presence
@@ -208,19 +220,5 @@ impl Chat {
             u.last_seen = None;
         }
         Ok(users)
-    }
-}
-
-impl Chat {
-    /// Which of `users` are online: on this node, or (in a cluster) on any.
-    pub(super) async fn online_among(&self, users: Vec<UserId>) -> HashSet<UserId> {
-        let (here, elsewhere): (Vec<UserId>, Vec<UserId>) = users
-            .into_iter()
-            .partition(|&u| self.core.presence.is_online(u));
-        let mut online: HashSet<UserId> = here.into_iter().collect();
-        if let (Some(lookup), false) = (self.core.online.get(), elsewhere.is_empty()) {
-            online.extend(lookup.online(elsewhere).await);
-        }
-        online
     }
 }
