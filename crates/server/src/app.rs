@@ -30,7 +30,7 @@ impl App {
     }
 
     pub fn new(chat: Chat, tokens: Tokens, config: Config) -> Self {
-        let limits = Arc::new(Limits::new(&config));
+        let limits = chat.limits().clone();
         App(Arc::new(Inner {
             chat,
             tokens,

@@ -8,8 +8,9 @@
 //!   `<prefix>:rosters`; every node drops its cached roster. Cached rosters also
 //!   expire after [`ROSTER_MAX_AGE`], so a change is seen within it even
 //!   while Redis is away, and a node that reconnects forgets them all.
-//! - **per-user rate limits**: token buckets in Redis (one Lua call per
-//!   batch of sends), on top of each node's own buckets.
+//! - **per-user rate limits**: token buckets and failed-login counts in
+//!   Redis (Lua scripts; one call per batch of sends), called only by
+//!   `limits`, on top of each node's own buckets.
 //! - presence and connections per user are counted over the cluster with
 //!   the adapter's `fetch_sockets` (in `realtime`).
 //!
@@ -42,9 +43,6 @@ pub const PUBSUB_BUFFER: usize = 8192;
 /// How often Redis is pinged.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
-/// Token buckets for many keys at once; the clock is Redis's, so every
-/// node agrees. ARGV: rate per second, burst, then one count per key.
-/// Returns the tokens granted per key (at most what was asked).
 /// Failed-login counts (`limits::login`): for each key, `{count, first,
 /// last}` in milliseconds, then Redis's own time.
 const READ_FAILURES: &str = r#"
@@ -77,6 +75,9 @@ end
 return 1
 "#;
 
+/// Token buckets for many keys at once; the clock is Redis's, so every
+/// node agrees. ARGV: rate per second, burst, then one count per key.
+/// Returns the tokens granted per key (at most what was asked).
 const TAKE_TOKENS: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -298,7 +299,7 @@ impl Cluster {
     /// Failed-login counts under `keys` (prefixed here) as `[count, first,
     /// last]`, with Redis's time in milliseconds; `None` when Redis cannot
     /// answer.
-    pub async fn failures(&self, keys: &[String]) -> Option<(Vec<[i64; 3]>, i64)> {
+    pub(crate) async fn failures(&self, keys: &[String]) -> Option<(Vec<[i64; 3]>, i64)> {
         if !self.is_up() {
             return None;
         }
@@ -321,7 +322,7 @@ impl Cluster {
 
     /// Counts a failed login under each `(key, window, sliding)`; false
     /// when Redis cannot take it (the caller counts it on this node).
-    pub async fn record_failure(&self, wants: &[(String, Duration, bool)]) -> bool {
+    pub(crate) async fn record_failure(&self, wants: &[(String, Duration, bool)]) -> bool {
         if !self.is_up() {
             return false;
         }
@@ -343,7 +344,7 @@ impl Cluster {
     }
 
     /// Deletes a key (prefixed here); best effort.
-    pub async fn forget(&self, key: &str) {
+    pub(crate) async fn forget(&self, key: &str) {
         if self.is_up() {
             let call = self.client.eval::<i64, _, _, _>(
                 "return redis.call('DEL', KEYS[1])",
@@ -377,7 +378,7 @@ impl Cluster {
     /// Takes tokens from cluster-wide buckets: for each `(key, wanted)`,
     /// how many were granted. `None` when Redis cannot answer (the node's
     /// own buckets still apply). Keys are prefixed here.
-    pub async fn take_tokens(
+    pub(crate) async fn take_tokens(
         &self,
         wants: &[(String, u32)],
         per_second: f64,

@@ -7,7 +7,9 @@
 //! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
 //! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
 //! - [`realtime`]: the Socket.IO namespace, handshake and events.
-//! - [`chat`]: the domain — validate → store → fan out — behind both front doors.
+//! - [`chat`]: the domain — validate → store → fan out — behind both front doors;
+//!   `mod.rs` the face, `accounts`, `groups`, `messages` one file each, `core`
+//!   the store and roster cache they and the `writer` share.
 //! - [`store`]: the only place with SQL. `mod.rs` holds the storage traits
 //!   (one per resource, [`store::Store`] over them) and the batch limit;
 //!   `error.rs` classifies driver errors; `connect.rs` picks the backend
@@ -15,7 +17,9 @@
 //!   URL; `sql/` is the one implementation (`dialect.rs`, `rows.rs`,
 //!   `batch.rs`, and a file per resource); `seqs.rs` is the writer's memory
 //!   of each conversation's last seq.
-//! - [`limits`]: per-user and per-address rate limits, connections per user.
+//! - [`limits`]: every rate limit — per node, cluster-wide, per socket — and
+//!   connections per user; `login.rs` the failed-login back-off, `typing.rs`
+//!   the per-socket typing bucket.
 //! - [`cluster`]: running as one of several nodes (Redis).
 //! - [`preflight`]: start-up checks that run before anything is changed.
 //!
@@ -114,15 +118,15 @@ impl Server {
         let tokens = auth::Tokens::new(secret.as_bytes(), config.token_ttl());
         let writer_url = config.database_url.clone();
         let writer_timeout = config.db_acquire_timeout();
+        let cluster = connected.as_ref().map(|c| c.cluster.clone());
         let chat = chat::Chat::start(
             store,
             Box::pin(async move { store::connect_writer(&writer_url, writer_timeout).await }),
             chat::Settings {
                 max_message_chars: config.max_message_chars as usize,
-                message_rate: config.message_rate,
-                message_burst: config.message_burst,
                 batch_interval: std::time::Duration::from_millis(config.batch_interval_ms.into()),
-                cluster: connected.as_ref().map(|c| c.cluster.clone()),
+                cluster: cluster.clone(),
+                limits: std::sync::Arc::new(limits::Limits::new(&config, cluster)),
             },
         )
         .await?;

@@ -6,7 +6,9 @@
 
 use palaver_protocol::{ErrorBody, ErrorCode};
 
-use crate::store::StoreError;
+use super::MAX_GROUP_MEMBERS;
+use crate::limits::Limited;
+use crate::store::{GroupId, StoreError, UserId};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChatError {
@@ -64,16 +66,43 @@ impl ChatError {
         ChatError::InvalidPayload(msg.into())
     }
 
-    /// A `rate_limited` answer: the message says what the limit is, and
-    /// when to retry (at least a millisecond away).
-    pub(crate) fn rate_limited(
-        what: impl std::fmt::Display,
-        retry_after: std::time::Duration,
-    ) -> Self {
-        let retry_after = retry_after.max(std::time::Duration::from_millis(1));
+    /// `NotFound`: no user has this id.
+    pub(crate) fn no_such_user(id: UserId) -> Self {
+        ChatError::NotFound(format!("user {id} does not exist"))
+    }
+
+    /// `NotFound`: no group has this id.
+    pub(crate) fn no_such_group(group: GroupId) -> Self {
+        ChatError::NotFound(format!("group {group} does not exist"))
+    }
+
+    /// `Forbidden`: the caller is not a member of the group.
+    pub(crate) fn not_a_member(group: GroupId) -> Self {
+        ChatError::Forbidden(format!("you are not a member of group {group}"))
+    }
+
+    /// `NotFound`: the user named is not a member of the group.
+    pub(crate) fn not_in_group(user: UserId, group: GroupId) -> Self {
+        ChatError::NotFound(format!("user {user} is not a member of group {group}"))
+    }
+
+    /// `TooLarge`: the group has [`MAX_GROUP_MEMBERS`] members already.
+    pub(crate) fn group_full() -> Self {
+        ChatError::TooLarge(format!("a group has at most {MAX_GROUP_MEMBERS} members"))
+    }
+
+    /// `Unauthorized`: the same answer for an unknown name and a wrong
+    /// password.
+    pub(crate) fn bad_credentials() -> Self {
+        ChatError::Unauthorized("invalid username or password".into())
+    }
+}
+
+impl From<Limited> for ChatError {
+    fn from(e: Limited) -> Self {
         ChatError::RateLimited {
-            message: format!("{what}; retry in {} ms", retry_after.as_millis()),
-            retry_after,
+            message: e.message,
+            retry_after: e.retry_after,
         }
     }
 }

@@ -34,7 +34,8 @@ use futures_util::future::BoxFuture;
 use palaver_protocol::Message;
 use tokio::sync::mpsc;
 
-use super::{now_ms, ChatError, Core, SendRequest};
+use super::core::{now_ms, Core};
+use super::{ChatError, SendRequest};
 use crate::store::{NewMessage, SeqCache, Store, StoreError, UserId};
 
 /// Most messages committed in one transaction (the store sizes its statements for it).
@@ -139,40 +140,23 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
     };
     let deadline = oldest + SEND_DEADLINE;
 
-    // In a cluster, each user's sends also draw on a cluster-wide bucket
-    // (each node's own bucket was checked when the send arrived).
-    let mut granted = match cluster_wants(core, &jobs) {
-        Some(wants) => take_grants(core, wants).await,
-        None => None,
-    };
+    // Each user's sends also draw on the cluster-wide buckets, when the
+    // limits module says one applies (each node's own bucket was checked
+    // when the send arrived).
+    let mut grants = core
+        .settings
+        .limits
+        .messages_everywhere(jobs.iter().map(|j| j.req.sender))
+        .await;
 
     // Authorize each send; refused ones are answered at once.
     let mut accepted = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     let now = now_ms();
     for Job { req, respond, .. } in jobs {
-        if let Some(granted) = granted.as_mut() {
-            match granted.get_mut(&req.sender) {
-                Some(n) if *n > 0 => *n -= 1,
-                _ => {
-                    let s = &core.settings;
-                    tracing::info!(
-                        kind = "message",
-                        key = req.sender,
-                        "rate limited (over all nodes)"
-                    );
-                    respond
-                        .respond(Err(ChatError::rate_limited(
-                            format_args!(
-                                "at most {} messages a second (bursts of {}) over all nodes",
-                                s.message_rate, s.message_burst
-                            ),
-                            Duration::from_secs_f64(1.0 / f64::from(s.message_rate.max(1))),
-                        )))
-                        .await;
-                    continue;
-                }
-            }
+        if let Err(e) = grants.take(req.sender) {
+            respond.respond(Err(e.into())).await;
+            continue;
         }
         match timeout_at(deadline, core.participants(req.sender, req.target)).await {
             Ok(Ok(recipients)) => {
@@ -287,36 +271,6 @@ impl Waves {
             futures_util::future::join_all(wave).await;
         }
     }
-}
-
-/// Sends per sender in a batch, when a cluster-wide message limit applies
-/// (no allocation otherwise: this is the hot path).
-fn cluster_wants(core: &Core, jobs: &[Job]) -> Option<HashMap<UserId, u32>> {
-    let s = &core.settings;
-    if s.cluster.is_none() || s.message_rate == 0 {
-        return None;
-    }
-    let mut wants = HashMap::new();
-    for job in jobs {
-        *wants.entry(job.req.sender).or_default() += 1;
-    }
-    Some(wants)
-}
-
-/// Takes the sends each user wants from the cluster-wide buckets; `None`
-/// when Redis cannot answer.
-async fn take_grants(core: &Core, wants: HashMap<UserId, u32>) -> Option<HashMap<UserId, u32>> {
-    let s = &core.settings;
-    let cluster = s.cluster.as_ref()?;
-    let wants: Vec<(UserId, u32)> = wants.into_iter().collect();
-    let keyed: Vec<(String, u32)> = wants
-        .iter()
-        .map(|&(user, n)| (format!("msg:{user}"), n))
-        .collect();
-    let granted = cluster
-        .take_tokens(&keyed, f64::from(s.message_rate), s.message_burst)
-        .await?;
-    Some(wants.iter().map(|&(u, _)| u).zip(granted).collect())
 }
 
 /// Inserts a batch, retrying deadlocks and serialization failures.

@@ -42,25 +42,22 @@ pub async fn login(
     // Checked before any work; only failures are counted, so the owner
     // of an account is never locked out by someone else's guesses.
     let (guard, ip) = (&app.limits.login, peer.ip());
-    let cluster = app.chat.cluster().map(|c| &**c);
-    guard.check(cluster, &body.username, ip).await?;
+    guard.check(&body.username, ip).await?;
     // Bounded before hashing: an oversize password cannot be right anyway.
     let result = match Password::parse(&body.password) {
         Ok(password) => app.chat.login(&body.username, password.as_str()).await,
-        Err(_) => Err(ChatError::Unauthorized(
-            "invalid username or password".into(),
-        )),
+        Err(_) => Err(ChatError::bad_credentials()),
     };
     match result {
         Ok(user) => {
-            guard.succeeded(cluster, &body.username, ip).await;
+            guard.succeeded(&body.username, ip).await;
             let token = app.tokens.issue(user.id);
             Ok(Json(AuthResponse { user, token }))
         }
         Err(e) => {
             if let ChatError::Unauthorized(_) = e {
                 tracing::info!(username = ?bounded(&body.username), peer = %ip, "login failed");
-                guard.failed(cluster, &body.username, ip).await;
+                guard.failed(&body.username, ip).await;
             }
             Err(e.into())
         }

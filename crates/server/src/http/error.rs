@@ -26,6 +26,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::limits::Limited> for ApiError {
+    fn from(limited: crate::limits::Limited) -> Self {
+        ChatError::from(limited).into()
+    }
+}
+
 impl From<ChatError> for ApiError {
     fn from(error: ChatError) -> Self {
         let status = match error.code() {

@@ -22,10 +22,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::chat::ChatError;
+use super::Limited;
 use crate::cluster::Cluster;
 use crate::config::Config;
 
@@ -73,15 +73,18 @@ pub struct LoginGuard {
     per_pair: u32,
     per_user: u32,
     local: Mutex<HashMap<String, Failures>>,
+    /// Where the counts are kept when this node is one of several.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl LoginGuard {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, cluster: Option<Arc<Cluster>>) -> Self {
         LoginGuard {
             per_ip: config.login_failures_per_ip,
             per_pair: config.login_failures_per_pair,
             per_user: config.login_failures_per_user,
             local: Mutex::new(HashMap::new()),
+            cluster,
         }
     }
 
@@ -95,15 +98,10 @@ impl LoginGuard {
     }
 
     /// Whether a login for `username` from `ip` may be tried now.
-    pub async fn check(
-        &self,
-        cluster: Option<&Cluster>,
-        username: &str,
-        ip: IpAddr,
-    ) -> Result<(), ChatError> {
+    pub async fn check(&self, username: &str, ip: IpAddr) -> Result<(), Limited> {
         let keys = Self::keys(username, ip);
         let names: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
-        let shared = match cluster {
+        let shared = match &self.cluster {
             Some(c) => c.failures(&names).await,
             None => None,
         };
@@ -162,9 +160,9 @@ impl LoginGuard {
     }
 
     /// Counts a failed login.
-    pub async fn failed(&self, cluster: Option<&Cluster>, username: &str, ip: IpAddr) {
+    pub async fn failed(&self, username: &str, ip: IpAddr) {
         let keys = Self::keys(username, ip);
-        if let Some(c) = cluster {
+        if let Some(c) = &self.cluster {
             let wants: Vec<(String, Duration, bool)> = keys
                 .iter()
                 .map(|(kind, k)| {
@@ -194,9 +192,9 @@ impl LoginGuard {
 
     /// A login succeeded: the pair's failures are forgiven (not the
     /// username's or the address's, which others may be running up).
-    pub async fn succeeded(&self, cluster: Option<&Cluster>, username: &str, ip: IpAddr) {
+    pub async fn succeeded(&self, username: &str, ip: IpAddr) {
         let [_, (_, pair), _] = Self::keys(username, ip);
-        if let Some(c) = cluster {
+        if let Some(c) = &self.cluster {
             c.forget(&pair).await;
         }
         self.local.lock().unwrap().remove(&pair);
@@ -247,9 +245,9 @@ fn backoff_wait(limit: u32, f: Failures, now: i64) -> Option<Duration> {
     (now < until).then(|| Duration::from_millis((until - now) as u64))
 }
 
-fn refused(kind: &str, what: std::fmt::Arguments<'_>, key: &str, wait: Duration) -> ChatError {
+fn refused(kind: &str, what: std::fmt::Arguments<'_>, key: &str, wait: Duration) -> Limited {
     tracing::info!(kind, key = ?bounded(key), "rate limited");
-    ChatError::rate_limited(what, wait)
+    Limited::new(what, wait)
 }
 
 /// Usernames are at most 32 characters; longer input still counts, under a
@@ -344,6 +342,7 @@ mod tests {
             per_pair: pair,
             per_user: user,
             local: Mutex::new(HashMap::new()),
+            cluster: None,
         }
     }
 
@@ -353,13 +352,13 @@ mod tests {
         let guesser: IpAddr = "10.0.0.1".parse().unwrap();
         let owner: IpAddr = "10.0.0.2".parse().unwrap();
         for _ in 0..3 {
-            g.check(None, "alice", guesser).await.unwrap();
-            g.failed(None, "Alice", guesser).await;
+            g.check("alice", guesser).await.unwrap();
+            g.failed("Alice", guesser).await;
         }
-        let e = g.check(None, "ALICE", guesser).await.unwrap_err();
-        assert!(matches!(e, ChatError::RateLimited { .. }), "{e:?}");
-        g.check(None, "alice", owner).await.unwrap();
-        g.check(None, "bob", guesser).await.unwrap();
+        let e = g.check("ALICE", guesser).await.unwrap_err();
+        assert!(e.retry_after > Duration::ZERO, "{e:?}");
+        g.check("alice", owner).await.unwrap();
+        g.check("bob", guesser).await.unwrap();
     }
 
     #[tokio::test]
@@ -367,13 +366,13 @@ mod tests {
         let g = guard(2, 1000, 1000);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..10 {
-            g.check(None, "alice", ip).await.unwrap();
-            g.succeeded(None, "alice", ip).await;
+            g.check("alice", ip).await.unwrap();
+            g.succeeded("alice", ip).await;
         }
-        g.failed(None, "alice", ip).await;
-        g.succeeded(None, "alice", ip).await;
-        g.failed(None, "alice", ip).await;
-        g.check(None, "alice", ip).await.unwrap();
+        g.failed("alice", ip).await;
+        g.succeeded("alice", ip).await;
+        g.failed("alice", ip).await;
+        g.check("alice", ip).await.unwrap();
     }
 
     #[tokio::test]
@@ -381,12 +380,12 @@ mod tests {
         let g = guard(1000, 4, 1000);
         for i in 0..4 {
             let ip: IpAddr = format!("10.0.1.{i}").parse().unwrap();
-            g.failed(None, "alice", ip).await;
+            g.failed("alice", ip).await;
         }
         let failed: IpAddr = "10.0.1.0".parse().unwrap();
         let fresh: IpAddr = "10.0.2.1".parse().unwrap();
-        assert!(g.check(None, "alice", failed).await.is_err());
-        g.check(None, "alice", fresh).await.unwrap();
+        assert!(g.check("alice", failed).await.is_err());
+        g.check("alice", fresh).await.unwrap();
     }
 
     #[tokio::test]
@@ -394,11 +393,9 @@ mod tests {
         let g = guard(1000, 1000, 3);
         let ip: IpAddr = "10.0.0.9".parse().unwrap();
         for name in ["a", "b", "c"] {
-            g.failed(None, name, ip).await;
+            g.failed(name, ip).await;
         }
-        assert!(g.check(None, "dave", ip).await.is_err());
-        g.check(None, "dave", "10.0.0.8".parse().unwrap())
-            .await
-            .unwrap();
+        assert!(g.check("dave", ip).await.is_err());
+        g.check("dave", "10.0.0.8".parse().unwrap()).await.unwrap();
     }
 }

@@ -1,23 +1,46 @@
-//! Per-user and per-address limits: message rate, read receipts, group
-//! changes, connections per user, login attempts and registrations. Rates
-//! are token buckets (`governor`), kept in memory on this node; the
-//! configurable ones can be switched off with 0 (the read receipt rate is
-//! fixed). Failed logins are counted in [`login`]. Every refusal is logged
-//! at info with its kind and key (user id or address).
+//! Every rate limit, in one vocabulary. A limit is asked here, and this
+//! module alone decides whether the cluster is consulted:
+//!
+//! - **per node**: a token bucket (`governor`) in this process's memory;
+//! - **cluster-wide**: counted in Redis (the Lua scripts in `cluster.rs`,
+//!   called only from here) so every node sees the same; when Redis cannot
+//!   answer, the per-node limit still applies;
+//! - **per socket**: a bucket the socket holds in its extensions, made at
+//!   its first use so idle connections hold none.
+//!
+//! | limit | scope | asked in |
+//! |---|---|---|
+//! | messages per user (`--message-rate`, `--message-burst`) | per node on arrival ([`Limits::message_here`]); cluster-wide per batch ([`Limits::messages_everywhere`]) | `realtime/message.rs`; `chat/writer.rs` |
+//! | read receipts per user ([`READS_PER_SECOND`], [`READ_BURST`]) | per node ([`Limits::read`]) | `realtime/read.rs` |
+//! | group changes per user (`--group-changes-per-minute`) | per node ([`Limits::group_change`]) | `http/groups.rs` |
+//! | registrations per address (`--registrations-per-ip`) | per node ([`Limits::register`]) | `http/auth.rs` |
+//! | failed logins per address, username and pair ([`login`]) | cluster-wide, per node while Redis is away ([`Limits::login`]) | `http/auth.rs` |
+//! | connections per user (`--max-connections-per-user`) | per node, then cluster-wide ([`Limits::connect`]) | `realtime/mod.rs` (handshake) |
+//! | typing events per socket ([`typing::BURST`], [`typing::PER_SECOND`]) | per socket ([`TypingBucket`]) | `realtime/typing.rs` |
+//!
+//! The configurable limits are switched off with 0 (the read receipt and
+//! typing rates are fixed). Every refusal is a [`Limited`] (`rate_limited`
+//! on the wire, with when to retry) and is logged at info with its kind
+//! and key (user id or address). This module imports nothing from `chat`:
+//! the writer calls it, and `chat` turns a [`Limited`] into a `ChatError`.
 
 pub mod login;
+mod typing;
+
+pub use typing::TypingBucket;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::chat::ChatError;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::store::UserId;
 
@@ -26,6 +49,28 @@ pub const READ_BURST: u32 = 50;
 /// Read receipts per second one user may sustain: each costs a few
 /// database queries, so one user cannot take the pool from everyone.
 pub const READS_PER_SECOND: u32 = 10;
+
+/// A refusal: what the limit is, and when the next try may pass. `chat`
+/// turns it into `ChatError::RateLimited` (HTTP sends `retry_after` as
+/// `Retry-After`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Limited {
+    pub message: String,
+    pub retry_after: Duration,
+}
+
+impl Limited {
+    /// The message says what the limit is, and when to retry (at least a
+    /// millisecond away).
+    pub fn new(what: impl std::fmt::Display, retry_after: Duration) -> Self {
+        let retry_after = retry_after.max(Duration::from_millis(1));
+        Limited {
+            message: format!("{what}; retry in {} ms", retry_after.as_millis()),
+            retry_after,
+        }
+    }
+}
 
 /// How often idle buckets are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -49,12 +94,12 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> Bucket<K> {
 
     /// Takes one token for `key`, or answers `rate_limited` with how
     /// long until one is free.
-    fn take(&self, key: &K) -> Result<(), ChatError> {
+    fn take(&self, key: &K) -> Result<(), Limited> {
         match &self.limiter {
             None => Ok(()),
             Some(l) => l.check_key(key).map_err(|until| {
                 tracing::info!(kind = self.kind, key = %key, "rate limited");
-                ChatError::rate_limited(
+                Limited::new(
                     &self.describe,
                     until.wait_time_from(DefaultClock::default().now()),
                 )
@@ -70,9 +115,12 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> Bucket<K> {
     }
 }
 
-/// The limits of one node.
+/// Every limit of one node, and its link to the others' counts.
 pub struct Limits {
     messages: Bucket<UserId>,
+    /// The message rate and burst, for the cluster-wide buckets.
+    message_rate: u32,
+    message_burst: u32,
     reads: Bucket<UserId>,
     group_changes: Bucket<UserId>,
     /// Failed logins (see [`login`]).
@@ -80,10 +128,51 @@ pub struct Limits {
     register_ip: Bucket<IpAddr>,
     max_connections: u32,
     connections: Mutex<HashMap<UserId, u32>>,
+    /// Set when this node is one of several: the cluster-wide limits apply.
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// The cluster-wide message grants of one batch of sends: how many each
+/// sender may still send. Allows everything when no cluster-wide limit
+/// applies or Redis could not answer (the per-node limit still did).
+pub struct MessageGrants {
+    granted: Option<HashMap<UserId, u32>>,
+    rate: u32,
+    burst: u32,
+}
+
+impl MessageGrants {
+    /// One send of `user`'s from the batch's grants.
+    pub fn take(&mut self, user: UserId) -> Result<(), Limited> {
+        let Some(granted) = self.granted.as_mut() else {
+            return Ok(());
+        };
+        match granted.get_mut(&user) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Ok(())
+            }
+            _ => {
+                tracing::info!(
+                    kind = "message",
+                    key = user,
+                    "rate limited (over all nodes)"
+                );
+                Err(Limited::new(
+                    format_args!(
+                        "at most {} messages a second (bursts of {}) over all nodes",
+                        self.rate, self.burst
+                    ),
+                    Duration::from_secs_f64(1.0 / f64::from(self.rate.max(1))),
+                ))
+            }
+        }
+    }
 }
 
 impl Limits {
-    pub fn new(config: &Config) -> Self {
+    /// The limits of `config`; with `cluster`, the cluster-wide ones too.
+    pub fn new(config: &Config, cluster: Option<Arc<Cluster>>) -> Self {
         let burst = NonZeroU32::new(config.message_burst).unwrap_or(NonZeroU32::MIN);
         let messages = NonZeroU32::new(config.message_rate)
             .map(|rate| Quota::per_second(rate).allow_burst(burst));
@@ -118,7 +207,9 @@ impl Limits {
                     config.message_rate, config.message_burst
                 ),
             ),
-            login: login::LoginGuard::new(config),
+            message_rate: config.message_rate,
+            message_burst: config.message_burst,
+            login: login::LoginGuard::new(config, cluster.clone()),
             register_ip: Bucket::new(
                 "register",
                 per_minute(config.registrations_per_ip),
@@ -129,42 +220,96 @@ impl Limits {
             ),
             max_connections: config.max_connections_per_user,
             connections: Mutex::new(HashMap::new()),
+            cluster,
         }
     }
 
-    /// One message from `user`.
-    pub fn message(&self, user: UserId) -> Result<(), ChatError> {
+    /// One message from `user`, on this node (asked as it arrives).
+    pub fn message_here(&self, user: UserId) -> Result<(), Limited> {
         self.messages.take(&user)
     }
 
+    /// The cluster-wide grants for a batch of sends by `senders` (one
+    /// entry per send): one Redis call for the whole batch, and nothing
+    /// at all (no allocation: this is the writer's hot path) on a single
+    /// node or with the message limit off.
+    pub async fn messages_everywhere(
+        &self,
+        senders: impl Iterator<Item = UserId>,
+    ) -> MessageGrants {
+        let mut grants = MessageGrants {
+            granted: None,
+            rate: self.message_rate,
+            burst: self.message_burst,
+        };
+        let Some(cluster) = self.cluster.as_ref().filter(|_| self.message_rate > 0) else {
+            return grants;
+        };
+        let mut wants: HashMap<UserId, u32> = HashMap::new();
+        for sender in senders {
+            *wants.entry(sender).or_default() += 1;
+        }
+        let wants: Vec<(UserId, u32)> = wants.into_iter().collect();
+        let keyed: Vec<(String, u32)> = wants
+            .iter()
+            .map(|&(user, n)| (format!("msg:{user}"), n))
+            .collect();
+        let granted = cluster
+            .take_tokens(&keyed, f64::from(self.message_rate), self.message_burst)
+            .await;
+        grants.granted =
+            granted.map(|granted| wants.iter().map(|&(u, _)| u).zip(granted).collect());
+        grants
+    }
+
     /// One read receipt from `user`.
-    pub fn read(&self, user: UserId) -> Result<(), ChatError> {
+    pub fn read(&self, user: UserId) -> Result<(), Limited> {
         self.reads.take(&user)
     }
 
     /// One group change (create, add or remove a member) by `user`.
-    pub fn group_change(&self, user: UserId) -> Result<(), ChatError> {
+    pub fn group_change(&self, user: UserId) -> Result<(), Limited> {
         self.group_changes.take(&user)
     }
 
     /// One registration from `ip`.
-    pub fn register(&self, ip: IpAddr) -> Result<(), ChatError> {
+    pub fn register(&self, ip: IpAddr) -> Result<(), Limited> {
         self.register_ip.take(&ip)
     }
 
     /// Counts a new connection of `user`, unless they hold the most
-    /// allowed already. Every `Ok` is paired with one [`Limits::disconnected`].
-    pub fn connect(&self, user: UserId) -> Result<(), ChatError> {
+    /// allowed already: on this node, then (in a cluster) on all nodes,
+    /// as `count_everywhere` answers (awaited only in a cluster). Every
+    /// `Ok` is paired with one [`Limits::disconnected`].
+    pub async fn connect(
+        &self,
+        user: UserId,
+        count_everywhere: impl Future<Output = usize>,
+    ) -> Result<(), Limited> {
+        self.connect_here(user)?;
+        if self.cluster.is_some() && count_everywhere.await >= self.max_connections as usize {
+            self.disconnected(user);
+            return Err(self.too_many_connections());
+        }
+        Ok(())
+    }
+
+    /// Counts a new connection of `user` on this node.
+    fn connect_here(&self, user: UserId) -> Result<(), Limited> {
         let mut counts = self.connections.lock().unwrap();
         let n = counts.entry(user).or_insert(0);
         if *n >= self.max_connections {
-            return Err(ChatError::RateLimited {
-                message: format!("at most {} connections per user", self.max_connections),
-                retry_after: Duration::from_secs(1),
-            });
+            return Err(self.too_many_connections());
         }
         *n += 1;
         Ok(())
+    }
+
+    fn too_many_connections(&self) -> Limited {
+        Limited {
+            message: format!("at most {} connections per user", self.max_connections),
+            retry_after: Duration::from_secs(1),
+        }
     }
 
     /// A connection counted by [`Limits::connect`] ended.
@@ -221,54 +366,63 @@ mod tests {
 
     #[test]
     fn message_burst_then_limited_per_user() {
-        let limits = Limits::new(&config(&["--message-rate", "1", "--message-burst", "3"]));
+        let limits = Limits::new(
+            &config(&["--message-rate", "1", "--message-burst", "3"]),
+            None,
+        );
         for _ in 0..3 {
-            limits.message(1).unwrap();
+            limits.message_here(1).unwrap();
         }
-        let e = limits.message(1).unwrap_err();
-        assert!(matches!(e, ChatError::RateLimited { .. }), "{e:?}");
+        let e = limits.message_here(1).unwrap_err();
+        assert!(e.retry_after > Duration::ZERO, "{e:?}");
         assert!(e.to_string().contains("retry in"), "{e}");
         // Another user has their own bucket.
-        limits.message(2).unwrap();
+        limits.message_here(2).unwrap();
     }
 
     #[test]
     fn zero_switches_the_message_limit_off() {
-        let limits = Limits::new(&config(&["--message-rate", "0", "--message-burst", "1"]));
+        let limits = Limits::new(
+            &config(&["--message-rate", "0", "--message-burst", "1"]),
+            None,
+        );
         for _ in 0..10_000 {
-            limits.message(1).unwrap();
+            limits.message_here(1).unwrap();
         }
     }
 
     #[test]
     fn connections_are_counted_and_released() {
-        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]));
-        limits.connect(7).unwrap();
-        limits.connect(7).unwrap();
-        assert!(limits.connect(7).is_err());
-        limits.connect(8).unwrap();
+        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]), None);
+        limits.connect_here(7).unwrap();
+        limits.connect_here(7).unwrap();
+        assert!(limits.connect_here(7).is_err());
+        limits.connect_here(8).unwrap();
         limits.disconnected(7);
-        limits.connect(7).unwrap();
+        limits.connect_here(7).unwrap();
     }
 
     #[test]
     fn closing_one_of_two_connections_keeps_the_other_counted() {
-        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]));
-        limits.connect(7).unwrap();
-        limits.connect(7).unwrap();
+        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]), None);
+        limits.connect_here(7).unwrap();
+        limits.connect_here(7).unwrap();
         limits.disconnected(7);
-        limits.connect(7).unwrap();
-        assert!(limits.connect(7).is_err(), "two are held again");
+        limits.connect_here(7).unwrap();
+        assert!(limits.connect_here(7).is_err(), "two are held again");
         // Disconnecting a user with none held changes nothing.
         limits.disconnected(9);
-        limits.connect(9).unwrap();
+        limits.connect_here(9).unwrap();
     }
 
     #[test]
     fn sweeping_forgets_buckets_that_are_full_again() {
-        let limits = Limits::new(&config(&["--message-rate", "1000", "--message-burst", "1"]));
+        let limits = Limits::new(
+            &config(&["--message-rate", "1000", "--message-burst", "1"]),
+            None,
+        );
         for user in 0..50 {
-            limits.message(user).unwrap();
+            limits.message_here(user).unwrap();
         }
         let held = || limits.messages.limiter.as_ref().unwrap().len();
         assert_eq!(held(), 50);
@@ -279,14 +433,14 @@ mod tests {
 
     #[test]
     fn registrations_are_limited_per_address() {
-        let limits = Limits::new(&config(&["--registrations-per-ip", "2"]));
+        let limits = Limits::new(&config(&["--registrations-per-ip", "2"]), None);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         limits.register(a).unwrap();
         limits.register(a).unwrap();
         assert!(limits.register(a).is_err(), "third from a");
         limits.register(b).unwrap();
-        let off = Limits::new(&config(&["--registrations-per-ip", "0"]));
+        let off = Limits::new(&config(&["--registrations-per-ip", "0"]), None);
         assert!((0..100).all(|_| off.register(a).is_ok()));
     }
 }

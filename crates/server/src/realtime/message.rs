@@ -50,7 +50,13 @@ impl<A: Adapter> MessageHandler<A, Ordered> for SendHandler {
         let max = self.app.chat.max_message_chars();
         let parsed = data
             .and_then(|raw| SendRequest::parse(raw, user, max))
-            .and_then(|req| self.app.limits.message(user).map(|()| req));
+            .and_then(|req| {
+                self.app
+                    .limits
+                    .message_here(user)
+                    .map(|()| req)
+                    .map_err(ChatError::from)
+            });
         match parsed {
             Ok(req) => self.app.chat.send(
                 req,

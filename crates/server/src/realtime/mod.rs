@@ -309,17 +309,10 @@ async fn set_up<A: Adapter>(
         return Err(Refusal(format!("{}: {e}", e.code())));
     }
     // Counted last: nothing below fails, and `on_disconnect` uncounts.
-    if let Err(e) = app.limits.connect(user) {
+    let everywhere = sockets_of(&app, &socket, user);
+    if let Err(e) = app.limits.connect(user, everywhere).await {
+        let e = ChatError::from(e);
         return Err(Refusal(format!("{}: {e}", e.code())));
-    }
-    if app.chat.cluster().is_some() {
-        let max = app.config.max_connections_per_user as usize;
-        if sockets_of(&app, &socket, user).await >= max {
-            app.limits.disconnected(user);
-            return Err(Refusal(format!(
-                "rate_limited: at most {max} connections per user"
-            )));
-        }
     }
     socket.extensions.insert(Arc::new(Held {
         app: app.clone(),

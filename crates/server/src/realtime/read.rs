@@ -22,7 +22,7 @@ pub async fn on_read<A: Adapter>(
         Err(e) => return answer_error(ack, e),
     };
     if let Err(e) = app.limits.read(user) {
-        return answer_error(ack, e);
+        return answer_error(ack, e.into());
     }
     match app.chat.mark_read(user, target, input.seq).await {
         Err(e) => answer_error(ack, e),

@@ -1,14 +1,11 @@
 //! The `typing` event: relayed to the other participants, never stored.
 //!
-//! Each socket may send a burst of [`BURST`] typing events and then
-//! [`PER_SECOND`] a second; beyond that it is answered `rate_limited`, so a
-//! stuck client cannot flood a group. The server does not time indicators
+//! Each socket may send a burst of typing events and then a few a second
+//! ([`TypingBucket`], in `limits`); beyond that it is answered
+//! `rate_limited`, so a stuck client cannot flood a group. The server does not time indicators
 //! out itself: clients repeat `typing: true` every few seconds while the
 //! user types, and receivers treat an indicator not repeated within 6
 //! seconds as stopped (the rule is in the README for client authors).
-
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use palaver_protocol::{events, Ack, Typing, TypingInput};
 use socketioxide::adapter::Adapter;
@@ -16,37 +13,7 @@ use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
 use super::{answer_error, conversation_event, user_room};
 use crate::app::App;
-use crate::chat::ChatError;
-
-/// Typing events a socket may send at once.
-pub const BURST: f64 = 10.0;
-/// Typing events per second a socket may sustain.
-pub const PER_SECOND: f64 = 5.0;
-
-/// A token bucket, one per socket (kept in the socket's extensions).
-#[derive(Clone)]
-pub struct TypingBucket(Arc<Mutex<(f64, Instant)>>);
-
-impl Default for TypingBucket {
-    fn default() -> Self {
-        TypingBucket(Arc::new(Mutex::new((BURST, Instant::now()))))
-    }
-}
-
-impl TypingBucket {
-    fn take(&self) -> bool {
-        let mut b = self.0.lock().unwrap();
-        let now = Instant::now();
-        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * PER_SECOND).min(BURST);
-        b.1 = now;
-        if b.0 >= 1.0 {
-            b.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
+use crate::limits::TypingBucket;
 
 pub async fn on_typing<A: Adapter>(
     socket: SocketRef<A>,
@@ -65,15 +32,8 @@ pub async fn on_typing<A: Adapter>(
         socket.extensions.insert(fresh.clone());
         fresh
     });
-    if !bucket.take() {
-        tracing::info!(kind = "typing", key = user, "rate limited");
-        return answer_error(
-            ack,
-            ChatError::rate_limited(
-                format_args!("at most {PER_SECOND} typing events a second"),
-                std::time::Duration::from_secs_f64(1.0 / PER_SECOND),
-            ),
-        );
+    if let Err(e) = bucket.take(user) {
+        return answer_error(ack, e.into());
     }
     match app.chat.typing_recipients(user, target).await {
         Err(e) => answer_error(ack, e),

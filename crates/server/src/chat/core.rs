@@ -1,0 +1,136 @@
+//! What the writer and the request paths share: [`Core`] (the store, the
+//! caches in front of it, the settings) and the cached group rosters it
+//! answers "who takes part in this conversation?" from.
+//!
+//! A roster is cached per group ([`Directory`]); where other nodes may
+//! change groups in the same database, a cached roster expires (see
+//! [`SHARED_ROSTER_MAX_AGE`] and `cluster::ROSTER_MAX_AGE`) and a sender
+//! missing from it is looked up again before being refused.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::directory::{Directory, Roster};
+use super::presence::Presence;
+use super::{ChatError, Target};
+use crate::cluster::Cluster;
+use crate::limits::Limits;
+use crate::store::{GroupId, Store, UserId};
+
+/// Longest a node trusts a cached roster on a MySQL/MariaDB or PostgreSQL
+/// database without Redis, where other nodes sharing the database cannot
+/// say when they change a group (in a cluster: `cluster::ROSTER_MAX_AGE`).
+pub const SHARED_ROSTER_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the writer and the request paths share.
+pub(crate) struct Core {
+    pub store: Box<dyn Store>,
+    pub directory: Directory,
+    pub presence: Presence,
+    pub settings: Settings,
+    /// Whether other nodes may change groups in this node's database, so
+    /// that a cached roster may be stale.
+    pub shared: bool,
+    /// Who else is online, across nodes (set by the Socket.IO side).
+    pub online: std::sync::OnceLock<Arc<dyn OnlineLookup>>,
+}
+
+/// How the chat service runs.
+#[derive(Clone)]
+pub struct Settings {
+    pub max_message_chars: usize,
+    /// Least time between the starts of two batches (`--batch-interval-ms`).
+    pub batch_interval: std::time::Duration,
+    /// Set when this node is one of several (`--redis-url`).
+    pub cluster: Option<Arc<Cluster>>,
+    /// Every rate limit; the writer asks it for the cluster-wide message
+    /// grants of each batch.
+    pub limits: Arc<Limits>,
+}
+
+/// Answers which of some users have a socket on any node.
+pub trait OnlineLookup: Send + Sync {
+    fn online(&self, users: Vec<UserId>) -> BoxFuture<'static, HashSet<UserId>>;
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Core {
+    pub async fn user_exists(&self, id: UserId) -> Result<bool, ChatError> {
+        if self.directory.knows_user(id) {
+            return Ok(true);
+        }
+        let found = self.store.user(id).await?.is_some();
+        if found {
+            self.directory.add_user(id);
+        }
+        Ok(found)
+    }
+
+    /// Checks that `user` takes part in `target`'s conversation (the peer
+    /// exists; or the group exists and `user` is a member) and returns
+    /// every participant, `user` included.
+    pub async fn participants(
+        &self,
+        user: UserId,
+        target: Target,
+    ) -> Result<Vec<UserId>, ChatError> {
+        match target {
+            Target::Private(peer) => {
+                if !self.user_exists(peer).await? {
+                    return Err(ChatError::no_such_user(peer));
+                }
+                Ok(if peer == user {
+                    vec![peer]
+                } else {
+                    vec![user, peer]
+                })
+            }
+            Target::Group(g) => {
+                let mut roster = self
+                    .roster(g)
+                    .await?
+                    .ok_or_else(|| ChatError::no_such_group(g))?;
+                if roster.role(user).is_none() && self.shared {
+                    // Another node may have just added them: ask the
+                    // database. The cached roster is replaced, not dropped:
+                    // a non-member who keeps trying must not make everyone
+                    // else's sends wait for it to be read again.
+                    roster = self
+                        .load_roster(g)
+                        .await?
+                        .ok_or_else(|| ChatError::no_such_group(g))?;
+                }
+                if roster.role(user).is_none() {
+                    return Err(ChatError::not_a_member(g));
+                }
+                Ok(roster.ids().to_vec())
+            }
+        }
+    }
+
+    /// The group's roster (cached), or `None` for an unknown group.
+    async fn roster(&self, group: GroupId) -> Result<Option<Arc<Roster>>, ChatError> {
+        if let Some(r) = self.directory.roster(group) {
+            return Ok(Some(r));
+        }
+        self.load_roster(group).await
+    }
+
+    /// Reads the group's roster from the database and caches it (`None`
+    /// for an unknown group).
+    async fn load_roster(&self, group: GroupId) -> Result<Option<Arc<Roster>>, ChatError> {
+        let generation = self.directory.roster_generation();
+        if self.store.group(group).await?.is_none() {
+            return Ok(None);
+        }
+        let members = self.store.members(group).await?;
+        let roster = Arc::new(Roster::new(members.iter().map(|m| (m.user_id, m.role))));
+        self.directory.put_roster(group, roster.clone(), generation);
+        Ok(Some(roster))
+    }
+}

@@ -1,0 +1,138 @@
+//! Messages: queueing a send for the writer (and draining the queue at
+//! shutdown), history, read positions, typing recipients and the
+//! conversation list. Sends are committed by [`super::writer`]; the rest
+//! is read here, each after checking the caller takes part.
+
+use std::sync::atomic::Ordering;
+
+use palaver_protocol::{ConversationSummary, MessagePage};
+use tokio::sync::mpsc;
+
+use super::writer::{Job, Queued};
+use super::{Chat, ChatError, ListCursor, ListPage, Respond, SendRequest, Target};
+use crate::store::{ConversationsPage, Page, ReadOutcome, UserId};
+
+/// Largest history page.
+pub const MAX_PAGE: u32 = 200;
+/// History page size when none is asked for.
+pub const DEFAULT_PAGE: u32 = 50;
+/// Most conversations listed when no page is asked for (the v1 list).
+pub const MAX_CONVERSATIONS: u32 = 1000;
+
+impl Chat {
+    /// Queues a send for the writer. Sends are committed, answered and
+    /// delivered in the order they were queued. When the queue is full the
+    /// send is answered `unavailable` at once.
+    pub fn send(&self, req: SendRequest, respond: Box<dyn Respond>) {
+        let job = Job {
+            req,
+            respond,
+            queued: tokio::time::Instant::now(),
+        };
+        let refused = if self.closing.load(Ordering::Acquire) {
+            Some((job, "server is shutting down, nothing was stored; retry"))
+        } else {
+            match self.sends.try_send(Queued::Send(job)) {
+                Ok(()) => None,
+                Err(
+                    mpsc::error::TrySendError::Full(Queued::Send(job))
+                    | mpsc::error::TrySendError::Closed(Queued::Send(job)),
+                ) => Some((job, "server is busy, nothing was stored; retry")),
+                Err(_) => None,
+            }
+        };
+        if let Some((job, why)) = refused {
+            tokio::spawn(job.respond.respond(Err(ChatError::Unavailable(why.into()))));
+        }
+    }
+
+    /// For shutdown: refuses new sends and returns once every send queued
+    /// before has been committed (or refused) and answered.
+    pub async fn drain(&self) {
+        self.closing.store(true, Ordering::Release);
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.sends.send(Queued::Barrier(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// A page of history (see `Page`); the limit is clamped to [`MAX_PAGE`].
+    pub async fn history(
+        &self,
+        user: UserId,
+        target: Target,
+        mut page: Page,
+    ) -> Result<MessagePage, ChatError> {
+        self.core.participants(user, target).await?;
+        page.limit = page.limit.clamp(1, MAX_PAGE);
+        let (messages, has_more) = self
+            .core
+            .store
+            .messages(target.conversation(user), page)
+            .await?;
+        Ok(MessagePage { messages, has_more })
+    }
+
+    /// Moves the user's read position forward to `seq`. Returns the position
+    /// and, when it moved, the participants to tell.
+    pub async fn mark_read(
+        &self,
+        user: UserId,
+        target: Target,
+        seq: i64,
+    ) -> Result<(i64, Option<Vec<UserId>>), ChatError> {
+        if seq < 0 {
+            return Err(ChatError::invalid("seq must be ≥ 0"));
+        }
+        let participants = self.core.participants(user, target).await?;
+        match self
+            .core
+            .store
+            .mark_read(user, target.conversation(user), seq)
+            .await?
+        {
+            ReadOutcome::Moved { read_seq, moved } => Ok((read_seq, moved.then_some(participants))),
+            ReadOutcome::BeyondLast { last_seq } => Err(ChatError::invalid(format!(
+                "seq {seq} is beyond the conversation's last message ({last_seq})"
+            ))),
+        }
+    }
+
+    /// Who a typing indicator goes to: the other participants.
+    pub async fn typing_recipients(
+        &self,
+        user: UserId,
+        target: Target,
+    ) -> Result<Vec<UserId>, ChatError> {
+        let mut others = self.core.participants(user, target).await?;
+        others.retain(|&u| u != user);
+        Ok(others)
+    }
+
+    /// A page of the user's conversations, most recent first, and the
+    /// cursor of the next page when more follow. Without a page: the v1
+    /// list, the first [`MAX_CONVERSATIONS`].
+    pub async fn conversations(
+        &self,
+        user: UserId,
+        page: Option<ListPage>,
+    ) -> Result<(Vec<ConversationSummary>, Option<ListCursor>), ChatError> {
+        let page = page.map_or(
+            ConversationsPage {
+                after: None,
+                limit: MAX_CONVERSATIONS,
+            },
+            ListPage::store_page,
+        );
+        let (mut list, next) = self.core.store.conversations(user, page).await?;
+        let private = |c: &ConversationSummary| {
+            c.conversation_type == palaver_protocol::ConversationType::Private
+        };
+        let peers = list.iter().filter(|c| private(c)).map(|c| c.receiver_id);
+        let online = self.online_among(peers.collect()).await;
+        for c in list.iter_mut().filter(|c| private(c)) {
+            c.online = Some(online.contains(&c.receiver_id));
+        }
+        Ok((list, next.map(ListCursor)))
+    }
+}
