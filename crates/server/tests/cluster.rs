@@ -12,23 +12,16 @@
 
 mod support;
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "support/node.rs"]
-mod node;
-
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use helpers::{Backend, TestDb};
-use node::{history, Node};
 use palaver_client::Client;
 use palaver_protocol::Message;
 use serde_json::{json, Value};
+use support::db::{Backend, TestDb};
 use support::harness;
+use support::process::{history, Node};
 
 const WAIT: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(400);
@@ -321,12 +314,7 @@ async fn presence_and_connection_limits_span_nodes(backend: Backend) {
 
 /// Sends `signal` (STOP, CONT) to a node's process.
 fn signal(node: &Node, signal: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(node.child.id().to_string())
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{signal} failed");
+    node.signal(signal);
 }
 
 /// Resumes a stopped node even when the test fails half-way.
@@ -446,8 +434,7 @@ async fn a_killed_nodes_clients_reconnect_elsewhere_and_catch_up(backend: Backen
     let mut seen = 0;
     for i in 0..200 {
         if i == 100 {
-            c.nodes[0].child.kill().unwrap();
-            c.nodes[0].child.wait().unwrap();
+            c.nodes[0].kill();
         }
         acked.push(send_ok(&a2, private(bob, &format!("m{i}"))).await);
         if i < 100 {

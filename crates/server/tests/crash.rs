@@ -49,15 +49,10 @@
 
 mod support;
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,13 +60,14 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use helpers::{Backend, TestDb};
 use palaver_client::Client;
 use palaver_protocol::{ConversationType, Message, MessagePage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use support::db::{Backend, TestDb};
 use support::harness;
+use support::process::{Node, Spawn};
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// The two backend tests each want both cores: one at a time.
@@ -129,181 +125,26 @@ impl Plan {
     }
 }
 
-/// A `palaver serve` process that can be killed and restarted on the same
-/// port and database.
-struct Server {
-    child: Option<Child>,
-    addr: SocketAddr,
-    db_url: String,
-    secret: String,
-    /// Flags beyond the basics (e.g. lifting a per-user rate limit).
-    extra: Vec<String>,
-    /// Every incarnation's stderr, appended, for the failure report.
-    log: PathBuf,
-    http: reqwest::Client,
-}
-
-impl Server {
-    async fn start(db_url: &str, log: PathBuf) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Server {
-            child: None,
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            db_url: db_url.to_string(),
-            secret: palaver::auth::random_secret(),
-            extra: rate_limit_off(),
-            log,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-        };
-        server.restart().await;
-        server
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_palaver"))
-            .args(["serve", "--listen", &self.addr.to_string()])
-            .args(["--database-url", &self.db_url])
-            .args(["--jwt-secret", &self.secret])
-            .args(&self.extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start palaver");
-        self.child = Some(child);
-    }
-
-    /// Starts a process and waits until it answers `/healthz` with 200.
-    async fn restart(&mut self) {
-        let started = Instant::now();
-        self.spawn();
-        loop {
-            if self.health().await == 200 {
-                return;
-            }
-            // A process that exited (e.g. the port not yet free) is retried.
-            let child = self.child.as_mut().expect("a process");
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(
-                    started.elapsed() < START_TIMEOUT,
-                    "palaver keeps exiting ({status}); log:\n{}",
-                    self.log_tail()
-                );
-                self.spawn();
-            }
-            assert!(
-                started.elapsed() < START_TIMEOUT,
-                "palaver did not become healthy; log:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// A conversation's full history, paged with `afterSeq`.
+async fn history(server: &Node, token: &str, conv: Conv) -> Vec<Message> {
+    let (kind, receiver) = conv.addressed_by_first();
+    let mut all: Vec<Message> = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, body) = server
+            .get(
+                &format!("/api/messages?conversationType={kind}&receiverId={receiver}&afterSeq={after}&limit=200"),
+                token,
+            )
+            .await;
+        assert_eq!(status, 200, "history of {conv:?}: {body}");
+        let page: MessagePage = serde_json::from_value(body).expect("a message page");
+        let n = page.messages.len();
+        all.extend(page.messages);
+        after = all.last().map_or(after, |m| m.seq);
+        if !page.has_more || n == 0 {
+            return all;
         }
-    }
-
-    /// SIGKILL, and reap the process.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
-        }
-    }
-
-    async fn health(&self) -> u16 {
-        match self
-            .http
-            .get(format!("http://{}/healthz", self.addr))
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await
-        {
-            Ok(r) => r.status().as_u16(),
-            Err(_) => 0,
-        }
-    }
-
-    async fn register(&self, name: &str) -> (i64, String) {
-        let r = self
-            .http
-            .post(format!("http://{}/api/auth/register", self.addr))
-            .json(&json!({"username": name, "password": "correct horse"}))
-            .send()
-            .await
-            .expect("register");
-        let status = r.status().as_u16();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, 201, "register {name}: {body}");
-        (
-            body["user"]["id"].as_i64().unwrap(),
-            body["token"].as_str().unwrap().to_string(),
-        )
-    }
-
-    async fn create_group(&self, token: &str, members: &[i64]) -> i64 {
-        let r = self
-            .http
-            .post(format!("http://{}/api/groups", self.addr))
-            .bearer_auth(token)
-            .json(&json!({"name": "crash", "memberIds": members}))
-            .send()
-            .await
-            .expect("create group");
-        let status = r.status().as_u16();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, 201, "create group: {body}");
-        body["id"].as_i64().unwrap()
-    }
-
-    /// A conversation's full history, paged with `afterSeq`.
-    async fn history(&self, token: &str, conv: Conv) -> Vec<Message> {
-        let (kind, receiver) = conv.addressed_by_first();
-        let mut all: Vec<Message> = Vec::new();
-        let mut after = 0;
-        loop {
-            let r = self
-                .http
-                .get(format!(
-                    "http://{}/api/messages?conversationType={kind}&receiverId={receiver}&afterSeq={after}&limit=200",
-                    self.addr
-                ))
-                .bearer_auth(token)
-                .send()
-                .await
-                .expect("history");
-            let status = r.status().as_u16();
-            let body: Value = r.json().await.unwrap_or(Value::Null);
-            assert_eq!(status, 200, "history of {conv:?}: {body}");
-            let page: MessagePage = serde_json::from_value(body).expect("a message page");
-            let n = page.messages.len();
-            all.extend(page.messages);
-            after = all.last().map_or(after, |m| m.seq);
-            if !page.has_more || n == 0 {
-                return all;
-            }
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -751,16 +592,21 @@ async fn acked_messages_survive_sigkill_exactly_once(backend: Backend, label: &s
     let test_started = Instant::now();
     let db = TestDb::new(backend).await;
     let logdir = tempfile::tempdir().expect("tempdir");
-    let mut server = Server::start(&db.url, logdir.path().join("palaver.log")).await;
+    let mut server = Spawn::new(&db.url, &palaver::auth::random_secret())
+        .args(&rate_limit_off())
+        .log(&logdir.path().join("palaver.log"))
+        .http_timeout(Duration::from_secs(30))
+        .start()
+        .await;
     let addr = server.addr;
 
     // Users 2i and 2i+1 talk privately; everyone is in one group.
     let users: Vec<(i64, String)> = futures_util::future::join_all(
-        (0..plan.users).map(|i| server.register_owned(format!("crash_{i}"))),
+        (0..plan.users).map(|i| register_owned(&server, format!("crash_{i}"))),
     )
     .await;
     let ids: Vec<i64> = users.iter().map(|(id, _)| *id).collect();
-    let group = server.create_group(&users[0].1, &ids[1..]).await;
+    let group = server.create_group(&users[0].1, "crash", &ids[1..]).await;
 
     let shared = Arc::new(Shared::default());
     let period = Duration::from_secs_f64(plan.users as f64 / plan.rate as f64);
@@ -809,7 +655,7 @@ async fn acked_messages_survive_sigkill_exactly_once(backend: Backend, label: &s
     let drain = drain_started.elapsed();
     // The history of every conversation, read once.
     let mut stored = BTreeMap::new();
-    let group_history = server.history(&users[0].1, Conv::Group(group)).await;
+    let group_history = history(&server, &users[0].1, Conv::Group(group)).await;
     stored.insert(Conv::Group(group), group_history);
     for pair in users.chunks(2) {
         let conv = Conv::private(pair[0].0, pair[1].0);
@@ -818,7 +664,7 @@ async fn acked_messages_survive_sigkill_exactly_once(backend: Backend, label: &s
         } else {
             &pair[1].1
         };
-        let history = server.history(token, conv).await;
+        let history = history(&server, token, conv).await;
         stored.insert(conv, history);
     }
     let (figures, notes) = check(&sent, &stored);
@@ -897,7 +743,7 @@ async fn acked_messages_survive_sigkill_exactly_once(backend: Backend, label: &s
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join("\n"),
-            server.log_tail()
+            server.log_tail(30)
         );
     }
     assert!(figures.sent > 0, "nothing was sent");
@@ -911,11 +757,9 @@ async fn acked_messages_survive_sigkill_exactly_once(backend: Backend, label: &s
     assert!(retry_checked > 0);
 }
 
-impl Server {
-    /// [`register`](Self::register) with an owned name, for `join_all`.
-    async fn register_owned(&self, name: String) -> (i64, String) {
-        self.register(&name).await
-    }
+/// [`Node::register`] with an owned name, for `join_all`.
+async fn register_owned(server: &Node, name: String) -> (i64, String) {
+    server.register(&name).await
 }
 
 fn main() {

@@ -5,34 +5,17 @@
 
 mod support;
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "support/node.rs"]
-mod node;
-
 use std::io::Write;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use helpers::{Backend, TestDb};
-use node::Node;
 use serde_json::json;
+use support::db::{Backend, TestDb};
 use support::harness;
+use support::process::Node;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A field of `/proc/<pid>/status`, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-}
 
 /// Sends one text frame of `size` bytes on a fresh Engine.IO WebSocket and
 /// reports how the server answered: "closed" when it ended the connection.
@@ -76,8 +59,7 @@ async fn oversize_frames_close_their_connection_and_memory_stays_bounded() {
     let (_alice, alice_token) = node.register("alice").await;
     let (bob, _) = node.register("bob").await;
     let alice = node.connect(&alice_token).await;
-    let pid = node.child.id();
-    let before = status_kib(pid, "VmHWM:");
+    let before = node.status_kib("VmHWM:");
 
     let mut outcomes = Vec::new();
     for (label, size) in [("2 MiB", 2usize << 20), ("64 MiB", 64 << 20)] {
@@ -100,7 +82,7 @@ async fn oversize_frames_close_their_connection_and_memory_stays_bounded() {
             .unwrap();
         assert_eq!(ack["ok"], true, "{ack}");
     }
-    let after = status_kib(pid, "VmHWM:");
+    let after = node.status_kib("VmHWM:");
     let _ = writeln!(
         std::io::stderr(),
         "oversize: {}; server peak RSS {} KiB before, {} KiB after",
@@ -243,7 +225,7 @@ async fn refusals_are_logged_at_the_default_level_without_secrets() {
     }
     assert!(codes.contains(&"rate_limited".to_string()), "{codes:?}");
     drop(client);
-    signal_term(&mut node);
+    node.terminate().await;
 
     let logs = std::fs::read_to_string(&log).unwrap();
     let has = |needles: &[&str]| logs.lines().any(|l| needles.iter().all(|n| l.contains(n)));
@@ -322,18 +304,7 @@ async fn sigterm_closes_sockets_and_exits_zero() {
     let (_, token) = node.register("alice").await;
     let mut client = node.connect(&token).await;
     let started = std::time::Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &node.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = loop {
-        if let Some(exit) = node.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "still running");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = node.terminate().await;
     assert!(exit.success(), "exit status {exit}");
     let mut closed = false;
     while let Some((name, _)) = client.next_event_timeout(Duration::from_secs(2)).await {
@@ -345,20 +316,6 @@ async fn sigterm_closes_sockets_and_exits_zero() {
         "sigterm: exited 0 after {:?}, socket closed",
         started.elapsed()
     );
-}
-
-/// Sends SIGTERM to a node and waits (at most 15 s) for it to exit.
-fn signal_term(node: &mut Node) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &node.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let started = std::time::Instant::now();
-    while node.child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(15), "still running");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn main() {

@@ -8,19 +8,17 @@
 //! Oversize frames are covered with the frame limit, elsewhere; every
 //! frame here stays under the default limit.
 
+mod support;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-#[allow(dead_code)]
-#[path = "support/node.rs"]
-mod node;
-
 use futures_util::{SinkExt, StreamExt};
-use node::Node;
 use palaver_client::Client;
 use serde_json::{json, Value};
+use support::process::Node;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message as Ws;

@@ -9,12 +9,13 @@
 //! 1.1 GB. The server now reuses a fixed pool of buffers (`auth.rs`), and
 //! this test fails if that stops being true.
 
+mod support;
+
 use std::io::Write;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use serde_json::{json, Value};
+use support::process::{Node, Spawn};
 
 /// Concurrent requests per burst, and bursts of each kind.
 const BURST: usize = 20;
@@ -28,102 +29,42 @@ const HASHES_PER_CORE: u64 = 2;
 const MARGIN_KIB: u64 = 32 * 1024;
 
 /// A `palaver serve` process on a free port with a fresh SQLite database
-/// and every registration and login limit off.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
+/// (in `dir`) and every registration and login limit off.
+async fn start(dir: &Path) -> Node {
+    let db = format!("sqlite://{}", dir.join("memory.db").display());
+    Spawn::new(&db, "memory-test-secret")
+        .args(&[
+            "--registrations-per-ip",
+            "0",
+            "--login-attempts-per-ip",
+            "0",
+            "--login-attempts-per-user",
+            "0",
+        ])
+        .start()
+        .await
 }
 
-impl Server {
-    async fn start(http: &reqwest::Client) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let db = format!("sqlite://{}", dir.path().join("memory.db").display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_palaver"))
-            .args([
-                "serve",
-                "--listen",
-                &addr.to_string(),
-                "--database-url",
-                &db,
-            ])
-            .args(["--jwt-secret", "memory-test-secret"])
-            .args(["--registrations-per-ip", "0"])
-            .args(["--login-attempts-per-ip", "0"])
-            .args(["--login-attempts-per-user", "0"])
-            .env_remove("PALAVER_DATABASE_URL")
-            .env_remove("PALAVER_LISTEN")
-            .env_remove("PALAVER_REDIS_URL")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start palaver");
-        let server = Server {
-            child,
-            addr,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        loop {
-            let health = http
-                .get(format!("http://{}/healthz", server.addr))
-                .send()
-                .await;
-            if health.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    /// The process's resident set, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("VmRSS in /proc/{pid}/status"))
-    }
-
-    /// Posts credentials to `/api/auth/{action}`; the HTTP status.
-    async fn auth(&self, http: &reqwest::Client, action: &str, user: &str, pw: &str) -> u16 {
-        let body: Value = json!({"username": user, "password": pw});
-        http.post(format!("http://{}/api/auth/{action}", self.addr))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Posts credentials to `/api/auth/{action}`; the HTTP status.
+async fn auth(server: &Node, action: &str, user: &str, pw: &str) -> u16 {
+    let body: Value = json!({"username": user, "password": pw});
+    server
+        .http
+        .post(format!("http://{}/api/auth/{action}", server.addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Sends `BURST` requests at once and waits for every answer.
-async fn burst(server: &Server, http: &reqwest::Client, requests: Vec<(&str, String, &str)>) {
+async fn burst(server: &Node, requests: Vec<(&str, String, &str)>) {
     let answers = futures_util::future::join_all(
         requests
             .iter()
-            .map(|(action, user, pw)| server.auth(http, action, user, pw)),
+            .map(|(action, user, pw)| auth(server, action, user, pw)),
     )
     .await;
     for ((action, user, pw), status) in requests.iter().zip(answers) {
@@ -138,17 +79,17 @@ async fn burst(server: &Server, http: &reqwest::Client, requests: Vec<(&str, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_memory_after_bursts_of_password_hashing_is_bounded_by_the_permits() {
-    let http = reqwest::Client::new();
-    let server = Server::start(&http).await;
-    let baseline = server.rss_kib();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let baseline = server.status_kib("VmRSS:");
 
     for b in 0..BURSTS {
         let requests = (0..BURST)
             .map(|i| ("register", format!("user{b}x{i}"), "right password"))
             .collect();
-        burst(&server, &http, requests).await;
+        burst(&server, requests).await;
     }
-    let after_registrations = server.rss_kib();
+    let after_registrations = server.status_kib("VmRSS:");
     // Logins: right and wrong passwords, and unknown users (the dummy hash).
     for b in 0..BURSTS {
         let requests = (0..BURST)
@@ -158,10 +99,10 @@ async fn idle_memory_after_bursts_of_password_hashing_is_bounded_by_the_permits(
                 _ => ("login", format!("ghost{b}x{i}"), "right password"),
             })
             .collect();
-        burst(&server, &http, requests).await;
+        burst(&server, requests).await;
     }
     // Every request has been answered, so every hash is done: the server is idle.
-    let idle = server.rss_kib();
+    let idle = server.status_kib("VmRSS:");
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     // At most this many hashes ever run at once, so at most this many

@@ -11,22 +11,15 @@
 
 mod support;
 
-#[allow(dead_code)]
-#[path = "api/helpers.rs"]
-mod helpers;
-#[allow(dead_code)]
-#[path = "support/node.rs"]
-mod node;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use helpers::{Backend, TestDb};
-use node::{history, Node};
 use palaver_protocol::Message;
 use serde_json::json;
+use support::db::{Backend, TestDb};
 use support::harness::{self, Missing, Trial};
+use support::process::{history, Node};
 
 /// These tests share the machine's database servers: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

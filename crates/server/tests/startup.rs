@@ -2,17 +2,13 @@
 //! checked before anything is written, and each failure is one line that
 //! names the thing, the value given and what to do.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn palaver() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palaver"));
-    cmd.env_remove("PALAVER_DATABASE_URL")
-        .env_remove("PALAVER_LISTEN")
-        .env_remove("PALAVER_REDIS_URL");
-    cmd
-}
+use support::process::{free_port, palaver, Running};
 
 /// The one line a failed start printed.
 fn failure(out: &Output) -> String {
@@ -24,14 +20,6 @@ fn failure(out: &Output) -> String {
     lines[0].to_string()
 }
 
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn sqlite(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("p.db").display())
 }
@@ -39,7 +27,7 @@ fn sqlite(dir: &Path) -> String {
 #[test]
 fn a_start_that_fails_on_redis_has_written_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = closed_port();
+    let port = free_port();
     let out = palaver()
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
         .arg(sqlite(dir.path()))
@@ -107,16 +95,6 @@ fn start_up_errors_name_the_value_and_what_to_do() {
     );
 }
 
-/// A server process, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn healthy(addr: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
@@ -132,7 +110,7 @@ fn healthy(addr: &str) -> bool {
 fn listen_takes_a_port_alone_or_a_host_name() {
     for form in ["port", "localhost:port"] {
         let dir = tempfile::tempdir().unwrap();
-        let port = closed_port();
+        let port = free_port();
         let listen = form.replace("port", &port.to_string());
         let _server = Running(
             palaver()

@@ -1,15 +1,7 @@
 //! The `palaver` binary itself: flags, start-up errors, exit codes.
 
-use std::process::Command;
-
+use crate::support::process::palaver;
 use crate::tests;
-
-fn palaver() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palaver"));
-    cmd.env_remove("PALAVER_DATABASE_URL")
-        .env_remove("PALAVER_LISTEN");
-    cmd
-}
 
 fn one_line_error(out: &std::process::Output) -> String {
     assert!(!out.status.success(), "expected failure");
