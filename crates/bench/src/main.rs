@@ -8,113 +8,22 @@
 //! receivers measure send→deliver latency and count losses and duplicates.
 //! `--search` finds the highest rate held at p99 ≤ 50 ms with nothing lost.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use hdrhistogram::Histogram;
 use palaver_client::{Client, Options};
-use serde::Serialize;
 use serde_json::json;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Target {
-    /// Palaver: token handshake, acks.
-    Palaver,
-    /// The original Node server: `auth: {userId}`, no acks.
-    Reference,
-}
+mod args;
+mod report;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Scenario {
-    /// Users in pairs, each sending to its partner.
-    Private,
-    /// Users in groups of `--group-size`, each sending to its group.
-    Group,
-    /// Connections only: memory per idle connection.
-    Idle,
-}
-
-#[derive(Parser, Debug, Clone)]
-#[command(
-    name = "palaver-bench",
-    about = "Load generator for Palaver and the reference Node server"
-)]
-struct Args {
-    #[arg(long, value_enum, default_value = "palaver")]
-    target: Target,
-    /// Server addresses (comma-separated); connections are spread over them.
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:3000")]
-    servers: Vec<SocketAddr>,
-    #[arg(long, value_enum, default_value = "private")]
-    scenario: Scenario,
-    /// Connected users (one connection each).
-    #[arg(long, default_value_t = 100)]
-    users: usize,
-    #[arg(long, default_value_t = 16)]
-    group_size: usize,
-    /// Messages per second, open loop. Without it (and without --search)
-    /// the run is a single phase at 1,000/s.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Seconds per phase.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
-    /// Find the highest rate held at p99 ≤ --p99-limit-ms with nothing lost.
-    #[arg(long)]
-    search: bool,
-    #[arg(long, default_value_t = 1000.0)]
-    search_start: f64,
-    #[arg(long, default_value_t = 50.0)]
-    p99_limit_ms: f64,
-    /// Palaver's JWT secret, to mint tokens for users 1..=N.
-    #[arg(long, env = "PALAVER_JWT_SECRET")]
-    jwt_secret: Option<String>,
-    /// The reference server's MySQL database, to write group memberships.
-    #[arg(long, default_value = "mysql://root@127.0.0.1:3306/chat_system")]
-    reference_mysql_url: String,
-    /// Server process ids whose RSS is reported (summed).
-    #[arg(long, value_delimiter = ',')]
-    server_pid: Vec<u32>,
-    /// Source addresses 127.0.0.1 ..= 127.0.0.N.
-    #[arg(long, default_value_t = 8)]
-    source_ips: u8,
-    /// User ids start after this.
-    #[arg(long, default_value_t = 0)]
-    user_offset: i64,
-    /// Write the report as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// A label for the report.
-    #[arg(long, default_value = "")]
-    label: String,
-    /// Seconds to hold idle connections before measuring memory.
-    #[arg(long, default_value_t = 3.0)]
-    idle_settle: f64,
-    /// Seconds to wait after the last connection (and after setting up
-    /// groups) before the first phase, so that the server's per-connection
-    /// work (for Palaver: presence, last-seen writes) is not measured as
-    /// message latency.
-    #[arg(long, default_value_t = 3.0)]
-    settle: f64,
-    /// Give every send to Palaver a unique `clientMsgId`, as a client that
-    /// retries does (the server then also looks up each batch's ids).
-    #[arg(long)]
-    client_msg_ids: bool,
-    /// Before the measured phases, every user sends one message at this
-    /// rate (0: no warm-up). A conversation's first message costs the
-    /// server more than the rest (Palaver creates the conversation's row);
-    /// without a warm-up, a fixed-rate phase with 10,000 users measures
-    /// 5,000 of those first messages in its first second.
-    #[arg(long, default_value_t = 0.0)]
-    warm_up_rate: f64,
-}
+use args::{Args, Scenario, Target};
+use report::{print_phase, rss_kib, PhaseReport, Report};
 
 /// A search that holds nothing stops going down below this rate.
 const MIN_SEARCH_RATE: f64 = 50.0;
@@ -225,65 +134,6 @@ fn seq_of(frame: &str) -> Option<i64> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct PhaseReport {
-    offered_rate: f64,
-    seconds: f64,
-    sent: u64,
-    messages_per_s: f64,
-    deliveries_per_s: f64,
-    expected_deliveries: u64,
-    delivered: u64,
-    lost: u64,
-    duplicates: u64,
-    /// Deliveries out of `seq` order on their connection.
-    out_of_order: u64,
-    ack_ok: u64,
-    ack_errors: u64,
-    /// Sends never answered (Palaver only).
-    ack_missing: u64,
-    deliver_p50_ms: f64,
-    deliver_p99_ms: f64,
-    deliver_p999_ms: f64,
-    ack_p50_ms: f64,
-    ack_p99_ms: f64,
-    held: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct Report {
-    label: String,
-    target: Target,
-    scenario: Scenario,
-    users: usize,
-    group_size: usize,
-    servers: Vec<SocketAddr>,
-    client_msg_ids: bool,
-    /// Time to connect every user, in waves of 200 at once (a reconnect
-    /// storm in miniature).
-    connect_seconds: f64,
-    rss_before_kib: Option<u64>,
-    rss_connected_kib: Option<u64>,
-    rss_per_connection_kib: Option<f64>,
-    /// The `--warm-up-rate` phase (one message per user), if any.
-    warm_up: Option<PhaseReport>,
-    phases: Vec<PhaseReport>,
-    best: Option<PhaseReport>,
-}
-
-fn rss_kib(pids: &[u32]) -> Option<u64> {
-    if pids.is_empty() {
-        return None;
-    }
-    let mut total = 0;
-    for pid in pids {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        total += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
-    }
-    Some(total)
 }
 
 fn mint(secret: &str, user: i64) -> String {
@@ -572,15 +422,6 @@ impl Bench {
                 && p99 <= self.args.p99_limit_ms,
         }
     }
-}
-
-fn print_phase(p: &PhaseReport) {
-    eprintln!(
-        "rate {:>8.0}/s: {:>8.0} msg/s {:>9.0} deliveries/s  p50 {:>7.2} p99 {:>8.2} p99.9 {:>8.2} ms  ack p99 {:>7.2} ms  lost {} dup {} disorder {} errors {} unanswered {}  {}",
-        p.offered_rate, p.messages_per_s, p.deliveries_per_s, p.deliver_p50_ms, p.deliver_p99_ms,
-        p.deliver_p999_ms, p.ack_p99_ms, p.lost, p.duplicates, p.out_of_order, p.ack_errors, p.ack_missing,
-        if p.held { "HELD" } else { "not held" }
-    );
 }
 
 #[tokio::main]
