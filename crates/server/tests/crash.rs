@@ -61,7 +61,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use palaver_client::Client;
-use palaver_protocol::{ConversationType, Message, MessagePage};
+use palaver_protocol::{ConversationType, Message};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -128,24 +128,7 @@ impl Plan {
 /// A conversation's full history, paged with `afterSeq`.
 async fn history(server: &Node, token: &str, conv: Conv) -> Vec<Message> {
     let (kind, receiver) = conv.addressed_by_first();
-    let mut all: Vec<Message> = Vec::new();
-    let mut after = 0;
-    loop {
-        let (status, body) = server
-            .get(
-                &format!("/api/messages?conversationType={kind}&receiverId={receiver}&afterSeq={after}&limit=200"),
-                token,
-            )
-            .await;
-        assert_eq!(status, 200, "history of {conv:?}: {body}");
-        let page: MessagePage = serde_json::from_value(body).expect("a message page");
-        let n = page.messages.len();
-        all.extend(page.messages);
-        after = all.last().map_or(after, |m| m.seq);
-        if !page.has_more || n == 0 {
-            return all;
-        }
-    }
+    support::process::history(server, token, kind, receiver).await
 }
 
 /// `--message-rate 0` and `--registrations-per-ip 0` (unlimited), for

@@ -415,6 +415,7 @@ impl Drop for Node {
     }
 }
 
+/// A conversation's whole history, paged with `afterSeq` (200 at a time).
 pub async fn history(node: &Node, token: &str, kind: &str, receiver: i64) -> Vec<Message> {
     let mut all = Vec::new();
     let mut after = 0;
@@ -427,9 +428,10 @@ pub async fn history(node: &Node, token: &str, kind: &str, receiver: i64) -> Vec
             .await;
         assert_eq!(s, 200, "{body}");
         let page: MessagePage = serde_json::from_value(body).unwrap();
+        let n = page.messages.len();
         all.extend(page.messages);
         after = all.last().map_or(0, |m| m.seq);
-        if !page.has_more {
+        if !page.has_more || n == 0 {
             return all;
         }
     }
