@@ -1,4 +1,4 @@
-//! The shared application state handed to axum and socketioxide.
+//! The shared application state handed to both front doors.
 
 use std::sync::Arc;
 

@@ -1,9 +1,9 @@
 //! Running as one of several nodes (`--redis-url`).
 //!
-//! Redis carries Socket.IO deliveries between nodes through the
-//! socketioxide-redis adapter (fred driver: it reconnects and resubscribes
-//! by itself when Redis comes back). Besides that, this module keeps what a
-//! node caches or counts correct across nodes:
+//! Redis carries Socket.IO deliveries and connection counts between nodes
+//! (`realtime::relay`, on the subscriber client this module opens for it;
+//! fred reconnects by itself when Redis comes back). Besides that, this
+//! module keeps what a node caches or counts correct across nodes:
 //! - **group rosters**: a membership change is published on
 //!   `<prefix>:rosters`; every node drops its cached roster. Cached rosters also
 //!   expire after [`ROSTER_MAX_AGE`], so a change is seen within it even
@@ -11,8 +11,8 @@
 //! - **per-user rate limits**: token buckets and failed-login counts in
 //!   Redis (Lua scripts; one call per batch of sends), called only by
 //!   `limits`, on top of each node's own buckets.
-//! - presence and connections per user are counted over the cluster with
-//!   the adapter's `fetch_sockets` (in `realtime`).
+//! - presence and connections per user are counted over the cluster from
+//!   each node's counts in Redis (in `realtime::relay`).
 //!
 //! Redis is never needed for correctness of storage: when it is away each
 //! node keeps serving its own clients, acks stay truthful (they follow the
@@ -35,9 +35,6 @@ use crate::store::GroupId;
 pub const ROSTER_MAX_AGE: Duration = Duration::from_millis(800);
 /// Longest wait for one Redis call on a request path.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long the adapter waits for the other nodes to answer a request
-/// (counting a user's sockets, say); it then answers with what it has.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Pub/sub messages a node may have received but not yet handled.
 pub const PUBSUB_BUFFER: usize = 8192;
 /// How often Redis is pinged.
@@ -120,17 +117,17 @@ pub struct Cluster {
     prefix: String,
 }
 
-/// What [`connect`] hands back: the link, and a subscriber client for the
-/// Socket.IO adapter.
+/// What [`connect`] hands back: the link, and a subscriber client for
+/// deliveries from other nodes.
 pub struct Connected {
     pub cluster: Arc<Cluster>,
-    pub adapter: SubscriberClient,
+    pub deliveries: SubscriberClient,
     rosters: SubscriberClient,
 }
 
 fn builder(url: &str) -> Result<Builder, fred::error::Error> {
     let mut config = RedisConfig::from_url(url)?;
-    // The adapter's driver needs RESP3 (commands and pub/sub on one connection).
+    // Commands and pub/sub on one connection.
     config.version = RespVersion::RESP3;
     let mut builder = Builder::from_config(config);
     builder
@@ -141,7 +138,7 @@ fn builder(url: &str) -> Result<Builder, fred::error::Error> {
         .with_performance_config(|p| {
             p.default_command_timeout = CALL_TIMEOUT;
             // Pub/sub messages pass through a broadcast channel of this
-            // size before the adapter's own queue; at the default (32) a
+            // size before the relay reads them; at the default (32) a
             // burst of deliveries overflows it and is dropped (measured:
             // tens of deliveries lost per second at 9,500 msg/s).
             p.broadcast_channel_capacity = PUBSUB_BUFFER;
@@ -161,8 +158,9 @@ pub async fn connect(url: &str, prefix: &str) -> Result<Connected, ClusterError>
     let builder = builder(url).map_err(fail)?;
     let client = builder.build().map_err(fail)?;
     client.init().await.map_err(fail)?;
-    let adapter = builder.build_subscriber_client().map_err(fail)?;
-    resubscribe_on_reconnect(adapter.clone());
+    let deliveries = builder.build_subscriber_client().map_err(fail)?;
+    deliveries.init().await.map_err(fail)?;
+    resubscribe_on_reconnect(deliveries.clone());
     let rosters = builder.build_subscriber_client().map_err(fail)?;
     rosters.init().await.map_err(fail)?;
     resubscribe_on_reconnect(rosters.clone());
@@ -177,14 +175,14 @@ pub async fn connect(url: &str, prefix: &str) -> Result<Connected, ClusterError>
     });
     Ok(Connected {
         cluster,
-        adapter,
+        deliveries,
         rosters,
     })
 }
 
 /// Subscribes again to every channel `client` had after Redis comes back.
 /// (fred's own `manage_subscriptions` sends a `SUBSCRIBE` without channels
-/// when a client has only shard channels, as the adapter's has, and stops
+/// when a client has only shard channels, as the relay's has, and stops
 /// at its error before resubscribing them.)
 fn resubscribe_on_reconnect(client: SubscriberClient) {
     let mut reconnects = client.reconnect_rx();
@@ -266,6 +264,11 @@ impl Connected {
 }
 
 impl Cluster {
+    /// The command client (the relay pipelines through it).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Whether Redis answered lately.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)

@@ -42,8 +42,6 @@ pub mod store;
 use std::future::Future;
 
 use axum::Router;
-use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
-use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 
 pub use accept::listen;
@@ -55,9 +53,6 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Time for sockets to flush their last answers before they are closed.
 const FLUSH_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Packets queued for one socket before socketioxide drops them.
-const SOCKET_QUEUE: usize = 4096;
 
 /// Settings key of the generated JWT secret.
 const JWT_SECRET_KEY: &str = "jwt_secret";
@@ -73,20 +68,15 @@ pub enum StartError {
     Secret(#[source] store::StoreError),
     #[error(transparent)]
     Redis(#[from] cluster::ClusterError),
-    #[error("cannot set up the Redis adapter: {0}")]
-    Adapter(String),
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
 }
-
-/// Closes every Socket.IO connection (whatever the adapter).
-type Closer = Box<dyn FnOnce() -> futures_util::future::BoxFuture<'static, ()> + Send>;
 
 /// A built server, ready to serve on a listener.
 pub struct Server {
     app: App,
     router: Router,
-    close_sockets: Closer,
+    sockets: realtime::Server,
 }
 
 impl Server {
@@ -132,33 +122,17 @@ impl Server {
         .await?;
         let app = App::new(chat, tokens, config);
 
-        let api = http::router(app.clone());
-        let (api, close_sockets) = match connected {
-            None => {
-                let (layer, io) = socket_io(SocketIo::builder(), &app).build_layer();
-                realtime::register(&io, &app);
-                (api.layer(layer), closer(io))
-            }
-            Some(connected) => {
-                let chat = app.chat.clone();
-                connected.spawn_tasks(move |group| chat.forget_roster(group));
-                let adapter = RedisAdapterCtr::new_with_fred_config(
-                    connected.adapter.clone(),
-                    RedisAdapterConfig::new()
-                        .with_prefix(app.config.redis_prefix.clone())
-                        .with_request_timeout(cluster::REQUEST_TIMEOUT)
-                        .with_stream_buffer(cluster::PUBSUB_BUFFER),
-                )
-                .await
-                .map_err(|e| StartError::Adapter(e.to_string()))?;
-                let builder = SocketIo::builder().with_adapter::<FredAdapter<_>>(adapter);
-                let (layer, io) = socket_io(builder, &app).build_layer();
-                realtime::register(&io, &app)
-                    .await
-                    .map_err(|e| StartError::Adapter(e.to_string()))?;
-                (api.layer(layer), closer(io))
-            }
-        };
+        let relay = connected.map(|connected| {
+            let chat = app.chat.clone();
+            connected.spawn_tasks(move |group| chat.forget_roster(group));
+            realtime::Relay::start(
+                connected.cluster.clone(),
+                connected.deliveries.clone(),
+                &app.config.redis_prefix,
+            )
+        });
+        let sockets = realtime::server(&app, relay);
+        let api = socket_io_routes(http::router(app.clone()), &sockets);
         // Outermost first: CORS answers preflights, the origin check
         // refuses other origins before the API or the Socket.IO handshake.
         let mut router = api.layer(axum::middleware::from_fn_with_state(
@@ -173,7 +147,7 @@ impl Server {
         Ok(Server {
             app,
             router,
-            close_sockets,
+            sockets,
         })
     }
 
@@ -196,7 +170,7 @@ impl Server {
     ) -> Result<(), StartError> {
         let Server {
             router,
-            close_sockets,
+            sockets,
             app,
         } = self;
         let header_timeout = std::time::Duration::from_secs(app.config.header_timeout_secs.into());
@@ -213,7 +187,7 @@ impl Server {
             }
             // Let each socket's writer flush the answers just queued.
             tokio::time::sleep(FLUSH_PAUSE).await;
-            close_sockets().await;
+            sockets.shutdown().await;
         })
         .await;
         Ok(())
@@ -257,71 +231,20 @@ fn spawn_database_watch(app: App) {
     });
 }
 
-/// Palaver's Socket.IO settings, whatever the adapter.
-fn socket_io<A: socketioxide::adapter::Adapter>(
-    builder: SocketIoBuilder<A>,
-    app: &App,
-) -> SocketIoBuilder<A> {
-    transport(
-        builder.with_state(app.clone()),
-        app.config.max_frame_bytes as usize,
-    )
-}
-
-/// Palaver's Socket.IO transport settings (public so that the benchmark's
-/// `socketio_alone` example measures the same transport without the rest).
-///
-/// A 1 KiB WebSocket read buffer (default 4 KiB) per connection: chat
-/// frames are small and idle connections are most connections. The
-/// per-socket outgoing queue is deep (default 128 packets): socketioxide
-/// drops a packet, acks included, when it is full, and a client pipelining
-/// hundreds of sends gets an ack and a delivery for each. Its memory is
-/// allocated as it fills, not up front.
-///
-/// Input is bounded by `max_frame_bytes` (--max-frame-bytes): a WebSocket
-/// message or frame beyond it, or a long-polling body beyond it, closes
-/// that connection before it is buffered (engineioxide's `max_payload`
-/// covers polling only; the WebSocket limits are separate and default to
-/// 64 MiB / 16 MiB). Palaver's events carry no binary attachments, so a
-/// packet announcing many is refused early.
-pub fn transport<A: socketioxide::adapter::Adapter>(
-    builder: SocketIoBuilder<A>,
-    max_frame_bytes: usize,
-) -> SocketIoBuilder<A> {
-    let parser = ParserConfig::common()
-        .max_incoming_binaries(realtime::MAX_BINARY_ATTACHMENTS)
-        .max_incoming_binary_buf_size(max_frame_bytes)
-        .packet_completion_timeout(std::time::Duration::from_secs(10));
-    builder
-        .with_parser(parser)
-        .ws_read_buffer_size(1024)
-        .max_buffer_size(SOCKET_QUEUE)
-        .max_payload(max_frame_bytes as u64)
-        .ws_max_message_size(max_frame_bytes)
-        .ws_max_frame_size(max_frame_bytes)
-}
-
-/// Closes this node's connections. Clients see their transport close, as
-/// when a node goes away, and reconnect (to another node).
-///
-/// socketioxide's `close` detaches its namespaces before it closes the
-/// transports, so the sockets' disconnect handlers never run and each
-/// socket and its namespace keep each other alive: the users stayed
-/// online, and the sockets' state (the whole server, databases included)
-/// was never freed. Each socket is therefore disconnected once its
-/// transport is closed; the disconnect packet this queues goes nowhere.
-/// (A socket whose outgoing queue is already full refuses even that and
-/// stays as it was; only a process that outlives its server would notice.)
-fn closer<A: socketioxide::adapter::Adapter>(io: SocketIo<A>) -> Closer {
-    Box::new(move || {
-        Box::pin(async move {
-            let sockets = io.sockets();
-            io.close().await;
-            for socket in sockets {
-                let _ = socket.disconnect();
-            }
-        })
-    })
+/// Adds the Socket.IO endpoint to `api`, outside the API's own layers
+/// (its body limits are `--max-frame-bytes`, applied by the layer itself).
+/// The origin check and CORS, added after, cover it too.
+fn socket_io_routes(api: Router, sockets: &realtime::Server) -> Router {
+    let sockets = sockets.clone();
+    let handler = move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+        std::net::SocketAddr,
+    >,
+                        req: axum::extract::Request| {
+        let sockets = sockets.clone();
+        async move { sockets.handle(req, peer).await.map(axum::body::Body::new) }
+    };
+    api.route("/socket.io/", axum::routing::any(handler.clone()))
+        .route("/socket.io", axum::routing::any(handler))
 }
 
 /// Builds and serves: what `palaver serve` does.

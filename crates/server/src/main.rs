@@ -44,10 +44,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stdout, filtered by `RUST_LOG` (default `info`). The Socket.IO,
-/// WebSocket and HTTP libraries log handshake auth (tokens) and whole
-/// packets (message contents) at debug and trace, so they are held at info
-/// whatever `RUST_LOG` asks: tokens and contents are never written to logs.
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`). The WebSocket
+/// and HTTP libraries log whole frames and headers (message contents,
+/// tokens) at debug and trace, so they are held at info whatever
+/// `RUST_LOG` asks: tokens and contents are never written to logs.
+/// (Palaver's own Socket.IO layer logs session ids and reasons only.)
 ///
 /// Both filters apply to the whole subscriber, not to the output layer
 /// alone (`Layer::with_filter`). A per-layer filter keeps its verdict for
@@ -59,15 +60,7 @@ fn init_logging() {
     use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
 
-    const WIRE: [&str; 7] = [
-        "socketioxide",
-        "engineioxide",
-        "socketioxide_core",
-        "socketioxide_parser_common",
-        "tungstenite",
-        "tokio_tungstenite",
-        "hyper",
-    ];
+    const WIRE: [&str; 3] = ["tungstenite", "tokio_tungstenite", "hyper"];
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let no_wire_detail = filter_fn(|meta| {
         *meta.level() <= tracing::Level::INFO

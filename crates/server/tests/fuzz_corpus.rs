@@ -41,7 +41,7 @@ fn every_fuzz_corpus_input_decodes_without_panicking() {
             }
             Ok(_) => accepted += 1,
             Err(
-                Rejected::Utf8 | Rejected::Engine(_) | Rejected::Packet(_) | Rejected::EventName,
+                Rejected::Utf8 | Rejected::Engine(_) | Rejected::Packet(_) | Rejected::EventName(_),
             ) => rejected += 1,
         }
     }

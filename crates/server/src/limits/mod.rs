@@ -30,7 +30,6 @@ mod typing;
 pub use typing::TypingBucket;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -278,20 +277,15 @@ impl Limits {
     }
 
     /// Counts a new connection of `user`, unless they hold the most
-    /// allowed already: on this node, then (in a cluster) on all nodes,
-    /// as `count_everywhere` answers (awaited only in a cluster). Every
-    /// `Ok` is paired with one [`Limits::disconnected`].
-    pub async fn connect(
-        &self,
-        user: UserId,
-        count_everywhere: impl Future<Output = usize>,
-    ) -> Result<(), Limited> {
-        self.connect_here(user)?;
-        if self.cluster.is_some() && count_everywhere.await >= self.max_connections as usize {
-            self.disconnected(user);
+    /// allowed already: on this node, then (in a cluster whose Redis
+    /// answered) on all nodes, `everywhere` being their sockets on every
+    /// node before this one. Every `Ok` is paired with one
+    /// [`Limits::disconnected`].
+    pub fn connect(&self, user: UserId, everywhere: Option<usize>) -> Result<(), Limited> {
+        if everywhere.is_some_and(|n| n >= self.max_connections as usize) {
             return Err(self.too_many_connections());
         }
-        Ok(())
+        self.connect_here(user)
     }
 
     /// Counts a new connection of `user` on this node.

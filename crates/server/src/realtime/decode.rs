@@ -1,25 +1,22 @@
 //! One incoming WebSocket text frame, decoded and validated exactly as the
 //! server does it, without a socket: Engine.IO packet → Socket.IO packet
-//! (the common parser, with the server's default limits) → event
-//! name → the typed payload of `message`, `read` or `typing` → the chat
-//! input checks.
+//! (`palaver-sio`'s codecs, with the server's limits) → event name → the
+//! typed payload of `message`, `read` or `typing` → the chat input checks.
 //!
 //! The server itself never calls this; it exists so that the fuzz target
 //! (`fuzz/fuzz_targets/event.rs`) and the test replaying its corpus
-//! (`tests/fuzz_corpus.rs`) exercise the very code hostile input reaches.
-//! Where a step lives inside a socket-bound handler, its socket-free part
-//! is called from here.
+//! (`tests/fuzz_corpus.rs`) exercise the very functions hostile input
+//! reaches.
 
 use bytes::Bytes;
-use engineioxide_core::{Packet as EnginePacket, ProtocolVersion};
-use palaver_protocol::{events, ReadInput, SendMessage, TypingInput};
-use socketioxide_core::packet::PacketData;
-use socketioxide_core::parser::{Parse, ParseConfig, ParseError, ParserError, ParserState};
-use socketioxide_core::Value;
-use socketioxide_parser_common::CommonParser;
+use palaver_protocol::events;
+use palaver_sio::engine::packet::{self as engine, Packet as EnginePacket};
+use palaver_sio::socketio::packet::{self, Kind};
 
-use super::message::explain_bad_message;
-use super::{invalid_payload, MAX_BINARY_ATTACHMENTS};
+use super::message::parse_send;
+use super::read::parse_read;
+use super::typing::parse_typing;
+use super::MAX_BINARY_ATTACHMENTS;
 use crate::chat::{ChatError, SendRequest, Target};
 use crate::store::UserId;
 
@@ -46,23 +43,23 @@ impl Default for DecodeContext {
 #[derive(Debug)]
 pub enum Decoded {
     /// An Engine.IO packet that carries no Socket.IO packet (ping, pong,
-    /// close, upgrade, noop, a base64 binary packet out of sequence).
+    /// close, upgrade, noop, binary).
     Engine(&'static str),
     /// A binary packet header waiting for more attachments than given.
     NeedsAttachments,
-    /// A namespace CONNECT; `auth` as the connect middleware reads it.
+    /// A namespace CONNECT with its auth payload (JSON text), if any.
     Connect {
         namespace: String,
-        auth: Result<serde_json::Value, String>,
+        auth: Option<String>,
     },
     /// A namespace DISCONNECT.
     Disconnect { namespace: String },
     /// An ack of a server-emitted event.
-    Ack { namespace: String, id: i64 },
+    Ack { namespace: String, id: Option<u64> },
     /// An event; `ack` is the id the answer goes to (none: unanswerable).
     Event {
         namespace: String,
-        ack: Option<i64>,
+        ack: Option<u64>,
         event: Event,
     },
 }
@@ -74,7 +71,7 @@ pub enum Event {
     Message(Result<SendRequest, ChatError>),
     Read(Result<(Target, i64), ChatError>),
     Typing(Result<(Target, bool), ChatError>),
-    /// Answered `invalid_payload` by the fallback handler.
+    /// Answered `invalid_payload`.
     Unknown(String),
 }
 
@@ -86,13 +83,13 @@ pub enum Rejected {
     Utf8,
     /// Not an Engine.IO packet.
     #[error("engine.io: {0}")]
-    Engine(String),
+    Engine(#[from] engine::DecodeError),
     /// Not a Socket.IO packet, or its attachments are wrong.
     #[error("socket.io: {0}")]
-    Packet(#[from] ParseError),
-    /// An event whose first element is not a string.
-    #[error("invalid event name")]
-    EventName,
+    Packet(#[from] packet::DecodeError),
+    /// An event that is no array starting with its name.
+    #[error("invalid event: {0}")]
+    EventName(packet::DecodeError),
 }
 
 /// Decodes a fuzz input (a corpus file): the text frame, then each binary
@@ -114,117 +111,68 @@ pub fn decode_event(
     ctx: &DecodeContext,
 ) -> Result<Decoded, Rejected> {
     let frame = std::str::from_utf8(frame).map_err(|_| Rejected::Utf8)?;
-    let parser = CommonParser;
-    let config = ParseConfig {
-        max_incoming_binaries: MAX_BINARY_ATTACHMENTS,
-        max_incoming_binary_buf_size: 64 * 1024,
-        ..ParseConfig::default()
-    };
-    let state = ParserState::default();
-    let packet = EnginePacket::parse(ProtocolVersion::V4, frame.to_owned())
-        .map_err(|e| Rejected::Engine(e.to_string()))?;
-    let message = match packet {
+    let message = match engine::decode_text(frame)? {
         EnginePacket::Message(m) => m,
         other => return Ok(Decoded::Engine(engine_name(&other))),
     };
-    let mut decoded = parser.decode_str(&config, &state, message);
-    for bin in attachments {
-        match decoded {
-            Err(ParseError::NeedsMoreBinaryData) => {}
-            // An attachment nobody waits for: the server rejects it too.
-            _ => decoded = Err(ParseError::UnexpectedBinaryPacket),
-        }
-        if matches!(decoded, Err(ParseError::UnexpectedBinaryPacket)) {
-            break;
-        }
-        decoded = parser.decode_bin(&config, &state, Bytes::copy_from_slice(bin));
+    let header = packet::decode(message, MAX_BINARY_ATTACHMENTS)?;
+    let namespace = header.nsp.to_string();
+    if attachments.len() > header.attachments {
+        // An attachment nobody waits for: the server closes the connection.
+        return Err(packet::DecodeError::Payload(
+            "a binary message without a packet announcing it",
+        )
+        .into());
     }
-    let packet = match decoded {
-        Ok(p) => p,
-        Err(ParseError::NeedsMoreBinaryData) => return Ok(Decoded::NeedsAttachments),
-        Err(e) => return Err(e.into()),
-    };
-    let namespace = packet.ns.to_string();
-    Ok(match packet.inner {
-        PacketData::Connect(auth) => Decoded::Connect {
+    if attachments.len() < header.attachments {
+        return Ok(Decoded::NeedsAttachments);
+    }
+    let _attachments: Vec<Bytes> = attachments
+        .iter()
+        .map(|a| Bytes::copy_from_slice(a))
+        .collect();
+    Ok(match header.kind {
+        Kind::Connect => Decoded::Connect {
             namespace,
-            auth: parser
-                .decode_default::<serde_json::Value>(auth.as_ref())
-                .map_err(|e| e.to_string()),
+            auth: packet::connect_auth(header.data)?.map(|a| a.get().to_owned()),
         },
-        PacketData::Disconnect => Decoded::Disconnect { namespace },
-        PacketData::EventAck(_, id) | PacketData::BinaryAck(_, id) => {
-            Decoded::Ack { namespace, id }
-        }
-        PacketData::Event(mut data, ack) | PacketData::BinaryEvent(mut data, ack) => {
-            let event = typed_event(parser, &mut data, ctx)?;
+        Kind::Disconnect => Decoded::Disconnect { namespace },
+        Kind::Ack | Kind::BinaryAck => Decoded::Ack {
+            namespace,
+            id: header.ack,
+        },
+        Kind::Event | Kind::BinaryEvent => {
+            let (name, args) = packet::event_args(header.data).map_err(Rejected::EventName)?;
+            let arg = args.first().copied();
+            let event = match &*name {
+                events::MESSAGE => Event::Message(parse_send(arg, ctx.user, ctx.max_message_chars)),
+                events::READ => Event::Read(parse_read(arg)),
+                events::TYPING => Event::Typing(parse_typing(arg)),
+                other => Event::Unknown(other.to_string()),
+            };
             Decoded::Event {
                 namespace,
-                ack,
+                ack: header.ack,
                 event,
             }
         }
-        // The parser yields these only when it encodes.
-        PacketData::ConnectError(_) => return Err(ParseError::InvalidPacketType.into()),
+        Kind::ConnectError => {
+            return Err(packet::DecodeError::Payload("CONNECT_ERROR from a client").into())
+        }
     })
 }
 
-fn engine_name(p: &EnginePacket) -> &'static str {
+fn engine_name(p: &EnginePacket<'_>) -> &'static str {
     match p {
-        EnginePacket::Open(_) => "open",
+        EnginePacket::Open => "open",
         EnginePacket::Close => "close",
-        EnginePacket::Ping => "ping",
-        EnginePacket::Pong => "pong",
-        EnginePacket::PingUpgrade => "ping probe",
-        EnginePacket::PongUpgrade => "pong probe",
+        EnginePacket::Ping(_) => "ping",
+        EnginePacket::Pong(_) => "pong",
         EnginePacket::Message(_) => "message",
+        EnginePacket::Binary(_) => "binary",
         EnginePacket::Upgrade => "upgrade",
         EnginePacket::Noop => "noop",
-        EnginePacket::Binary(_) | EnginePacket::BinaryV3(_) => "binary",
     }
-}
-
-/// The event name (socketioxide's `recv_event`), then what the registered
-/// handler does with the payload.
-fn typed_event(
-    parser: CommonParser,
-    data: &mut Value,
-    ctx: &DecodeContext,
-) -> Result<Event, Rejected> {
-    let name = parser
-        .read_event(data)
-        .map_err(|_| Rejected::EventName)?
-        .to_owned();
-    Ok(match name.as_str() {
-        // `message::SendHandler`: TryData<SendMessage>, then SendRequest::parse.
-        events::MESSAGE => {
-            let raw: Result<SendMessage, ParserError> = parser.decode_value(data, true);
-            let raw = raw.map_err(|_| {
-                explain_bad_message(parser.decode_value::<serde_json::Value>(data, true))
-            });
-            Event::Message(
-                raw.and_then(|raw| SendRequest::parse(raw, ctx.user, ctx.max_message_chars)),
-            )
-        }
-        // `read::on_read` and `typing::on_typing` via `conversation_event`.
-        events::READ => {
-            let raw: Result<ReadInput, ParserError> = parser.decode_value(data, true);
-            Event::Read(
-                raw.map_err(|e| invalid_payload("read", e))
-                    .and_then(|i| Ok((Target::parse(&i.conversation_type, i.receiver_id)?, i.seq))),
-            )
-        }
-        events::TYPING => {
-            let raw: Result<TypingInput, ParserError> = parser.decode_value(data, true);
-            Event::Typing(raw.map_err(|e| invalid_payload("typing", e)).and_then(|i| {
-                Ok((
-                    Target::parse(&i.conversation_type, i.receiver_id)?,
-                    i.typing,
-                ))
-            }))
-        }
-        _ => Event::Unknown(name),
-    })
 }
 
 #[cfg(test)]
@@ -266,12 +214,12 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(decode("42["), Err(Rejected::EventName)));
+        assert!(matches!(decode("42["), Err(Rejected::EventName(_))));
         assert!(matches!(decode("4"), Err(Rejected::Packet(_))));
         assert!(matches!(decode("x"), Err(Rejected::Engine(_))));
         assert!(matches!(
             decode(&format!("42{}", "[".repeat(100_000))),
-            Err(Rejected::EventName)
+            Err(Rejected::EventName(_))
         ));
         assert!(matches!(
             decode_event(b"42\xff", &[], &DecodeContext::default()),
@@ -295,8 +243,10 @@ mod tests {
             "{d:?}"
         );
         assert!(matches!(
-            decode(r#"4599999999-["message"]"#),
-            Err(Rejected::Packet(ParseError::TooManyAttachments { .. }))
+            decode(r#"4599999-["message"]"#),
+            Err(Rejected::Packet(packet::DecodeError::TooManyAttachments(
+                ..
+            )))
         ));
     }
 }

@@ -1,43 +1,52 @@
 //! The `read` event: move the reader's position forward, tell the others.
 //! Each user may send a burst of them and then a few a second, over all
 //! their sockets ([`crate::limits::READS_PER_SECOND`]); beyond that it is
-//! answered `rate_limited`.
+//! answered `rate_limited`. It waits for the database, so it runs in a
+//! task of its own.
 
 use palaver_protocol::{events, Ack, ReadBody, ReadInput, ReadReceipt};
-use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use palaver_sio::Event;
+use serde_json::value::RawValue;
 
-use super::{answer_error, conversation_event, user_room};
-use crate::app::App;
+use super::{answer, answer_error, conversation_payload, frame, Hub, Sock};
+use crate::chat::{ChatError, Target};
 
-pub async fn on_read<A: Adapter>(
-    socket: SocketRef<A>,
-    State(app): State<App>,
-    TryData(data): TryData<ReadInput>,
-    ack: AckSender<A>,
-) {
-    let names = |i: &ReadInput| (i.conversation_type.clone(), i.receiver_id);
-    let (user, input, target) = match conversation_event(&socket, "read", data, names) {
-        Ok(parts) => parts,
-        Err(e) => return answer_error(ack, e),
+/// A `read` payload: the conversation and the seq read up to.
+pub(crate) fn parse_read(arg: Option<&RawValue>) -> Result<(Target, i64), ChatError> {
+    let names: fn(&ReadInput) -> (&str, i64) = |i| (i.conversation_type.as_str(), i.receiver_id);
+    let (input, target) = conversation_payload("read", arg, names)?;
+    Ok((target, input.seq))
+}
+
+pub(super) fn on_read(hub: &Hub, socket: &Sock, event: Event<'_>) {
+    let user = socket.data().user;
+    let parsed = parse_read(event.args.first().copied()).and_then(|read| {
+        hub.app()
+            .limits
+            .read(user)
+            .map(|()| read)
+            .map_err(Into::into)
+    });
+    let (target, seq) = match parsed {
+        Ok(read) => read,
+        Err(e) => return answer_error(socket, event.ack, e),
     };
-    if let Err(e) = app.limits.read(user) {
-        return answer_error(ack, e.into());
-    }
-    match app.chat.mark_read(user, target, input.seq).await {
-        Err(e) => answer_error(ack, e),
-        Ok((read_seq, tell)) => {
-            let _ = ack.send(&Ack::ok(ReadBody { read_seq }));
-            if let Some(participants) = tell {
-                let receipt = ReadReceipt {
-                    conversation_type: target.conversation(user).kind(),
-                    reader_id: user,
-                    receiver_id: target.receiver(),
-                    seq: read_seq,
-                };
-                let rooms: Vec<String> = participants.iter().map(|&u| user_room(u)).collect();
-                super::deliver(&app, &socket, rooms, events::READ, &receipt).await;
+    let (hub, socket, ack) = (hub.clone(), socket.clone(), event.ack);
+    tokio::spawn(async move {
+        match hub.app().chat.mark_read(user, target, seq).await {
+            Err(e) => answer_error(&socket, ack, e),
+            Ok((read_seq, tell)) => {
+                answer(&socket, ack, &Ack::ok(ReadBody { read_seq }));
+                if let Some(participants) = tell {
+                    let receipt = ReadReceipt {
+                        conversation_type: target.conversation(user).kind(),
+                        reader_id: user,
+                        receiver_id: target.receiver(),
+                        seq: read_seq,
+                    };
+                    hub.deliver(&participants, Some(&socket), frame(events::READ, &receipt));
+                }
             }
         }
-    }
+    });
 }

@@ -486,8 +486,12 @@ impl<H: Handler> SocketIo<H> {
         }
         let (name, args) = packet::event_args(data).map_err(|e| parse_error(session.sid(), e))?;
         let Some(socket) = session.conn().find(nsp) else {
-            tracing::debug!(sid = %session.sid(), nsp, "event for a namespace not connected");
-            return Ok(None);
+            // It could not be answered: the session ends instead, so that
+            // no event is ever met with silence.
+            return Err(parse_error(
+                session.sid(),
+                "an event for a namespace not connected",
+            ));
         };
         self.handler.event(
             &socket,
