@@ -15,7 +15,9 @@
 //! - [`socketio`]: Socket.IO — `packet.rs` the codec, `mod.rs` namespaces,
 //!   the handshake, events and acks, and the [`socketio::Handler`] an
 //!   application implements.
+//! - [`conformance`]: the set-up the official protocol test suites expect.
 
+pub mod conformance;
 pub mod engine;
 pub mod socketio;
 
