@@ -3,14 +3,15 @@
 //!
 //! It replaces `axum::serve` for memory: an idle WebSocket is most of what
 //! the server holds. hyper parses the URI and header values zero-copy out
-//! of the connection's read buffer, and engineioxide keeps the request head
-//! of every socket for its lifetime (axum's router also keeps a clone of
-//! the URI in `OriginalUri`), so one kept slice pins the whole buffer
-//! (8–16 KiB) of every upgraded connection. Each request head is therefore
-//! copied out of the buffer here, before anything can keep a piece of it.
-//! Measured with 15,000 idle Socket.IO connections (bench `idle`): 27.0 KiB
-//! per connection with `axum::serve`, 22.9 with this loop alone, 19.2 with
-//! the copy.
+//! of the connection's read buffer, so one kept slice pins the whole buffer
+//! (8–16 KiB) of every upgraded connection. Palaver's Socket.IO layer keeps
+//! nothing of the request but the peer's address, but axum's router keeps
+//! a clone of the URI in `OriginalUri`, and socketioxide (before issue 22)
+//! kept the whole head; each request head is therefore copied out of the
+//! buffer here, before anything can keep a piece of it. Measured with
+//! 15,000 idle Socket.IO connections on socketioxide (bench `idle`): 27.0
+//! KiB per connection with `axum::serve`, 22.9 with this loop alone, 19.2
+//! with the copy.
 //! The rest is what `axum::serve` does: TCP_NODELAY, `ConnectInfo`, a
 //! request-head timeout, and a graceful shutdown that stops accepting, lets
 //! every HTTP connection finish its request and waits for them.

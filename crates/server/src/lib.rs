@@ -6,7 +6,9 @@
 //! - [`app`]: the shared state handed to both front doors.
 //! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
 //! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
-//! - [`realtime`]: the Socket.IO namespace, handshake and events.
+//! - [`realtime`]: the Socket.IO front door on Palaver's own layer
+//!   (`palaver-sio`): handshake, events and delivery; `registry.rs` this
+//!   node's sockets by user, `relay.rs` the other nodes through Redis.
 //! - [`chat`]: the domain — validate → store → fan out — behind both front doors;
 //!   `mod.rs` the face, `accounts`, `groups`, `messages` one file each, `core`
 //!   the store and roster cache they and the `writer` share.
