@@ -17,7 +17,8 @@
 use std::time::{Duration, Instant};
 
 use palaver::auth::Tokens;
-use palaver::store::{self, ConversationKey, NewMessage, PoolOptions, SeqCache, Store};
+use palaver::ids::ConversationKey;
+use palaver::store::{self, NewMessage, PoolOptions, SeqCache, Store};
 use palaver::{Config, Server};
 use serde_json::Value;
 

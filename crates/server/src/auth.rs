@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Valida
 use serde::{Deserialize, Serialize};
 use tokio::sync::SemaphorePermit;
 
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Why a token was refused; the text follows `unauthorized: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

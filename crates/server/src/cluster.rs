@@ -29,7 +29,7 @@ use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface
 use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
 use fred::types::{Builder, RespVersion};
 
-use crate::store::GroupId;
+use crate::ids::GroupId;
 
 /// Longest a node trusts a cached roster in a cluster.
 pub const ROSTER_MAX_AGE: Duration = Duration::from_millis(800);

@@ -34,6 +34,7 @@ pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod ids;
 pub mod limits;
 pub mod preflight;
 pub mod realtime;

@@ -16,8 +16,9 @@ use super::directory::{Directory, Roster};
 use super::presence::Presence;
 use super::{ChatError, Target};
 use crate::cluster::Cluster;
+use crate::ids::{GroupId, UserId};
 use crate::limits::Limits;
-use crate::store::{GroupId, Store, UserId};
+use crate::store::Store;
 
 /// Longest a node trusts a cached roster on a MySQL/MariaDB or PostgreSQL
 /// database without Redis, where other nodes sharing the database cannot

@@ -7,8 +7,9 @@
 use palaver_protocol::{ErrorBody, ErrorCode};
 
 use super::MAX_GROUP_MEMBERS;
+use crate::ids::{GroupId, UserId};
 use crate::limits::Limited;
-use crate::store::{GroupId, StoreError, UserId};
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChatError {

@@ -7,7 +7,8 @@ use palaver_protocol::{Group, Member, Role};
 
 use super::core::now_ms;
 use super::{Chat, ChatError, GroupName};
-use crate::store::{GroupId, StoreError, UserId};
+use crate::ids::{GroupId, UserId};
+use crate::store::StoreError;
 
 /// Most members a group may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;

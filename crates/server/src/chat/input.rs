@@ -4,7 +4,7 @@
 use palaver_protocol::{ConversationType, SendMessage};
 
 use super::ChatError;
-use crate::store::{ActivityKey, ConversationKey, ConversationsPage, GroupId, UserId};
+use crate::ids::{ActivityKey, ConversationKey, ConversationsPage, GroupId, UserId};
 
 /// A registrable username: 3–32 of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone)]

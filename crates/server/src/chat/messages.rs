@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 
 use super::writer::{Job, Queued};
 use super::{Chat, ChatError, ListCursor, ListPage, Respond, SendRequest, Target};
-use crate::store::{ConversationsPage, Page, ReadOutcome, UserId};
+use crate::ids::{ConversationsPage, Page, UserId};
+use crate::store::ReadOutcome;
 
 /// Largest history page.
 pub const MAX_PAGE: u32 = 200;

@@ -40,8 +40,9 @@ pub use messages::{DEFAULT_PAGE, MAX_CONVERSATIONS, MAX_PAGE};
 pub use writer::{Respond, Sent, MAX_BATCH};
 
 use crate::cluster::{Cluster, ROSTER_MAX_AGE};
+use crate::ids::GroupId;
 use crate::limits::Limits;
-use crate::store::{ConnectError, GroupId, Store};
+use crate::store::{ConnectError, Store};
 use accounts::Chores;
 use directory::Directory;
 use writer::Queued;

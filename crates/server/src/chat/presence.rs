@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// How long a user's last socket must stay gone before they are offline.
 pub const GRACE: Duration = Duration::from_secs(2);

@@ -36,7 +36,8 @@ use tokio::sync::mpsc;
 
 use super::core::{now_ms, Core};
 use super::{ChatError, SendRequest};
-use crate::store::{NewMessage, SeqCache, Store, StoreError, UserId};
+use crate::ids::UserId;
+use crate::store::{NewMessage, SeqCache, Store, StoreError};
 
 /// Most messages committed in one transaction (the store sizes its statements for it).
 pub use crate::store::MAX_BATCH;

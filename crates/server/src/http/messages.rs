@@ -10,7 +10,7 @@ use super::extract::{ApiQuery, AuthUser};
 use super::ApiError;
 use crate::app::App;
 use crate::chat::{ChatError, ListPage, Target, DEFAULT_PAGE};
-use crate::store::Page;
+use crate::ids::Page;
 
 /// `limit` and `cursor` are taken as text and parsed by [`ListPage`], so
 /// that a bad value is refused with a message naming what it expects.

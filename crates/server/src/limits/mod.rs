@@ -41,7 +41,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Read receipts (`read`) one user may send at once, over all sockets.
 pub const READ_BURST: u32 = 50;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Limited;
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Typing events a socket may send at once.
 pub const BURST: f64 = 10.0;

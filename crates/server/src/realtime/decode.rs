@@ -18,7 +18,7 @@ use super::read::parse_read;
 use super::typing::parse_typing;
 use super::MAX_BINARY_ATTACHMENTS;
 use crate::chat::{ChatError, SendRequest, Target};
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Who is deemed to send the decoded frame, and the limits that apply.
 #[derive(Debug, Clone, Copy)]

@@ -33,8 +33,8 @@ use serde_json::value::RawValue;
 
 use crate::app::App;
 use crate::chat::{ChatError, Target};
+use crate::ids::UserId;
 use crate::limits::TypingBucket;
-use crate::store::UserId;
 pub use registry::Registry;
 pub use relay::Relay;
 

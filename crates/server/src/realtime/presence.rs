@@ -6,7 +6,7 @@
 use palaver_protocol::{events, Presence};
 
 use super::{frame, Hub};
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Called for every socket that connects.
 pub(super) fn connected(hub: &Hub, user: UserId) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use super::Sock;
-use crate::store::UserId;
+use crate::ids::UserId;
 
 const SHARDS: usize = 64;
 

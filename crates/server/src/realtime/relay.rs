@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::HubInner;
 use crate::chat::OnlineLookup;
 use crate::cluster::{Cluster, CALL_TIMEOUT};
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// How often a node says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);

@@ -38,7 +38,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::ConversationKey;
+use crate::ids::ConversationKey;
 
 /// Conversations remembered at most; beyond this the memory starts over
 /// (each forgotten conversation costs one read on its next message).

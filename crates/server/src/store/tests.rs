@@ -10,7 +10,8 @@ use super::mysql::open;
 use super::pool::PoolOptions;
 use super::prelude::*;
 use super::sql::{Dialect, SqlStore};
-use super::{ConversationKey, NewMessage, Page, SeqCache};
+use super::{NewMessage, SeqCache};
+use crate::ids::{ConversationKey, Page};
 
 /// A fresh database `palaver_unit_<pid>_<tag>` on the machine's MariaDB
 /// with the migrations applied: an admin connection, the statement that

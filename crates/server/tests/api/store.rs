@@ -1,10 +1,8 @@
 //! The storage trait directly, on every backend: batch insertion rules that
 //! the server-level tests cannot force deterministically.
 
-use palaver::store::{
-    self, ActivityKey, ConversationKey, ConversationsPage, Inserted, NewMessage, Page, PoolOptions,
-    SeqCache, Store, StoreError,
-};
+use palaver::ids::{ActivityKey, ConversationKey, ConversationsPage, Page};
+use palaver::store::{self, Inserted, NewMessage, PoolOptions, SeqCache, Store, StoreError};
 
 use crate::backend_tests;
 use crate::helpers::*;

@@ -28,8 +28,9 @@ use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
 use super::dialect::{shaped_chunks, tuple, tuples, Dialect, CHUNK, LAST_SEQ};
 use super::rows::{message_from_row, opt_text, MESSAGE_COLS};
 use super::SqlStore;
+use crate::ids::{ConversationKey, UserId};
 use crate::store::seqs::{Learned, SeqCache};
-use crate::store::{from_ms, ConversationKey, Inserted, NewMessage, StoreError, UserId};
+use crate::store::{from_ms, Inserted, NewMessage, StoreError};
 
 /// The setting a writer changes when it meets another writer (`seqs.rs`);
 /// a macro so that the name is written once, here.

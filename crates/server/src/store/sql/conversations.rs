@@ -16,10 +16,8 @@ use sqlx::{AnyConnection, Row};
 use super::dialect::{own_last_seq, shaped_chunks, tuple, tuples, Dialect, LAST_ID, LAST_SEQ};
 use super::rows::{message_from_row, opt_text};
 use super::SqlStore;
-use crate::store::{
-    from_ms, ActivityKey, ConversationKey, ConversationStore, ConversationsPage, ReadOutcome,
-    SeqCache, StoreError, UserId,
-};
+use crate::ids::{ActivityKey, ConversationKey, ConversationsPage, UserId};
+use crate::store::{from_ms, ConversationStore, ReadOutcome, SeqCache, StoreError};
 
 impl SqlStore {
     /// The row id of each conversation in `convs`, from `seqs` where known,

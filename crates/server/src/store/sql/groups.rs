@@ -7,7 +7,8 @@ use sqlx::Row;
 use super::dialect::{tuples, CHUNK, LAST_SEQ};
 use super::rows::{group_from_row, member_from_row, GROUP_COLS};
 use super::SqlStore;
-use crate::store::{from_ms, ConversationKey, GroupId, GroupStore, StoreError, UserId};
+use crate::ids::{ConversationKey, GroupId, UserId};
+use crate::store::{from_ms, GroupStore, StoreError};
 
 #[async_trait]
 impl GroupStore for SqlStore {

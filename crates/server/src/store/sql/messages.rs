@@ -14,9 +14,8 @@ use sqlx::Row;
 use super::batch::Batch;
 use super::rows::{message_from_row, MESSAGE_COLS};
 use super::SqlStore;
-use crate::store::{
-    ConversationKey, Inserted, MessageStore, NewMessage, Page, SeqCache, StoreError,
-};
+use crate::ids::{ConversationKey, Page};
+use crate::store::{Inserted, MessageStore, NewMessage, SeqCache, StoreError};
 
 #[async_trait]
 impl MessageStore for SqlStore {

@@ -7,7 +7,8 @@ use sqlx::Row;
 use super::dialect::{like_prefix, shaped_chunks, tuple, tuples, Dialect, CHUNK};
 use super::rows::{opt_text, user_from_row, USER_COLS};
 use super::SqlStore;
-use crate::store::{StoreError, UserId, UserStore};
+use crate::ids::UserId;
+use crate::store::{StoreError, UserStore};
 
 impl SqlStore {
     /// PostgreSQL: moves the users' id sequence past ids inserted
