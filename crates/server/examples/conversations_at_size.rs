@@ -28,7 +28,7 @@ const CONVERSATIONS: i64 = 2_000;
 /// Users with one conversation of many unread messages, their peers, and
 /// how many messages each got.
 const READERS: [(i64, i64, i64); 2] = [(5_000, 5_001, 10), (6_000, 6_001, 1_000_000)];
-const BATCH: usize = palaver::chat::MAX_BATCH;
+const BATCH: usize = store::MAX_BATCH;
 /// Timed requests per case, after as many untimed ones.
 const RUNS: usize = 30;
 

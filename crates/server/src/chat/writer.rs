@@ -7,10 +7,10 @@
 //! transaction, and only then hands each outcome to its [`Respond`] — so acks
 //! come after commit and deliveries leave in commit order. Batches form by
 //! themselves: whatever queued up while the previous transaction was
-//! committing goes into the next (at most [`MAX_BATCH`]). Under load a batch
-//! also waits until `--batch-interval-ms` has passed since the previous one
-//! started ([`gather`]), so that more messages share each commit; a send on
-//! a quiet server does not wait.
+//! committing goes into the next (at most the store's [`MAX_BATCH`]).
+//! Under load a batch also waits until `--batch-interval-ms` has passed
+//! since the previous one started ([`gather`]), so that more messages share
+//! each commit; a send on a quiet server does not wait.
 //!
 //! The task runs on a thread and runtime of its own (see `Chat::start`),
 //! with its own database connection where the database is networked, so
@@ -37,10 +37,8 @@ use tokio::sync::mpsc;
 use super::core::{now_ms, Core};
 use super::{ChatError, SendRequest};
 use crate::ids::UserId;
-use crate::store::{NewMessage, SeqCache, Store, StoreError};
+use crate::store::{NewMessage, SeqCache, Store, StoreError, MAX_BATCH};
 
-/// Most messages committed in one transaction (the store sizes its statements for it).
-pub use crate::store::MAX_BATCH;
 /// Attempts at a batch that hits a deadlock or serialization failure.
 const MAX_ATTEMPTS: u32 = 5;
 /// Every send is answered within this long of being queued: when the
