@@ -86,7 +86,8 @@ impl Tokens {
             serde_json::Value::Number(n) => n.as_i64(),
             _ => None,
         };
-        id.filter(|&id| id > 0).ok_or(TokenError::Invalid)
+        id.and_then(|id| UserId::parse(id).ok())
+            .ok_or(TokenError::Invalid)
     }
 }
 

@@ -207,6 +207,12 @@ fn resubscribe_on_reconnect(client: SubscriberClient) {
     });
 }
 
+/// The group a roster announcement names; anything else is read as
+/// "announcements may have been missed".
+fn parse_group(message: &str) -> Option<GroupId> {
+    message.parse().ok().and_then(|g| GroupId::parse(g).ok())
+}
+
 /// The URL without its password, for messages.
 fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
@@ -229,7 +235,7 @@ impl Connected {
         tokio::spawn(async move {
             loop {
                 match messages.recv().await {
-                    Ok(m) => match m.value.as_str().and_then(|s| s.parse().ok()) {
+                    Ok(m) => match m.value.as_str().and_then(|s| parse_group(&s)) {
                         Some(group) => on_message(Some(group)),
                         None => on_message(None),
                     },

@@ -118,7 +118,7 @@ impl Chat {
                 StoreError::Conflict(_) => ChatError::Conflict("username is taken".into()),
                 e => e.into(),
             })?;
-        self.core.directory.add_user(user.id);
+        self.core.directory.add_user(UserId::from_stored(user.id));
         Ok(user)
     }
 

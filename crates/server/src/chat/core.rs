@@ -130,7 +130,11 @@ impl Core {
             return Ok(None);
         }
         let members = self.store.members(group).await?;
-        let roster = Arc::new(Roster::new(members.iter().map(|m| (m.user_id, m.role))));
+        let roster = Arc::new(Roster::new(
+            members
+                .iter()
+                .map(|m| (UserId::from_stored(m.user_id), m.role)),
+        ));
         self.directory.put_roster(group, roster.clone(), generation);
         Ok(Some(roster))
     }

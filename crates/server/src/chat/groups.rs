@@ -27,11 +27,6 @@ impl Chat {
         if members.len() + 1 > MAX_GROUP_MEMBERS {
             return Err(ChatError::group_full());
         }
-        if let Some(&bad) = members.iter().find(|&&m| m <= 0) {
-            return Err(ChatError::invalid(format!(
-                "memberIds: {bad} is not a valid id"
-            )));
-        }
         let missing = self.core.store.missing_users(&members).await?;
         if let Some(&m) = missing.first() {
             return Err(ChatError::no_such_user(m));
@@ -72,7 +67,7 @@ impl Chat {
         let members = self.core.store.members(group).await?;
         let role = members
             .iter()
-            .find(|m| m.user_id == user)
+            .find(|m| m.user_id == user.get())
             .map(|m| m.role)
             .ok_or_else(|| ChatError::not_a_member(group))?;
         Ok((found, members, role))
@@ -137,7 +132,7 @@ impl Chat {
             }
             let target = members
                 .iter()
-                .find(|m| m.user_id == user)
+                .find(|m| m.user_id == user.get())
                 .map(|m| m.role)
                 .ok_or_else(|| ChatError::not_in_group(user, group))?;
             let allowed = match actor_role {

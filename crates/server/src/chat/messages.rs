@@ -129,10 +129,11 @@ impl Chat {
         let private = |c: &ConversationSummary| {
             c.conversation_type == palaver_protocol::ConversationType::Private
         };
-        let peers = list.iter().filter(|c| private(c)).map(|c| c.receiver_id);
+        let peer = |c: &ConversationSummary| UserId::from_stored(c.receiver_id);
+        let peers = list.iter().filter(|c| private(c)).map(peer);
         let online = self.online_among(peers.collect()).await;
         for c in list.iter_mut().filter(|c| private(c)) {
-            c.online = Some(online.contains(&c.receiver_id));
+            c.online = Some(online.contains(&peer(c)));
         }
         Ok((list, next.map(ListCursor)))
     }

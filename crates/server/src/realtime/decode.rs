@@ -33,7 +33,7 @@ impl Default for DecodeContext {
     /// User 1 and the default `--max-message-chars` (4000).
     fn default() -> Self {
         DecodeContext {
-            user: 1,
+            user: UserId::parse(1).expect("1 is an id"),
             max_message_chars: 4000,
         }
     }

@@ -9,7 +9,8 @@
 //! their migrations, and `connect.rs` picks one from the URL scheme
 //! ([`connect`]). Driver errors become [`StoreError`] in `error.rs`, so
 //! the layers above never look at a driver error. Ids, conversation keys
-//! and pages are the crate's ([`crate::ids`]). The store owns the
+//! and pages are the crate's ([`crate::ids`]), taken as already parsed;
+//! `sql/rows.rs` binds ids as the integers they are. The store owns the
 //! batch limit ([`MAX_BATCH`]): its statements are sized for it, and the
 //! writer in `chat` takes it from here.
 

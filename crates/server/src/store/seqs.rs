@@ -153,9 +153,11 @@ impl SeqCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::GroupId;
 
+    /// Conversation `n`, counted from 0: group `n + 1`.
     fn conv(n: i64) -> ConversationKey {
-        ConversationKey::Group(n)
+        ConversationKey::Group(GroupId::parse(n + 1).unwrap())
     }
 
     #[test]

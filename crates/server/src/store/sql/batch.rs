@@ -185,7 +185,7 @@ impl SqlStore {
             for row in query.fetch_all(&mut *conn).await? {
                 let msg = message_from_row(self.d, &row, "")?;
                 if let Some(cid) = msg.client_msg_id.clone() {
-                    found.insert((msg.sender_id, cid), msg);
+                    found.insert((UserId::from_stored(msg.sender_id), cid), msg);
                 }
             }
         }
@@ -469,7 +469,7 @@ impl SqlStore {
                 message: Message {
                     id,
                     conversation_type: m.conversation.kind(),
-                    sender_id: m.sender_id,
+                    sender_id: m.sender_id.get(),
                     receiver_id: m.receiver_id,
                     seq,
                     content: m.content.clone(),

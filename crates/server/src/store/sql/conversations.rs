@@ -252,7 +252,10 @@ impl ConversationStore for SqlStore {
                 None => {
                     let lo = get(r, "user_lo")?.unwrap_or_default();
                     let hi = get(r, "user_hi")?.unwrap_or_default();
-                    (ConversationType::Private, if lo == user { hi } else { lo })
+                    (
+                        ConversationType::Private,
+                        if lo == user.get() { hi } else { lo },
+                    )
                 }
             };
             let last_message = match get(r, "m_id")? {

@@ -204,7 +204,7 @@ impl UserStore for SqlStore {
             .await?;
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
-            let id: i64 = r.try_get(0)?;
+            let id: UserId = r.try_get(0)?;
             if id != user {
                 ids.push(id);
             }
@@ -239,7 +239,7 @@ impl UserStore for SqlStore {
                 query = query.bind(*id);
             }
             for row in query.fetch_all(&self.pool).await? {
-                found.insert(row.try_get::<i64, _>(0)?);
+                found.insert(row.try_get::<UserId, _>(0)?);
             }
         }
         Ok(ids
