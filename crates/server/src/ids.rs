@@ -4,8 +4,9 @@
 //! An id is a positive integer (PROTOCOL.md). A [`UserId`] or [`GroupId`]
 //! is made only by parsing what a client sent ([`UserId::parse`]), once,
 //! at the edge, or by the store from its own rows; so the domain and the
-//! store never check one again. On the wire ids stay plain numbers: the
-//! protocol crate's types carry `i64`, and the edges convert.
+//! store never check one again. A history [`Page`] is likewise made only
+//! by [`Page::parse`]. On the wire ids stay plain numbers: the protocol
+//! crate's types carry `i64`, and the edges convert.
 //!
 //! This module imports nothing else of the crate, so the store below the
 //! domain and the transports above it all take their ids from here, and
@@ -124,12 +125,66 @@ impl ConversationKey {
     }
 }
 
-/// Which slice of a conversation's history to read.
-#[derive(Debug, Clone, Copy)]
+/// Which slice of a conversation's history to read: after a seq, before
+/// one, or the latest; at most `limit` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
-    pub after_seq: Option<i64>,
-    pub before_seq: Option<i64>,
-    pub limit: u32,
+    after_seq: Option<i64>,
+    before_seq: Option<i64>,
+    limit: u32,
+}
+
+/// Why a history page was refused; the text is the client's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    #[error("afterSeq must be ≥ 0 and beforeSeq ≥ 1")]
+    Seq,
+    #[error("limit must be at least 1")]
+    Limit,
+}
+
+impl Page {
+    /// A page after `after_seq` (≥ 0) or before `before_seq` (≥ 1), of
+    /// `limit` (≥ 1) messages.
+    pub fn parse(
+        after_seq: Option<i64>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Self, PageError> {
+        if after_seq.is_some_and(|s| s < 0) || before_seq.is_some_and(|s| s < 1) {
+            return Err(PageError::Seq);
+        }
+        if limit == 0 {
+            return Err(PageError::Limit);
+        }
+        Ok(Page {
+            after_seq,
+            before_seq,
+            limit,
+        })
+    }
+
+    /// The same page, of at most `max` messages.
+    pub fn at_most(self, max: u32) -> Self {
+        Page {
+            limit: self.limit.min(max),
+            ..self
+        }
+    }
+
+    /// Read forwards from this seq (exclusive).
+    pub fn after_seq(&self) -> Option<i64> {
+        self.after_seq
+    }
+
+    /// Read back from this seq (exclusive).
+    pub fn before_seq(&self) -> Option<i64> {
+        self.before_seq
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
 }
 
 /// A conversation's place in the conversation list, most recent first:
@@ -195,5 +250,25 @@ mod tests {
         assert_eq!(ConversationKey::private(a, b).db_key(), "p:3:9");
         let g = GroupId::parse(5).unwrap();
         assert_eq!(ConversationKey::Group(g).db_key(), "g:5");
+    }
+
+    #[test]
+    fn history_pages_start_at_seq_zero_or_before_one_and_hold_one_or_more() {
+        let page = Page::parse(Some(0), None, 1).unwrap();
+        assert_eq!(
+            (page.after_seq(), page.before_seq(), page.limit()),
+            (Some(0), None, 1)
+        );
+        assert_eq!(
+            Page::parse(None, Some(1), 500)
+                .unwrap()
+                .at_most(200)
+                .limit(),
+            200
+        );
+        assert_eq!(Page::parse(Some(-1), None, 10), Err(PageError::Seq));
+        assert_eq!(Page::parse(None, Some(0), 10), Err(PageError::Seq));
+        assert_eq!(Page::parse(None, None, 0), Err(PageError::Limit));
+        assert_eq!(Page::parse(Some(-1), None, 0), Err(PageError::Seq));
     }
 }

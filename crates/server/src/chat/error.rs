@@ -7,7 +7,7 @@
 use palaver_protocol::{ErrorBody, ErrorCode};
 
 use super::MAX_GROUP_MEMBERS;
-use crate::ids::GroupId;
+use crate::ids::{GroupId, PageError};
 use crate::limits::Limited;
 use crate::store::StoreError;
 
@@ -98,6 +98,12 @@ impl ChatError {
     /// password.
     pub(crate) fn bad_credentials() -> Self {
         ChatError::Unauthorized("invalid username or password".into())
+    }
+}
+
+impl From<PageError> for ChatError {
+    fn from(e: PageError) -> Self {
+        ChatError::invalid(e.to_string())
     }
 }
 

@@ -57,19 +57,18 @@ impl Chat {
         }
     }
 
-    /// A page of history (see `Page`); the limit is clamped to [`MAX_PAGE`].
+    /// A page of history (see [`Page`]) of at most [`MAX_PAGE`] messages.
     pub async fn history(
         &self,
         user: UserId,
         target: Target,
-        mut page: Page,
+        page: Page,
     ) -> Result<MessagePage, ChatError> {
         self.core.participants(user, target).await?;
-        page.limit = page.limit.clamp(1, MAX_PAGE);
         let (messages, has_more) = self
             .core
             .store
-            .messages(target.conversation(user), page)
+            .messages(target.conversation(user), page.at_most(MAX_PAGE))
             .await?;
         Ok(MessagePage { messages, has_more })
     }

@@ -103,11 +103,7 @@ async fn read_backs_and_returning_agree_with_the_stored_rows() {
         assert!(!inserted[40].fresh);
         assert_eq!(inserted[40].message.id, inserted[5].message.id);
         for peer in [2, 3] {
-            let page = Page {
-                after_seq: None,
-                before_seq: None,
-                limit: 100,
-            };
+            let page = Page::parse(None, None, 100).unwrap();
             let (stored, _) = store
                 .messages(ConversationKey::private(user_id(1), user_id(peer)), page)
                 .await
