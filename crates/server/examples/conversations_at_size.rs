@@ -17,7 +17,8 @@
 use std::time::{Duration, Instant};
 
 use palaver::auth::Tokens;
-use palaver::store::{self, ConversationKey, NewMessage, PoolOptions, SeqCache, Store};
+use palaver::ids::{ConversationKey, UserId};
+use palaver::store::{self, NewMessage, PoolOptions, SeqCache, Store};
 use palaver::{Config, Server};
 use serde_json::Value;
 
@@ -27,7 +28,7 @@ const CONVERSATIONS: i64 = 2_000;
 /// Users with one conversation of many unread messages, their peers, and
 /// how many messages each got.
 const READERS: [(i64, i64, i64); 2] = [(5_000, 5_001, 10), (6_000, 6_001, 1_000_000)];
-const BATCH: usize = palaver::chat::MAX_BATCH;
+const BATCH: usize = store::MAX_BATCH;
 /// Timed requests per case, after as many untimed ones.
 const RUNS: usize = 30;
 
@@ -62,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     let get = |user: i64, query: String| {
         let req = http
             .get(format!("{base}/api/conversations{query}"))
-            .bearer_auth(tokens.issue(user));
+            .bearer_auth(tokens.issue(uid(user)));
         async move {
             let resp = req.send().await?;
             anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
@@ -149,15 +150,15 @@ where
 /// all of theirs. Through the writer's batch insert, `BATCH` at a time.
 async fn seed(store: &dyn Store) -> anyhow::Result<()> {
     let now = now_ms();
-    let mut ids: Vec<i64> = (BUSY..=BUSY + CONVERSATIONS).collect();
-    ids.extend(READERS.iter().flat_map(|&(r, p, _)| [r, p]));
+    let mut ids: Vec<UserId> = (BUSY..=BUSY + CONVERSATIONS).map(uid).collect();
+    ids.extend(READERS.iter().flat_map(|&(r, p, _)| [uid(r), uid(p)]));
     for chunk in ids.chunks(500) {
         store.ensure_users(chunk, now).await?;
     }
     let mut seqs = SeqCache::new();
     let message = |from: i64, to: i64, i: i64| NewMessage {
-        sender_id: from,
-        conversation: ConversationKey::private(from, to),
+        sender_id: uid(from),
+        conversation: ConversationKey::private(uid(from), uid(to)),
         receiver_id: to,
         content: format!("message {i} from {from}"),
         client_msg_id: None,
@@ -189,6 +190,10 @@ async fn seed(store: &dyn Store) -> anyhow::Result<()> {
     flush(&mut batch).await?;
     eprintln!("seeded in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+fn uid(n: i64) -> UserId {
+    UserId::parse(n).expect("the users here have positive ids")
 }
 
 fn now_ms() -> i64 {

@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm as JwtAlg, DecodingKey, EncodingKey, Header, Valida
 use serde::{Deserialize, Serialize};
 use tokio::sync::SemaphorePermit;
 
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Why a token was refused; the text follows `unauthorized: `.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,7 +86,8 @@ impl Tokens {
             serde_json::Value::Number(n) => n.as_i64(),
             _ => None,
         };
-        id.filter(|&id| id > 0).ok_or(TokenError::Invalid)
+        id.and_then(|id| UserId::parse(id).ok())
+            .ok_or(TokenError::Invalid)
     }
 }
 

@@ -29,7 +29,7 @@ use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface
 use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
 use fred::types::{Builder, RespVersion};
 
-use crate::store::GroupId;
+use crate::ids::GroupId;
 
 /// Longest a node trusts a cached roster in a cluster.
 pub const ROSTER_MAX_AGE: Duration = Duration::from_millis(800);
@@ -207,6 +207,12 @@ fn resubscribe_on_reconnect(client: SubscriberClient) {
     });
 }
 
+/// The group a roster announcement names; anything else is read as
+/// "announcements may have been missed".
+fn parse_group(message: &str) -> Option<GroupId> {
+    message.parse().ok().and_then(|g| GroupId::parse(g).ok())
+}
+
 /// The URL without its password, for messages.
 fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
@@ -229,7 +235,7 @@ impl Connected {
         tokio::spawn(async move {
             loop {
                 match messages.recv().await {
-                    Ok(m) => match m.value.as_str().and_then(|s| s.parse().ok()) {
+                    Ok(m) => match m.value.as_str().and_then(|s| parse_group(&s)) {
                         Some(group) => on_message(Some(group)),
                         None => on_message(None),
                     },

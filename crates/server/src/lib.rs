@@ -4,6 +4,9 @@
 //! - [`config`]: flags and environment variables.
 //! - [`accept`]: the accept loop (hyper HTTP/1 with upgrades) serving both.
 //! - [`app`]: the shared state handed to both front doors.
+//! - [`ids`]: user and group ids (made only by parsing at the edge, or by the
+//!   store from its rows), conversation keys and pages; every layer takes
+//!   them from here, none from `store`.
 //! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
 //! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
 //! - [`realtime`]: the Socket.IO front door on Palaver's own layer
@@ -16,9 +19,9 @@
 //!   (one per resource, [`store::Store`] over them) and the batch limit;
 //!   `error.rs` classifies driver errors; `connect.rs` picks the backend
 //!   (`sqlite.rs`, `mysql.rs`, `postgres.rs`: pool and migrations) from the
-//!   URL; `sql/` is the one implementation (`dialect.rs`, `rows.rs`,
-//!   `batch.rs`, and a file per resource); `seqs.rs` is the writer's memory
-//!   of each conversation's last seq.
+//!   URL; `sql/` is the one implementation (`dialect.rs`, `rows.rs` with
+//!   how ids bind, `batch.rs`, and a file per resource); `seqs.rs` is the
+//!   writer's memory of each conversation's last seq.
 //! - [`limits`]: every rate limit — per node, cluster-wide, per socket — and
 //!   connections per user; `login.rs` the failed-login back-off, `typing.rs`
 //!   the per-socket typing bucket.
@@ -36,6 +39,7 @@ pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod ids;
 pub mod limits;
 pub mod preflight;
 pub mod realtime;

@@ -76,7 +76,8 @@ impl Server {
     /// A token for a fresh user (created on first use), so that no case
     /// inherits another's connection count or rate limit.
     fn mint(&self, user: i64) -> String {
-        palaver::auth::Tokens::new(self.secret.as_bytes(), Duration::from_secs(3600)).issue(user)
+        palaver::auth::Tokens::new(self.secret.as_bytes(), Duration::from_secs(3600))
+            .issue(palaver::ids::UserId::parse(user).expect("a user id"))
     }
 }
 

@@ -11,7 +11,8 @@ use super::coalesce::Coalescer;
 use super::core::{now_ms, Core};
 use super::{presence, Chat, ChatError, Password, Username};
 use crate::auth;
-use crate::store::{StoreError, UserId};
+use crate::ids::UserId;
+use crate::store::StoreError;
 
 /// Users waiting in each batching task (for their row at the handshake,
 /// or for `last_seen` at a presence change), across all sockets.
@@ -117,7 +118,7 @@ impl Chat {
                 StoreError::Conflict(_) => ChatError::Conflict("username is taken".into()),
                 e => e.into(),
             })?;
-        self.core.directory.add_user(user.id);
+        self.core.directory.add_user(UserId::from_stored(user.id));
         Ok(user)
     }
 

@@ -16,8 +16,9 @@ use super::directory::{Directory, Roster};
 use super::presence::Presence;
 use super::{ChatError, Target};
 use crate::cluster::Cluster;
+use crate::ids::{GroupId, UserId};
 use crate::limits::Limits;
-use crate::store::{GroupId, Store, UserId};
+use crate::store::Store;
 
 /// Longest a node trusts a cached roster on a MySQL/MariaDB or PostgreSQL
 /// database without Redis, where other nodes sharing the database cannot
@@ -129,7 +130,11 @@ impl Core {
             return Ok(None);
         }
         let members = self.store.members(group).await?;
-        let roster = Arc::new(Roster::new(members.iter().map(|m| (m.user_id, m.role))));
+        let roster = Arc::new(Roster::new(
+            members
+                .iter()
+                .map(|m| (UserId::from_stored(m.user_id), m.role)),
+        ));
         self.directory.put_roster(group, roster.clone(), generation);
         Ok(Some(roster))
     }

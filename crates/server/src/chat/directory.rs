@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use palaver_protocol::Role;
 
-use crate::store::{GroupId, UserId};
+use crate::ids::{GroupId, UserId};
 
 const MAX_USERS: usize = 1_000_000;
 const MAX_ROSTERS: usize = 100_000;

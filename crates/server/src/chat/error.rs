@@ -7,8 +7,9 @@
 use palaver_protocol::{ErrorBody, ErrorCode};
 
 use super::MAX_GROUP_MEMBERS;
+use crate::ids::{GroupId, PageError};
 use crate::limits::Limited;
-use crate::store::{GroupId, StoreError, UserId};
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ChatError {
@@ -66,13 +67,14 @@ impl ChatError {
         ChatError::InvalidPayload(msg.into())
     }
 
-    /// `NotFound`: no user has this id.
-    pub(crate) fn no_such_user(id: UserId) -> Self {
+    /// `NotFound`: no user has this id (also one that is not an id: a
+    /// path's number that is not positive).
+    pub(crate) fn no_such_user(id: impl std::fmt::Display) -> Self {
         ChatError::NotFound(format!("user {id} does not exist"))
     }
 
-    /// `NotFound`: no group has this id.
-    pub(crate) fn no_such_group(group: GroupId) -> Self {
+    /// `NotFound`: no group has this id (or, as for users, it is not one).
+    pub(crate) fn no_such_group(group: impl std::fmt::Display) -> Self {
         ChatError::NotFound(format!("group {group} does not exist"))
     }
 
@@ -81,8 +83,9 @@ impl ChatError {
         ChatError::Forbidden(format!("you are not a member of group {group}"))
     }
 
-    /// `NotFound`: the user named is not a member of the group.
-    pub(crate) fn not_in_group(user: UserId, group: GroupId) -> Self {
+    /// `NotFound`: the user named (an id, or a path's number that is not
+    /// one) is not a member of the group.
+    pub(crate) fn not_in_group(user: impl std::fmt::Display, group: GroupId) -> Self {
         ChatError::NotFound(format!("user {user} is not a member of group {group}"))
     }
 
@@ -95,6 +98,12 @@ impl ChatError {
     /// password.
     pub(crate) fn bad_credentials() -> Self {
         ChatError::Unauthorized("invalid username or password".into())
+    }
+}
+
+impl From<PageError> for ChatError {
+    fn from(e: PageError) -> Self {
+        ChatError::invalid(e.to_string())
     }
 }
 

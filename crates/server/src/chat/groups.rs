@@ -7,7 +7,8 @@ use palaver_protocol::{Group, Member, Role};
 
 use super::core::now_ms;
 use super::{Chat, ChatError, GroupName};
-use crate::store::{GroupId, StoreError, UserId};
+use crate::ids::{GroupId, UserId};
+use crate::store::StoreError;
 
 /// Most members a group may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
@@ -25,11 +26,6 @@ impl Chat {
         members.dedup();
         if members.len() + 1 > MAX_GROUP_MEMBERS {
             return Err(ChatError::group_full());
-        }
-        if let Some(&bad) = members.iter().find(|&&m| m <= 0) {
-            return Err(ChatError::invalid(format!(
-                "memberIds: {bad} is not a valid id"
-            )));
         }
         let missing = self.core.store.missing_users(&members).await?;
         if let Some(&m) = missing.first() {
@@ -71,7 +67,7 @@ impl Chat {
         let members = self.core.store.members(group).await?;
         let role = members
             .iter()
-            .find(|m| m.user_id == user)
+            .find(|m| m.user_id == user.get())
             .map(|m| m.role)
             .ok_or_else(|| ChatError::not_a_member(group))?;
         Ok((found, members, role))
@@ -136,7 +132,7 @@ impl Chat {
             }
             let target = members
                 .iter()
-                .find(|m| m.user_id == user)
+                .find(|m| m.user_id == user.get())
                 .map(|m| m.role)
                 .ok_or_else(|| ChatError::not_in_group(user, group))?;
             let allowed = match actor_role {

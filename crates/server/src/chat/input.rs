@@ -4,7 +4,7 @@
 use palaver_protocol::{ConversationType, SendMessage};
 
 use super::ChatError;
-use crate::store::{ActivityKey, ConversationKey, ConversationsPage, GroupId, UserId};
+use crate::ids::{ActivityKey, ConversationKey, ConversationsPage, GroupId, IdError, UserId};
 
 /// A registrable username: 3–32 of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone)]
@@ -67,14 +67,34 @@ impl GroupName {
     }
 }
 
-/// A positive id.
-pub fn parse_id(what: &str, id: i64) -> Result<i64, ChatError> {
-    if id <= 0 {
-        return Err(ChatError::invalid(format!(
-            "{what} must be a positive integer"
-        )));
-    }
-    Ok(id)
+/// An id a client sent in a payload, named `what` when refused.
+pub fn parse_id<T: TryFrom<i64, Error = IdError>>(what: &str, raw: i64) -> Result<T, ChatError> {
+    T::try_from(raw).map_err(|_| ChatError::invalid(format!("{what} must be a positive integer")))
+}
+
+/// The other members of a new group (`memberIds`). The lowest id is the
+/// one named when any is refused, so the answer does not depend on the
+/// order they were sent in.
+pub fn parse_member_ids(raw: &[i64]) -> Result<Vec<UserId>, ChatError> {
+    raw.iter()
+        .map(|&m| UserId::parse(m))
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            let lowest = raw.iter().min().copied().unwrap_or_default();
+            ChatError::invalid(format!("memberIds: {lowest} is not a valid id"))
+        })
+}
+
+/// A user named in a path. An id that is not positive names no user, and
+/// is answered as any unknown user is: `not_found`.
+pub fn path_user(raw: i64) -> Result<UserId, ChatError> {
+    UserId::parse(raw).map_err(|_| ChatError::no_such_user(raw))
+}
+
+/// A group named in a path; as [`path_user`], one that is not positive is
+/// `not_found`.
+pub fn path_group(raw: i64) -> Result<GroupId, ChatError> {
+    GroupId::parse(raw).map_err(|_| ChatError::no_such_group(raw))
 }
 
 /// Rows per page of the conversation list when `limit` is not given.
@@ -165,10 +185,11 @@ pub enum Target {
 
 impl Target {
     pub fn parse(kind: &str, receiver: i64) -> Result<Self, ChatError> {
-        let receiver = parse_id("receiverId", receiver)?;
         match ConversationType::parse(kind) {
-            Some(ConversationType::Private) => Ok(Target::Private(receiver)),
-            Some(ConversationType::Group) => Ok(Target::Group(receiver)),
+            Some(ConversationType::Private) => {
+                parse_id("receiverId", receiver).map(Target::Private)
+            }
+            Some(ConversationType::Group) => parse_id("receiverId", receiver).map(Target::Group),
             None => Err(ChatError::invalid(format!(
                 "unknown conversationType {kind:?}: expected \"private\" or \"group\""
             ))),
@@ -183,9 +204,11 @@ impl Target {
         }
     }
 
+    /// The receiver's id as the wire carries it.
     pub fn receiver(self) -> i64 {
         match self {
-            Target::Private(id) | Target::Group(id) => id,
+            Target::Private(id) => id.get(),
+            Target::Group(id) => id.get(),
         }
     }
 }
@@ -206,7 +229,7 @@ impl SendRequest {
     /// Checks a client's `message` payload for `sender` (the authenticated
     /// user). `max_chars` bounds the content in Unicode scalar values.
     pub fn parse(raw: SendMessage, sender: UserId, max_chars: usize) -> Result<Self, ChatError> {
-        if raw.sender_id.is_some_and(|s| s != sender) {
+        if raw.sender_id.is_some_and(|s| s != sender.get()) {
             return Err(ChatError::Forbidden(
                 "senderId does not match the authenticated user".into(),
             ));
@@ -256,6 +279,10 @@ fn check_client_msg_id(id: &str) -> Result<(), ChatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(n: i64) -> UserId {
+        UserId::parse(n).unwrap()
+    }
 
     #[test]
     fn list_cursors_round_trip_and_anything_else_is_refused() {
@@ -312,9 +339,9 @@ mod tests {
 
     #[test]
     fn content_is_counted_in_characters_not_bytes() {
-        assert!(SendRequest::parse(raw(&"é".repeat(4)), 1, 4).is_ok());
+        assert!(SendRequest::parse(raw(&"é".repeat(4)), user(1), 4).is_ok());
         assert!(matches!(
-            SendRequest::parse(raw(&"é".repeat(5)), 1, 4),
+            SendRequest::parse(raw(&"é".repeat(5)), user(1), 4),
             Err(ChatError::TooLarge(_))
         ));
     }
@@ -322,16 +349,19 @@ mod tests {
     #[test]
     fn empty_content_is_invalid_and_whitespace_is_kept() {
         assert!(matches!(
-            SendRequest::parse(raw(""), 1, 4),
+            SendRequest::parse(raw(""), user(1), 4),
             Err(ChatError::InvalidPayload(_))
         ));
-        assert_eq!(SendRequest::parse(raw(" "), 1, 4).unwrap().content, " ");
+        assert_eq!(
+            SendRequest::parse(raw(" "), user(1), 4).unwrap().content,
+            " "
+        );
     }
 
     #[test]
     fn nul_content_and_untrimmed_or_control_client_msg_ids_are_invalid() {
         assert!(matches!(
-            SendRequest::parse(raw("a\0b"), 1, 4),
+            SendRequest::parse(raw("a\0b"), user(1), 4),
             Err(ChatError::InvalidPayload(_))
         ));
         for id in ["k ", " k", "k\0", "k\n1", "\t"] {
@@ -339,7 +369,7 @@ mod tests {
             r.client_msg_id = Some(id.into());
             assert!(
                 matches!(
-                    SendRequest::parse(r, 1, 4),
+                    SendRequest::parse(r, user(1), 4),
                     Err(ChatError::InvalidPayload(_))
                 ),
                 "{id:?}"
@@ -347,7 +377,7 @@ mod tests {
         }
         let mut r = raw("hi");
         r.client_msg_id = Some("c-81 with inner spaces".into());
-        assert!(SendRequest::parse(r, 1, 4).is_ok());
+        assert!(SendRequest::parse(r, user(1), 4).is_ok());
         assert!(GroupName::parse("a\0b").is_err());
         assert!(GroupName::parse("team  one").is_ok());
     }
@@ -366,7 +396,7 @@ mod tests {
         let with = |id: String| {
             let mut r = raw("hi");
             r.client_msg_id = Some(id);
-            SendRequest::parse(r, 1, 4)
+            SendRequest::parse(r, user(1), 4)
         };
         assert_eq!(
             with("é".repeat(64)).unwrap().client_msg_id.as_deref(),

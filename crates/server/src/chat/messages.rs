@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 
 use super::writer::{Job, Queued};
 use super::{Chat, ChatError, ListCursor, ListPage, Respond, SendRequest, Target};
-use crate::store::{ConversationsPage, Page, ReadOutcome, UserId};
+use crate::ids::{ConversationsPage, Page, UserId};
+use crate::store::ReadOutcome;
 
 /// Largest history page.
 pub const MAX_PAGE: u32 = 200;
@@ -56,19 +57,18 @@ impl Chat {
         }
     }
 
-    /// A page of history (see `Page`); the limit is clamped to [`MAX_PAGE`].
+    /// A page of history (see [`Page`]) of at most [`MAX_PAGE`] messages.
     pub async fn history(
         &self,
         user: UserId,
         target: Target,
-        mut page: Page,
+        page: Page,
     ) -> Result<MessagePage, ChatError> {
         self.core.participants(user, target).await?;
-        page.limit = page.limit.clamp(1, MAX_PAGE);
         let (messages, has_more) = self
             .core
             .store
-            .messages(target.conversation(user), page)
+            .messages(target.conversation(user), page.at_most(MAX_PAGE))
             .await?;
         Ok(MessagePage { messages, has_more })
     }
@@ -128,10 +128,11 @@ impl Chat {
         let private = |c: &ConversationSummary| {
             c.conversation_type == palaver_protocol::ConversationType::Private
         };
-        let peers = list.iter().filter(|c| private(c)).map(|c| c.receiver_id);
+        let peer = |c: &ConversationSummary| UserId::from_stored(c.receiver_id);
+        let peers = list.iter().filter(|c| private(c)).map(peer);
         let online = self.online_among(peers.collect()).await;
         for c in list.iter_mut().filter(|c| private(c)) {
-            c.online = Some(online.contains(&c.receiver_id));
+            c.online = Some(online.contains(&peer(c)));
         }
         Ok((list, next.map(ListCursor)))
     }

@@ -37,11 +37,12 @@ pub use error::ChatError;
 pub use groups::MAX_GROUP_MEMBERS;
 pub use input::{GroupName, ListCursor, ListPage, Password, SendRequest, Target, Username};
 pub use messages::{DEFAULT_PAGE, MAX_CONVERSATIONS, MAX_PAGE};
-pub use writer::{Respond, Sent, MAX_BATCH};
+pub use writer::{Respond, Sent};
 
 use crate::cluster::{Cluster, ROSTER_MAX_AGE};
+use crate::ids::GroupId;
 use crate::limits::Limits;
-use crate::store::{ConnectError, GroupId, Store};
+use crate::store::{ConnectError, Store};
 use accounts::Chores;
 use directory::Directory;
 use writer::Queued;

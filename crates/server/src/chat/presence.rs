@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// How long a user's last socket must stay gone before they are offline.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -77,30 +77,34 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    fn user(n: i64) -> UserId {
+        UserId::parse(n).unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn many_sockets_are_one_presence_and_the_last_one_leaving_goes_offline() {
         let p = Arc::new(Presence::default());
-        assert!(p.connect(7), "first socket: online");
-        assert!(!p.connect(7), "second socket: no change");
-        assert_eq!(p.disconnect(7), None, "one socket left");
-        let token = p.disconnect(7).expect("last socket gone");
-        assert!(p.is_online(7), "still online during the grace period");
-        assert!(p.settle_offline(7, token).await);
-        assert!(!p.is_online(7));
+        assert!(p.connect(user(7)), "first socket: online");
+        assert!(!p.connect(user(7)), "second socket: no change");
+        assert_eq!(p.disconnect(user(7)), None, "one socket left");
+        let token = p.disconnect(user(7)).expect("last socket gone");
+        assert!(p.is_online(user(7)), "still online during the grace period");
+        assert!(p.settle_offline(user(7), token).await);
+        assert!(!p.is_online(user(7)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_reconnect_within_the_grace_period_produces_no_change() {
         let p = Arc::new(Presence::default());
-        assert!(p.connect(7));
-        let token = p.disconnect(7).unwrap();
+        assert!(p.connect(user(7)));
+        let token = p.disconnect(user(7)).unwrap();
         let pending = tokio::spawn({
             let p = p.clone();
-            async move { p.settle_offline(7, token).await }
+            async move { p.settle_offline(user(7), token).await }
         });
         tokio::time::sleep(GRACE / 2).await;
-        assert!(!p.connect(7), "reconnected: not announced again");
+        assert!(!p.connect(user(7)), "reconnected: not announced again");
         assert!(!pending.await.unwrap(), "the pending offline is cancelled");
-        assert!(p.is_online(7));
+        assert!(p.is_online(user(7)));
     }
 }

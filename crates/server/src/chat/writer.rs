@@ -7,10 +7,10 @@
 //! transaction, and only then hands each outcome to its [`Respond`] — so acks
 //! come after commit and deliveries leave in commit order. Batches form by
 //! themselves: whatever queued up while the previous transaction was
-//! committing goes into the next (at most [`MAX_BATCH`]). Under load a batch
-//! also waits until `--batch-interval-ms` has passed since the previous one
-//! started ([`gather`]), so that more messages share each commit; a send on
-//! a quiet server does not wait.
+//! committing goes into the next (at most the store's [`MAX_BATCH`]).
+//! Under load a batch also waits until `--batch-interval-ms` has passed
+//! since the previous one started ([`gather`]), so that more messages share
+//! each commit; a send on a quiet server does not wait.
 //!
 //! The task runs on a thread and runtime of its own (see `Chat::start`),
 //! with its own database connection where the database is networked, so
@@ -36,10 +36,9 @@ use tokio::sync::mpsc;
 
 use super::core::{now_ms, Core};
 use super::{ChatError, SendRequest};
-use crate::store::{NewMessage, SeqCache, Store, StoreError, UserId};
+use crate::ids::UserId;
+use crate::store::{NewMessage, SeqCache, Store, StoreError, MAX_BATCH};
 
-/// Most messages committed in one transaction (the store sizes its statements for it).
-pub use crate::store::MAX_BATCH;
 /// Attempts at a batch that hits a deadlock or serialization failure.
 const MAX_ATTEMPTS: u32 = 5;
 /// Every send is answered within this long of being queued: when the
@@ -299,6 +298,10 @@ mod tests {
 
     type Log = Arc<Mutex<Vec<String>>>;
 
+    fn users<const N: usize>(ids: [i64; N]) -> Vec<UserId> {
+        ids.map(|n| UserId::parse(n).unwrap()).to_vec()
+    }
+
     /// A delivery that logs its start, waits for `answer`, and logs its end.
     fn delivery(
         log: &Log,
@@ -364,12 +367,12 @@ mod tests {
     #[test]
     fn a_delivery_waits_for_every_earlier_one_to_any_of_its_recipients() {
         let mut waves = Waves::default();
-        assert_eq!(waves.wave_of(&[1, 2]), 0); // alice → bob
-        assert_eq!(waves.wave_of(&[3, 4]), 0); // carol → dave: no one shared
-        assert_eq!(waves.wave_of(&[2, 1]), 1); // bob → alice: after the first
-        assert_eq!(waves.wave_of(&[1, 3]), 2); // alice → carol: after both
-        assert_eq!(waves.wave_of(&[4, 5, 6]), 1); // dave's group
-        assert_eq!(waves.wave_of(&[7, 8]), 0);
+        assert_eq!(waves.wave_of(&users([1, 2])), 0); // alice → bob
+        assert_eq!(waves.wave_of(&users([3, 4])), 0); // carol → dave: no one shared
+        assert_eq!(waves.wave_of(&users([2, 1])), 1); // bob → alice: after the first
+        assert_eq!(waves.wave_of(&users([1, 3])), 2); // alice → carol: after both
+        assert_eq!(waves.wave_of(&users([4, 5, 6])), 1); // dave's group
+        assert_eq!(waves.wave_of(&users([7, 8])), 0);
     }
 
     #[tokio::test]
@@ -387,11 +390,11 @@ mod tests {
             }
         });
         let mut waves = Waves::default();
-        let w = waves.wave_of(&[1, 2]);
+        let w = waves.wave_of(&users([1, 2]));
         waves.push(w, delivery(&log, "1→2", first));
-        let w = waves.wave_of(&[3, 4]);
+        let w = waves.wave_of(&users([3, 4]));
         waves.push(w, delivery(&log, "3→4", second));
-        let w = waves.wave_of(&[2, 1]);
+        let w = waves.wave_of(&users([2, 1]));
         waves.push(w, delivery(&log, "2→1", third));
         waves.run().await;
         let mut log = log.lock().unwrap().clone();

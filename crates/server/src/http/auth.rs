@@ -12,6 +12,7 @@ use super::extract::ApiJson;
 use super::ApiError;
 use crate::app::App;
 use crate::chat::{ChatError, Password, Username};
+use crate::ids::UserId;
 use crate::limits::login::bounded;
 
 #[derive(Deserialize)]
@@ -30,7 +31,7 @@ pub async fn register(
     let username = Username::parse(&body.username)?;
     let password = Password::parse(&body.password)?;
     let user = app.chat.register(username, password).await?;
-    let token = app.tokens.issue(user.id);
+    let token = app.tokens.issue(UserId::from_stored(user.id));
     Ok((StatusCode::CREATED, Json(AuthResponse { user, token })))
 }
 
@@ -51,7 +52,7 @@ pub async fn login(
     match result {
         Ok(user) => {
             guard.succeeded(&body.username, ip).await;
-            let token = app.tokens.issue(user.id);
+            let token = app.tokens.issue(UserId::from_stored(user.id));
             Ok(Json(AuthResponse { user, token }))
         }
         Err(e) => {

@@ -12,7 +12,7 @@ use super::ApiError;
 use crate::app::App;
 use crate::auth::TokenError;
 use crate::chat::ChatError;
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// The authenticated caller (from `Authorization: Bearer <jwt>`).
 #[derive(Debug, Clone, Copy)]

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use super::extract::{ApiJson, ApiPath, AuthUser};
 use super::ApiError;
 use crate::app::App;
-use crate::chat::input::parse_id;
+use crate::chat::input::{parse_id, parse_member_ids, path_group};
 use crate::chat::{ChatError, GroupName};
+use crate::ids::UserId;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,10 +29,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Group>), ApiError> {
     let name = GroupName::parse(&body.name)?;
     app.limits.group_change(me)?;
-    let group = app
-        .chat
-        .create_group(me, name, body.member_ids.unwrap_or_default())
-        .await?;
+    let members = parse_member_ids(&body.member_ids.unwrap_or_default())?;
+    let group = app.chat.create_group(me, name, members).await?;
     Ok((StatusCode::CREATED, Json(group)))
 }
 
@@ -47,7 +46,7 @@ pub async fn get(
     AuthUser(me): AuthUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Group>, ApiError> {
-    Ok(Json(app.chat.group(me, id).await?))
+    Ok(Json(app.chat.group(me, path_group(id)?).await?))
 }
 
 #[derive(Deserialize)]
@@ -73,7 +72,10 @@ pub async fn add_member(
             .ok_or_else(|| ChatError::invalid("role must be \"member\" or \"admin\""))?,
     };
     app.limits.group_change(me)?;
-    let member = app.chat.add_member(me, group, user, role).await?;
+    let member = app
+        .chat
+        .add_member(me, path_group(group)?, user, role)
+        .await?;
     Ok((StatusCode::CREATED, Json(member)))
 }
 
@@ -83,6 +85,9 @@ pub async fn remove_member(
     ApiPath((group, user)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
     app.limits.group_change(me)?;
+    let group = path_group(group)?;
+    // A number that is not an id is no one's, so no member's.
+    let user = UserId::parse(user).map_err(|_| ChatError::not_in_group(user, group))?;
     app.chat.remove_member(me, group, user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,7 +10,7 @@ use super::extract::{ApiQuery, AuthUser};
 use super::ApiError;
 use crate::app::App;
 use crate::chat::{ChatError, ListPage, Target, DEFAULT_PAGE};
-use crate::store::Page;
+use crate::ids::Page;
 
 /// `limit` and `cursor` are taken as text and parsed by [`ListPage`], so
 /// that a bad value is refused with a message naming what it expects.
@@ -64,16 +64,7 @@ pub async fn history(
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<MessagePage>, ApiError> {
     let target = Target::parse(&q.conversation_type, q.receiver_id)?;
-    if q.after_seq.is_some_and(|s| s < 0) || q.before_seq.is_some_and(|s| s < 1) {
-        return Err(ChatError::invalid("afterSeq must be ≥ 0 and beforeSeq ≥ 1").into());
-    }
-    if q.limit == Some(0) {
-        return Err(ChatError::invalid("limit must be at least 1").into());
-    }
-    let page = Page {
-        after_seq: q.after_seq,
-        before_seq: q.before_seq,
-        limit: q.limit.unwrap_or(DEFAULT_PAGE),
-    };
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    let page = Page::parse(q.after_seq, q.before_seq, limit).map_err(ChatError::from)?;
     Ok(Json(app.chat.history(me, target, page).await?))
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::ApiError;
 use crate::app::App;
+use crate::chat::input::path_user;
 use crate::chat::ChatError;
 
 /// Default and largest page of a user search.
@@ -42,5 +43,5 @@ pub async fn get(
     AuthUser(me): AuthUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<User>, ApiError> {
-    Ok(Json(app.chat.user_seen_by(me, id).await?))
+    Ok(Json(app.chat.user_seen_by(me, path_user(id)?).await?))
 }

@@ -41,7 +41,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Read receipts (`read`) one user may send at once, over all sockets.
 pub const READ_BURST: u32 = 50;
@@ -154,7 +154,7 @@ impl MessageGrants {
             _ => {
                 tracing::info!(
                     kind = "message",
-                    key = user,
+                    key = user.get(),
                     "rate limited (over all nodes)"
                 );
                 Err(Limited::new(
@@ -346,6 +346,10 @@ impl Limits {
 mod tests {
     use super::*;
 
+    fn user(n: i64) -> UserId {
+        UserId::parse(n).unwrap()
+    }
+
     fn config(args: &[&str]) -> Config {
         #[derive(clap::Parser)]
         struct Wrapper {
@@ -365,13 +369,13 @@ mod tests {
             None,
         );
         for _ in 0..3 {
-            limits.message_here(1).unwrap();
+            limits.message_here(user(1)).unwrap();
         }
-        let e = limits.message_here(1).unwrap_err();
+        let e = limits.message_here(user(1)).unwrap_err();
         assert!(e.retry_after > Duration::ZERO, "{e:?}");
         assert!(e.to_string().contains("retry in"), "{e}");
         // Another user has their own bucket.
-        limits.message_here(2).unwrap();
+        limits.message_here(user(2)).unwrap();
     }
 
     #[test]
@@ -381,32 +385,32 @@ mod tests {
             None,
         );
         for _ in 0..10_000 {
-            limits.message_here(1).unwrap();
+            limits.message_here(user(1)).unwrap();
         }
     }
 
     #[test]
     fn connections_are_counted_and_released() {
         let limits = Limits::new(&config(&["--max-connections-per-user", "2"]), None);
-        limits.connect_here(7).unwrap();
-        limits.connect_here(7).unwrap();
-        assert!(limits.connect_here(7).is_err());
-        limits.connect_here(8).unwrap();
-        limits.disconnected(7);
-        limits.connect_here(7).unwrap();
+        limits.connect_here(user(7)).unwrap();
+        limits.connect_here(user(7)).unwrap();
+        assert!(limits.connect_here(user(7)).is_err());
+        limits.connect_here(user(8)).unwrap();
+        limits.disconnected(user(7));
+        limits.connect_here(user(7)).unwrap();
     }
 
     #[test]
     fn closing_one_of_two_connections_keeps_the_other_counted() {
         let limits = Limits::new(&config(&["--max-connections-per-user", "2"]), None);
-        limits.connect_here(7).unwrap();
-        limits.connect_here(7).unwrap();
-        limits.disconnected(7);
-        limits.connect_here(7).unwrap();
-        assert!(limits.connect_here(7).is_err(), "two are held again");
+        limits.connect_here(user(7)).unwrap();
+        limits.connect_here(user(7)).unwrap();
+        limits.disconnected(user(7));
+        limits.connect_here(user(7)).unwrap();
+        assert!(limits.connect_here(user(7)).is_err(), "two are held again");
         // Disconnecting a user with none held changes nothing.
-        limits.disconnected(9);
-        limits.connect_here(9).unwrap();
+        limits.disconnected(user(9));
+        limits.connect_here(user(9)).unwrap();
     }
 
     #[test]
@@ -415,8 +419,8 @@ mod tests {
             &config(&["--message-rate", "1000", "--message-burst", "1"]),
             None,
         );
-        for user in 0..50 {
-            limits.message_here(user).unwrap();
+        for n in 1..=50 {
+            limits.message_here(user(n)).unwrap();
         }
         let held = || limits.messages.limiter.as_ref().unwrap().len();
         assert_eq!(held(), 50);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Limited;
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Typing events a socket may send at once.
 pub const BURST: f64 = 10.0;
@@ -31,7 +31,7 @@ impl TypingBucket {
         if self.take_at(Instant::now()) {
             return Ok(());
         }
-        tracing::info!(kind = "typing", key = user, "rate limited");
+        tracing::info!(kind = "typing", key = user.get(), "rate limited");
         Err(Limited::new(
             format_args!("at most {PER_SECOND} typing events a second"),
             Duration::from_secs_f64(1.0 / PER_SECOND),
@@ -56,6 +56,10 @@ impl TypingBucket {
 mod tests {
     use super::*;
 
+    fn user(n: i64) -> UserId {
+        UserId::parse(n).unwrap()
+    }
+
     #[test]
     fn typing_allows_a_burst_of_ten_then_five_a_second() {
         let bucket = TypingBucket::default();
@@ -74,9 +78,9 @@ mod tests {
     fn a_refused_typing_event_says_when_to_retry() {
         let bucket = TypingBucket::default();
         for _ in 0..10 {
-            bucket.take(1).unwrap();
+            bucket.take(user(1)).unwrap();
         }
-        let e = bucket.take(1).unwrap_err();
+        let e = bucket.take(user(1)).unwrap_err();
         assert_eq!(e.retry_after, Duration::from_millis(200));
         assert!(e.to_string().contains("retry in 200 ms"), "{e}");
     }

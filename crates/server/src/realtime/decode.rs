@@ -18,7 +18,7 @@ use super::read::parse_read;
 use super::typing::parse_typing;
 use super::MAX_BINARY_ATTACHMENTS;
 use crate::chat::{ChatError, SendRequest, Target};
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Who is deemed to send the decoded frame, and the limits that apply.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,7 @@ impl Default for DecodeContext {
     /// User 1 and the default `--max-message-chars` (4000).
     fn default() -> Self {
         DecodeContext {
-            user: 1,
+            user: UserId::parse(1).expect("1 is an id"),
             max_message_chars: 4000,
         }
     }

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::{answer, answer_error, frame, Hub, Sock};
 use crate::chat::{ChatError, Respond, SendRequest, Sent};
-use crate::store::UserId;
+use crate::ids::UserId;
 
 pub(super) fn on_send(hub: &Hub, socket: &Sock, event: Event<'_>) {
     let app = hub.app();

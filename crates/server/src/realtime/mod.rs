@@ -33,8 +33,8 @@ use serde_json::value::RawValue;
 
 use crate::app::App;
 use crate::chat::{ChatError, Target};
+use crate::ids::UserId;
 use crate::limits::TypingBucket;
-use crate::store::UserId;
 pub use registry::Registry;
 pub use relay::Relay;
 
@@ -206,7 +206,7 @@ impl Handler for Hub {
         if let Some(relay) = &self.0.relay {
             relay.count_changed(user, here);
         }
-        tracing::debug!(sid = %socket.id(), user, "socket connected");
+        tracing::debug!(sid = %socket.id(), user = user.get(), "socket connected");
         presence::connected(self, user);
     }
 
@@ -231,7 +231,7 @@ impl Handler for Hub {
 
     fn disconnected(&self, socket: &Sock, reason: DisconnectReason) {
         let user = socket.data().user;
-        tracing::debug!(sid = %socket.id(), user, ?reason, "socket disconnected");
+        tracing::debug!(sid = %socket.id(), user = user.get(), ?reason, "socket disconnected");
         let left = self.0.registry.remove(user, socket);
         if let Some(relay) = &self.0.relay {
             relay.count_changed(user, left);

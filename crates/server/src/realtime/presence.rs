@@ -6,7 +6,7 @@
 use palaver_protocol::{events, Presence};
 
 use super::{frame, Hub};
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// Called for every socket that connects.
 pub(super) fn connected(hub: &Hub, user: UserId) {
@@ -39,7 +39,7 @@ async fn announce(hub: &Hub, user: UserId, online: bool) {
     let (contacts, at) = match hub.app().chat.presence_changed(user).await {
         Ok(v) => v,
         Err(e) => {
-            tracing::debug!(user, error = %e, "presence change not announced");
+            tracing::debug!(user = user.get(), error = %e, "presence change not announced");
             return;
         }
     };
@@ -47,7 +47,7 @@ async fn announce(hub: &Hub, user: UserId, online: bool) {
         return;
     }
     let event = Presence {
-        user_id: user,
+        user_id: user.get(),
         online,
         last_seen: Some(at),
     };

@@ -40,7 +40,7 @@ pub(super) fn on_read(hub: &Hub, socket: &Sock, event: Event<'_>) {
                 if let Some(participants) = tell {
                     let receipt = ReadReceipt {
                         conversation_type: target.conversation(user).kind(),
-                        reader_id: user,
+                        reader_id: user.get(),
                         receiver_id: target.receiver(),
                         seq: read_seq,
                     };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use super::Sock;
-use crate::store::UserId;
+use crate::ids::UserId;
 
 const SHARDS: usize = 64;
 
@@ -29,7 +29,7 @@ impl Default for Registry {
 impl Registry {
     fn shard(&self, user: UserId) -> &Shard {
         // Fibonacci hashing: consecutive ids land on different shards.
-        let h = (user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
+        let h = (user.get() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58;
         &self.shards[h as usize % SHARDS]
     }
 

@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use super::HubInner;
 use crate::chat::OnlineLookup;
 use crate::cluster::{Cluster, CALL_TIMEOUT};
-use crate::store::UserId;
+use crate::ids::UserId;
 
 /// How often a node says it is alive.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -328,7 +328,7 @@ impl Relay {
         // The subscriber client tracks its channels and subscribes to them
         // again when Redis comes back, so a failure here heals then.
         if let Ok(Err(e)) = tokio::time::timeout(CALL_TIMEOUT, call).await {
-            tracing::debug!(error = %e, user, "redis: subscription change failed");
+            tracing::debug!(error = %e, user = user.get(), "redis: subscription change failed");
         }
     }
 }
@@ -397,7 +397,8 @@ async fn receive(relay: Weak<Inner>) {
             .channel
             .rsplit(':')
             .next()
-            .and_then(|id| id.parse::<UserId>().ok())
+            .and_then(|id| id.parse().ok())
+            .and_then(|id| UserId::parse(id).ok())
         else {
             continue;
         };

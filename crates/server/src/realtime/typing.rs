@@ -44,7 +44,7 @@ pub(super) fn on_typing(hub: &Hub, socket: &Sock, event: Event<'_>) {
                 }
                 let event = Typing {
                     conversation_type: target.conversation(user).kind(),
-                    sender_id: user,
+                    sender_id: user.get(),
                     receiver_id: target.receiver(),
                     typing,
                 };

@@ -8,7 +8,9 @@
 //! files (`sqlite.rs`, `mysql.rs`, `postgres.rs`) open the pool and apply
 //! their migrations, and `connect.rs` picks one from the URL scheme
 //! ([`connect`]). Driver errors become [`StoreError`] in `error.rs`, so
-//! the layers above never look at a driver error. The store owns the
+//! the layers above never look at a driver error. Ids, conversation keys
+//! and pages are the crate's ([`crate::ids`]), taken as already parsed;
+//! `sql/rows.rs` binds ids as the integers they are. The store owns the
 //! batch limit ([`MAX_BATCH`]): its statements are sized for it, and the
 //! writer in `chat` takes it from here.
 
@@ -31,6 +33,8 @@ pub use seqs::SeqCache;
 use async_trait::async_trait;
 use palaver_protocol::{ConversationSummary, Group, Member, Message, Role, User};
 
+use crate::ids::{ActivityKey, ConversationKey, ConversationsPage, GroupId, Page, UserId};
+
 /// Most messages committed in one batch: the writer's largest batch, and
 /// the rows of one multi-row statement (256 rows of 8 columns is 2,048
 /// bound parameters, far below every backend's limit), so a batch's insert
@@ -41,48 +45,6 @@ pub const MAX_BATCH: usize = 256;
 /// `dyn Store` needs no import: a trait object has its supertraits' methods).
 pub mod prelude {
     pub use super::{ConversationStore, GroupStore, MessageStore, Store, UserStore};
-}
-
-/// A user id.
-pub type UserId = i64;
-/// A group id.
-pub type GroupId = i64;
-
-/// Which conversation: the private pair or the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ConversationKey {
-    /// Unordered pair; constructed with [`ConversationKey::private`] so that
-    /// `lo <= hi`.
-    Private {
-        lo: UserId,
-        hi: UserId,
-    },
-    Group(GroupId),
-}
-
-impl ConversationKey {
-    pub fn private(a: UserId, b: UserId) -> Self {
-        ConversationKey::Private {
-            lo: a.min(b),
-            hi: a.max(b),
-        }
-    }
-
-    /// Private or group.
-    pub fn kind(&self) -> palaver_protocol::ConversationType {
-        match self {
-            ConversationKey::Private { .. } => palaver_protocol::ConversationType::Private,
-            ConversationKey::Group(_) => palaver_protocol::ConversationType::Group,
-        }
-    }
-
-    /// The unique text key stored in `conversations.conv_key`.
-    pub fn db_key(&self) -> String {
-        match self {
-            ConversationKey::Private { lo, hi } => format!("p:{lo}:{hi}"),
-            ConversationKey::Group(g) => format!("g:{g}"),
-        }
-    }
 }
 
 /// A message to insert. Authorization has already happened.
@@ -113,31 +75,6 @@ pub enum ReadOutcome {
     Moved { read_seq: i64, moved: bool },
     /// `seq` is beyond the conversation's last message.
     BeyondLast { last_seq: i64 },
-}
-
-/// Which slice of a conversation's history to read.
-#[derive(Debug, Clone, Copy)]
-pub struct Page {
-    pub after_seq: Option<i64>,
-    pub before_seq: Option<i64>,
-    pub limit: u32,
-}
-
-/// A conversation's place in the conversation list, most recent first:
-/// the id of its last message (0 without messages), then its own id.
-/// Message ids are unique, so no two conversations share a place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ActivityKey {
-    pub last_message_id: i64,
-    pub conversation_id: i64,
-}
-
-/// Which slice of a user's conversation list to read.
-#[derive(Debug, Clone, Copy)]
-pub struct ConversationsPage {
-    /// Only conversations after this place (below it in the order).
-    pub after: Option<ActivityKey>,
-    pub limit: u32,
 }
 
 /// Everything Palaver stores: one storage per resource, and what belongs

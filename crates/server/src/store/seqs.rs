@@ -38,7 +38,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::ConversationKey;
+use crate::ids::ConversationKey;
 
 /// Conversations remembered at most; beyond this the memory starts over
 /// (each forgotten conversation costs one read on its next message).
@@ -153,9 +153,11 @@ impl SeqCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::GroupId;
 
+    /// Conversation `n`, counted from 0: group `n + 1`.
     fn conv(n: i64) -> ConversationKey {
-        ConversationKey::Group(n)
+        ConversationKey::Group(GroupId::parse(n + 1).unwrap())
     }
 
     #[test]

@@ -10,7 +10,12 @@ use super::mysql::open;
 use super::pool::PoolOptions;
 use super::prelude::*;
 use super::sql::{Dialect, SqlStore};
-use super::{ConversationKey, NewMessage, Page, SeqCache};
+use super::{NewMessage, SeqCache};
+use crate::ids::{ConversationKey, Page, UserId};
+
+fn user_id(n: i64) -> UserId {
+    UserId::parse(n).unwrap()
+}
 
 /// A fresh database `palaver_unit_<pid>_<tag>` on the machine's MariaDB
 /// with the migrations applied: an admin connection, the statement that
@@ -71,14 +76,14 @@ async fn read_backs_and_returning_agree_with_the_stored_rows() {
     for returning in [false, true] {
         let store = SqlStore::new(pool.clone(), Dialect::MySql, returning);
         for user in 1..=3 {
-            store.ensure_user(user, 0).await.unwrap();
+            store.ensure_user(user_id(user), 0).await.unwrap();
         }
         // 40 messages over two conversations, interleaved, one of them
         // an in-batch retry of an earlier clientMsgId.
         let mut batch: Vec<NewMessage> = (0..40)
             .map(|i| NewMessage {
-                sender_id: 1,
-                conversation: ConversationKey::private(1, 2 + i % 2),
+                sender_id: user_id(1),
+                conversation: ConversationKey::private(user_id(1), user_id(2 + i % 2)),
                 receiver_id: 2 + i % 2,
                 content: format!("m{i}"),
                 client_msg_id: Some(format!("{returning}-{i}")),
@@ -98,13 +103,9 @@ async fn read_backs_and_returning_agree_with_the_stored_rows() {
         assert!(!inserted[40].fresh);
         assert_eq!(inserted[40].message.id, inserted[5].message.id);
         for peer in [2, 3] {
-            let page = Page {
-                after_seq: None,
-                before_seq: None,
-                limit: 100,
-            };
+            let page = Page::parse(None, None, 100).unwrap();
             let (stored, _) = store
-                .messages(ConversationKey::private(1, peer), page)
+                .messages(ConversationKey::private(user_id(1), user_id(peer)), page)
                 .await
                 .unwrap();
             let acked: Vec<_> = inserted[..40]
@@ -139,11 +140,11 @@ async fn a_writer_batch_is_committed_even_on_a_connection_left_in_a_transaction(
     };
     let store = SqlStore::new(pool.clone(), Dialect::MySql, true).for_writer();
     for user in 1..=2 {
-        store.ensure_user(user, 0).await.unwrap();
+        store.ensure_user(user_id(user), 0).await.unwrap();
     }
     let send = |i: i64| NewMessage {
-        sender_id: 1,
-        conversation: ConversationKey::private(1, 2),
+        sender_id: user_id(1),
+        conversation: ConversationKey::private(user_id(1), user_id(2)),
         receiver_id: 2,
         content: format!("m{i}"),
         client_msg_id: None,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use palaver::auth::Tokens;
+use palaver::ids::UserId;
 use palaver::{Config, Server};
 use palaver_client::Client;
 use palaver_protocol::{AuthResponse, Message, User};
@@ -97,7 +98,7 @@ impl TestApp {
     /// A token for any user id, signed with the server's secret (what an
     /// application sharing the secret would mint).
     pub fn mint(&self, user: i64) -> String {
-        self.tokens.issue(user)
+        self.tokens.issue(UserId::parse(user).expect("a user id"))
     }
 
     /// Registers `username` with a fixed password.

@@ -1,10 +1,8 @@
 //! The storage trait directly, on every backend: batch insertion rules that
 //! the server-level tests cannot force deterministically.
 
-use palaver::store::{
-    self, ActivityKey, ConversationKey, ConversationsPage, Inserted, NewMessage, Page, PoolOptions,
-    SeqCache, Store, StoreError,
-};
+use palaver::ids::{ActivityKey, ConversationKey, ConversationsPage, Page, UserId};
+use palaver::store::{self, Inserted, NewMessage, PoolOptions, SeqCache, Store, StoreError};
 
 use crate::backend_tests;
 use crate::helpers::*;
@@ -19,10 +17,23 @@ async fn open(b: Backend) -> (TestDb, Box<dyn Store>) {
     (db, store)
 }
 
+fn uid(n: i64) -> UserId {
+    UserId::parse(n).unwrap()
+}
+
+fn uids(ns: &[i64]) -> Vec<UserId> {
+    ns.iter().map(|&n| uid(n)).collect()
+}
+
+/// The numbers of `ids`, to compare with literals.
+fn nums(ids: Vec<UserId>) -> Vec<i64> {
+    ids.into_iter().map(UserId::get).collect()
+}
+
 fn msg(sender: i64, peer: i64, content: &str, key: Option<&str>) -> NewMessage {
     NewMessage {
-        sender_id: sender,
-        conversation: ConversationKey::private(sender, peer),
+        sender_id: uid(sender),
+        conversation: ConversationKey::private(uid(sender), uid(peer)),
         receiver_id: peer,
         content: content.into(),
         client_msg_id: key.map(str::to_string),
@@ -32,7 +43,7 @@ fn msg(sender: i64, peer: i64, content: &str, key: Option<&str>) -> NewMessage {
 
 async fn users(store: &dyn Store, n: i64) {
     for id in 1..=n {
-        store.ensure_user(id, 0).await.unwrap();
+        store.ensure_user(uid(id), 0).await.unwrap();
     }
 }
 
@@ -87,13 +98,9 @@ async fn a_key_repeated_within_a_batch_is_stored_once(b: Backend) {
     assert_eq!(first.message, repeat.message);
     assert!(matches!(out[2], Err(StoreError::Conflict(_))));
     assert_eq!(out[3].as_ref().unwrap().message.seq, 2);
-    let page = Page {
-        after_seq: Some(0),
-        before_seq: None,
-        limit: 10,
-    };
+    let page = Page::parse(Some(0), None, 10).unwrap();
     let (stored, _) = store
-        .messages(ConversationKey::private(1, 2), page)
+        .messages(ConversationKey::private(uid(1), uid(2)), page)
         .await
         .unwrap();
     assert_eq!(stored.len(), 2);
@@ -159,11 +166,7 @@ async fn insert_retrying(
 }
 
 async fn stored_seqs(store: &dyn Store, conv: ConversationKey) -> Vec<(i64, String)> {
-    let page = Page {
-        after_seq: Some(0),
-        before_seq: None,
-        limit: 1000,
-    };
+    let page = Page::parse(Some(0), None, 1000).unwrap();
     let (stored, more) = store.messages(conv, page).await.unwrap();
     assert!(!more);
     stored.into_iter().map(|m| (m.seq, m.content)).collect()
@@ -177,7 +180,7 @@ async fn a_second_writer_is_noticed_once_then_both_lock(b: Backend) {
     let (_db, store) = open(b).await;
     users(&*store, 2).await;
     let (mut a, mut b) = (SeqCache::new(), SeqCache::new());
-    let conv = ConversationKey::private(1, 2);
+    let conv = ConversationKey::private(uid(1), uid(2));
     let mut retries = Vec::new();
     for i in 0..7 {
         let seqs = if i % 2 == 0 { &mut a } else { &mut b };
@@ -255,7 +258,7 @@ async fn racing_writers_leave_no_gaps(b: Backend) {
     }
     let mut total = 0;
     for peer in [2, 3] {
-        let stored = stored_seqs(&*store, ConversationKey::private(1, peer)).await;
+        let stored = stored_seqs(&*store, ConversationKey::private(uid(1), uid(peer))).await;
         let seqs: Vec<i64> = stored.iter().map(|(s, _)| *s).collect();
         assert_eq!(seqs, (1..=stored.len() as i64).collect::<Vec<_>>());
         total += stored.len();
@@ -265,8 +268,11 @@ async fn racing_writers_leave_no_gaps(b: Backend) {
 
 async fn missing_users_and_minted_ids_do_not_collide_with_registration(b: Backend) {
     let (_db, store) = open(b).await;
-    store.ensure_user(5, 0).await.unwrap();
-    assert_eq!(store.missing_users(&[1, 5, 9]).await.unwrap(), [1, 9]);
+    store.ensure_user(uid(5), 0).await.unwrap();
+    assert_eq!(
+        nums(store.missing_users(&uids(&[1, 5, 9])).await.unwrap()),
+        [1, 9]
+    );
     // Registration after a minted id must not reuse it.
     let registered = store.create_user("alice", "hash", 0).await.unwrap();
     assert_ne!(registered.id, 5);
@@ -280,16 +286,30 @@ async fn ensure_users_creates_the_missing_and_leaves_taken_names_to_ensure_user(
     let (_db, store) = open(b).await;
     let registered = store.create_user("user7", "hash", 0).await.unwrap();
     assert_ne!(registered.id, 7);
-    store.ensure_user(3, 0).await.unwrap();
-    let unnamed = store.ensure_users(&[3, 7, 20, 21], 0).await.unwrap();
+    store.ensure_user(uid(3), 0).await.unwrap();
+    let unnamed = nums(store.ensure_users(&uids(&[3, 7, 20, 21]), 0).await.unwrap());
     assert_eq!(unnamed, [7], "user7 is taken");
-    assert!(store.missing_users(&[3, 20, 21]).await.unwrap().is_empty());
-    assert_eq!(store.user(20).await.unwrap().unwrap().username, "user20");
-    assert_eq!(store.missing_users(&[7]).await.unwrap(), [7]);
-    store.ensure_user(7, 0).await.unwrap();
-    assert_eq!(store.user(7).await.unwrap().unwrap().username, "user7-1");
+    assert!(store
+        .missing_users(&uids(&[3, 20, 21]))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.user(uid(20)).await.unwrap().unwrap().username,
+        "user20"
+    );
+    assert_eq!(nums(store.missing_users(&uids(&[7])).await.unwrap()), [7]);
+    store.ensure_user(uid(7), 0).await.unwrap();
+    assert_eq!(
+        store.user(uid(7)).await.unwrap().unwrap().username,
+        "user7-1"
+    );
     // All there already: nothing to do.
-    assert!(store.ensure_users(&[3, 7, 20], 0).await.unwrap().is_empty());
+    assert!(store
+        .ensure_users(&uids(&[3, 7, 20]), 0)
+        .await
+        .unwrap()
+        .is_empty());
     // Registration afterwards does not reuse a minted id.
     let later = store.create_user("bob", "hash", 0).await.unwrap();
     assert!(later.id > 21, "{}", later.id);
@@ -297,16 +317,20 @@ async fn ensure_users_creates_the_missing_and_leaves_taken_names_to_ensure_user(
 
 async fn last_seen_is_recorded_for_every_user_named(b: Backend) {
     let (_db, store) = open(b).await;
-    assert!(store.ensure_users(&[1, 2, 3], 0).await.unwrap().is_empty());
+    assert!(store
+        .ensure_users(&uids(&[1, 2, 3]), 0)
+        .await
+        .unwrap()
+        .is_empty());
     store
-        .set_last_seen(&[1, 3], 1_795_665_600_000)
+        .set_last_seen(&uids(&[1, 3]), 1_795_665_600_000)
         .await
         .unwrap();
     for (id, seen) in [(1, true), (2, false), (3, true)] {
-        let user = store.user(id).await.unwrap().unwrap();
+        let user = store.user(uid(id)).await.unwrap().unwrap();
         assert_eq!(user.last_seen.is_some(), seen, "user {id}: {user:?}");
     }
-    let user = store.user(3).await.unwrap().unwrap();
+    let user = store.user(uid(3)).await.unwrap().unwrap();
     assert_eq!(user.last_seen, Some(store::from_ms(1_795_665_600_000)));
 }
 
@@ -327,7 +351,7 @@ async fn unread_counts_derive_from_stored_messages_alone(b: Backend) {
     ];
     store.insert_messages(&batch, &mut seqs).await.unwrap();
     let page = |after, limit| ConversationsPage { after, limit };
-    let (rows, next) = store.conversations(1, page(None, 10)).await.unwrap();
+    let (rows, next) = store.conversations(uid(1), page(None, 10)).await.unwrap();
     assert_eq!(next, None);
     let got: Vec<(i64, i64, i64, i64)> = rows
         .iter()
@@ -337,14 +361,17 @@ async fn unread_counts_derive_from_stored_messages_alone(b: Backend) {
     assert_eq!(rows[0].username.as_deref(), Some("user3"));
 
     // One row a page: the key of the last row names where the next starts.
-    let (first, next) = store.conversations(1, page(None, 1)).await.unwrap();
+    let (first, next) = store.conversations(uid(1), page(None, 1)).await.unwrap();
     assert_eq!(first[0].receiver_id, 3);
     let key: ActivityKey = next.expect("a second row follows");
     assert_eq!(
         key.last_message_id,
         first[0].last_message.as_ref().unwrap().id
     );
-    let (second, next) = store.conversations(1, page(Some(key), 1)).await.unwrap();
+    let (second, next) = store
+        .conversations(uid(1), page(Some(key), 1))
+        .await
+        .unwrap();
     assert_eq!((second[0].receiver_id, next), (2, None));
 }
 

@@ -28,8 +28,9 @@ use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
 use super::dialect::{shaped_chunks, tuple, tuples, Dialect, CHUNK, LAST_SEQ};
 use super::rows::{message_from_row, opt_text, MESSAGE_COLS};
 use super::SqlStore;
+use crate::ids::{ConversationKey, UserId};
 use crate::store::seqs::{Learned, SeqCache};
-use crate::store::{from_ms, ConversationKey, Inserted, NewMessage, StoreError, UserId};
+use crate::store::{from_ms, Inserted, NewMessage, StoreError};
 
 /// The setting a writer changes when it meets another writer (`seqs.rs`);
 /// a macro so that the name is written once, here.
@@ -184,7 +185,7 @@ impl SqlStore {
             for row in query.fetch_all(&mut *conn).await? {
                 let msg = message_from_row(self.d, &row, "")?;
                 if let Some(cid) = msg.client_msg_id.clone() {
-                    found.insert((msg.sender_id, cid), msg);
+                    found.insert((UserId::from_stored(msg.sender_id), cid), msg);
                 }
             }
         }
@@ -468,7 +469,7 @@ impl SqlStore {
                 message: Message {
                     id,
                     conversation_type: m.conversation.kind(),
-                    sender_id: m.sender_id,
+                    sender_id: m.sender_id.get(),
                     receiver_id: m.receiver_id,
                     seq,
                     content: m.content.clone(),

@@ -16,10 +16,8 @@ use sqlx::{AnyConnection, Row};
 use super::dialect::{own_last_seq, shaped_chunks, tuple, tuples, Dialect, LAST_ID, LAST_SEQ};
 use super::rows::{message_from_row, opt_text};
 use super::SqlStore;
-use crate::store::{
-    from_ms, ActivityKey, ConversationKey, ConversationStore, ConversationsPage, ReadOutcome,
-    SeqCache, StoreError, UserId,
-};
+use crate::ids::{ActivityKey, ConversationKey, ConversationsPage, UserId};
+use crate::store::{from_ms, ConversationStore, ReadOutcome, SeqCache, StoreError};
 
 impl SqlStore {
     /// The row id of each conversation in `convs`, from `seqs` where known,
@@ -254,7 +252,10 @@ impl ConversationStore for SqlStore {
                 None => {
                     let lo = get(r, "user_lo")?.unwrap_or_default();
                     let hi = get(r, "user_hi")?.unwrap_or_default();
-                    (ConversationType::Private, if lo == user { hi } else { lo })
+                    (
+                        ConversationType::Private,
+                        if lo == user.get() { hi } else { lo },
+                    )
                 }
             };
             let last_message = match get(r, "m_id")? {

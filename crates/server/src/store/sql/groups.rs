@@ -7,7 +7,8 @@ use sqlx::Row;
 use super::dialect::{tuples, CHUNK, LAST_SEQ};
 use super::rows::{group_from_row, member_from_row, GROUP_COLS};
 use super::SqlStore;
-use crate::store::{from_ms, ConversationKey, GroupId, GroupStore, StoreError, UserId};
+use crate::ids::{ConversationKey, GroupId, UserId};
+use crate::store::{from_ms, GroupStore, StoreError};
 
 #[async_trait]
 impl GroupStore for SqlStore {
@@ -26,14 +27,15 @@ impl GroupStore for SqlStore {
         }
         let sql = self.d.q(&sql);
         let query = sqlx::query(&sql).bind(name).bind(owner).bind(now_ms);
-        let id: i64 = if self.returning {
+        let id: GroupId = if self.returning {
             let row = query.fetch_one(&mut *tx).await?;
             row.try_get(0)?
         } else {
             let done = query.execute(&mut *tx).await?;
-            done.last_insert_id().ok_or_else(|| {
+            let id = done.last_insert_id().ok_or_else(|| {
                 StoreError::Other(sqlx::Error::Protocol("no id for the new group".into()))
-            })?
+            })?;
+            GroupId::from_stored(id)
         };
         let all: Vec<(UserId, Role)> = std::iter::once((owner, Role::Owner))
             .chain(members.iter().map(|&m| (m, Role::Member)))
@@ -60,14 +62,14 @@ impl GroupStore for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(Group {
-            id,
+            id: id.get(),
             name: name.to_string(),
-            owner_id: owner,
+            owner_id: owner.get(),
             created_at: from_ms(now_ms),
             members: Some(
                 all.into_iter()
                     .map(|(user_id, role)| Member {
-                        user_id,
+                        user_id: user_id.get(),
                         role,
                         joined_at: from_ms(now_ms),
                     })
@@ -144,7 +146,7 @@ impl GroupStore for SqlStore {
             .await?;
         tx.commit().await?;
         Ok(Member {
-            user_id: user,
+            user_id: user.get(),
             role,
             joined_at: from_ms(now_ms),
         })
@@ -182,7 +184,7 @@ impl GroupStore for SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(heir) = heir {
-                let heir: i64 = heir.try_get(0)?;
+                let heir: UserId = heir.try_get(0)?;
                 let sql = self.d.q(
                     "UPDATE group_members SET role = 'owner' WHERE group_id = ? AND user_id = ?",
                 );

@@ -14,9 +14,8 @@ use sqlx::Row;
 use super::batch::Batch;
 use super::rows::{message_from_row, MESSAGE_COLS};
 use super::SqlStore;
-use crate::store::{
-    ConversationKey, Inserted, MessageStore, NewMessage, Page, SeqCache, StoreError,
-};
+use crate::ids::{ConversationKey, Page};
+use crate::store::{Inserted, MessageStore, NewMessage, SeqCache, StoreError};
 
 #[async_trait]
 impl MessageStore for SqlStore {
@@ -100,11 +99,11 @@ impl MessageStore for SqlStore {
             return Ok((Vec::new(), false));
         };
         let conv: i64 = row.try_get(0)?;
-        let after = page.after_seq.unwrap_or(0);
-        let before = page.before_seq.unwrap_or(i64::MAX);
+        let after = page.after_seq().unwrap_or(0);
+        let before = page.before_seq().unwrap_or(i64::MAX);
         // With afterSeq, read forwards from it; otherwise page back from
         // `before` (or the newest).
-        let forward = page.after_seq.is_some();
+        let forward = page.after_seq().is_some();
         let order = if forward { "ASC" } else { "DESC" };
         let sql = self.d.q(format!(
             "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND seq > ? AND seq < ? \
@@ -114,15 +113,15 @@ impl MessageStore for SqlStore {
             .bind(conv)
             .bind(after)
             .bind(before)
-            .bind(i64::from(page.limit) + 1)
+            .bind(i64::from(page.limit()) + 1)
             .fetch_all(&self.pool)
             .await?;
         let mut messages = rows
             .iter()
             .map(|r| message_from_row(self.d, r, ""))
             .collect::<Result<Vec<_>, _>>()?;
-        let has_more = messages.len() > page.limit as usize;
-        messages.truncate(page.limit as usize);
+        let has_more = messages.len() > page.limit() as usize;
+        messages.truncate(page.limit() as usize);
         if !forward {
             messages.reverse();
         }

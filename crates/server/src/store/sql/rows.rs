@@ -5,13 +5,52 @@
 //! Columns are read by name; the lists the mappers expect are the `*_COLS`
 //! constants beside them. Text is read through [`text`] and [`opt_text`]
 //! because sqlx's `Any` driver hands MySQL `TEXT` columns over as bytes.
+//! Ids ([`UserId`], [`GroupId`]) bind as the integers they are, and an id
+//! read from a row is taken as it is: only parsed ids are ever stored.
 
 use palaver_protocol::{ConversationType, Group, Member, Message, Role, User};
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::any::{Any, AnyRow, AnyTypeInfo};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Decode, Encode, Row, Type};
 
 use super::dialect::Dialect;
+use crate::ids::{GroupId, UserId};
 use crate::store::{from_ms, StoreError};
+
+/// `Type`, `Encode` and `Decode` on the `Any` driver for an id type, as
+/// its `i64`.
+macro_rules! sql_id {
+    ($id:ty) => {
+        impl Type<Any> for $id {
+            fn type_info() -> AnyTypeInfo {
+                <i64 as Type<Any>>::type_info()
+            }
+
+            fn compatible(ty: &AnyTypeInfo) -> bool {
+                <i64 as Type<Any>>::compatible(ty)
+            }
+        }
+
+        impl<'q> Encode<'q, Any> for $id {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <Any as Database>::ArgumentBuffer<'q>,
+            ) -> Result<IsNull, BoxDynError> {
+                <i64 as Encode<'q, Any>>::encode_by_ref(&self.get(), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Any> for $id {
+            fn decode(value: <Any as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+                <i64 as Decode<'r, Any>>::decode(value).map(<$id>::from_stored)
+            }
+        }
+    };
+}
+
+sql_id!(UserId);
+sql_id!(GroupId);
 
 pub(super) const USER_COLS: &str = "id, username, created_at, last_seen";
 pub(super) const GROUP_COLS: &str = "id, name, owner_id, created_at";

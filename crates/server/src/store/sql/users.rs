@@ -7,7 +7,8 @@ use sqlx::Row;
 use super::dialect::{like_prefix, shaped_chunks, tuple, tuples, Dialect, CHUNK};
 use super::rows::{opt_text, user_from_row, USER_COLS};
 use super::SqlStore;
-use crate::store::{StoreError, UserId, UserStore};
+use crate::ids::UserId;
+use crate::store::{StoreError, UserStore};
 
 impl SqlStore {
     /// PostgreSQL: moves the users' id sequence past ids inserted
@@ -203,7 +204,7 @@ impl UserStore for SqlStore {
             .await?;
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
-            let id: i64 = r.try_get(0)?;
+            let id: UserId = r.try_get(0)?;
             if id != user {
                 ids.push(id);
             }
@@ -238,7 +239,7 @@ impl UserStore for SqlStore {
                 query = query.bind(*id);
             }
             for row in query.fetch_all(&self.pool).await? {
-                found.insert(row.try_get::<i64, _>(0)?);
+                found.insert(row.try_get::<UserId, _>(0)?);
             }
         }
         Ok(ids
