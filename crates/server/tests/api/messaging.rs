@@ -23,6 +23,34 @@ async fn private_message_is_acked_with_the_stored_message_and_delivered(b: Backe
     assert_eq!(next_message(&mut bob_sock).await, sent);
 }
 
+/// The workspace's own client in the client matrix (e2e/clients.mjs and
+/// e2e/clients.py run the same flow with the official JavaScript client and
+/// python-socketio): both ends reconnect, each with a new session, and the
+/// conversation goes on live where it stopped.
+async fn clients_that_reconnect_send_and_receive_live_again(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let a = app.connect(&alice.token).await;
+    let mut bob_sock = app.connect(&bob.token).await;
+    let first = send_ok(&a, private(bob.id(), "before")).await;
+    assert_eq!(next_message(&mut bob_sock).await, first);
+
+    let (a_sid, bob_sid) = (a.sid.clone(), bob_sock.sid.clone());
+    a.close();
+    bob_sock.close();
+    drop((a, bob_sock));
+    let a = app.connect(&alice.token).await;
+    let mut bob_sock = app.connect(&bob.token).await;
+    assert_ne!(a.sid, a_sid, "a reconnect is a new socket");
+    assert_ne!(bob_sock.sid, bob_sid, "a reconnect is a new socket");
+
+    let second = send_ok(&a, private(bob.id(), "after")).await;
+    assert_eq!(second.seq, first.seq + 1);
+    assert_eq!(next_message(&mut bob_sock).await, second);
+    no_message(&mut bob_sock).await; // the first is not delivered again
+}
+
 async fn ack_comes_only_after_the_message_is_committed(b: Backend) {
     let app = spawn_app(b).await;
     let alice = app.register("alice").await;
@@ -489,6 +517,7 @@ async fn text_the_databases_disagree_on_is_refused_and_fails_no_other_send(b: Ba
 
 backend_tests!(
     private_message_is_acked_with_the_stored_message_and_delivered,
+    clients_that_reconnect_send_and_receive_live_again,
     ack_comes_only_after_the_message_is_committed,
     every_socket_of_the_receiver_and_the_senders_other_sockets_get_it,
     group_message_reaches_every_members_sockets_only,
