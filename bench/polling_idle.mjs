@@ -14,6 +14,7 @@ const { io } = require("socket.io-client");
 const [url, pid, sessionsArg, secretArg] = process.argv.slice(2);
 const sessions = Number(sessionsArg ?? 2000);
 const secret = secretArg ?? "benchsecret";
+const transport = process.env.TRANSPORT ?? "polling";
 if (!url || !pid) {
   console.error("usage: node bench/polling_idle.mjs URL SERVER_PID [SESSIONS] [JWT_SECRET]");
   process.exit(2);
@@ -35,7 +36,7 @@ let connected = 0;
 await new Promise((resolve, reject) => {
   const timer = setTimeout(() => reject(new Error(`only ${connected} of ${sessions} connected`)), 120_000);
   for (let i = 0; i < sessions; i++) {
-    const s = io(url, { transports: ["polling"], auth: { token: token(900_000 + i) }, forceNew: true, reconnection: false });
+    const s = io(url, { transports: [transport], auth: { token: token(900_000 + i) }, forceNew: true, reconnection: false });
     s.on("connect", () => {
       if (++connected === sessions) {
         clearTimeout(timer);
@@ -48,10 +49,10 @@ await new Promise((resolve, reject) => {
 });
 await new Promise((r) => setTimeout(r, 5000));
 const after = rss();
-const wrongTransport = sockets.filter((s) => s.io.engine.transport.name !== "polling").length;
+const wrongTransport = sockets.filter((s) => s.io.engine.transport.name !== transport).length;
 console.log(
-  `server RSS ${before} KiB → ${after} KiB: ${((after - before) / sessions).toFixed(2)} KiB per idle polling session ` +
-    `(${sessions} sessions, ${wrongTransport} not on polling)`,
+  `server RSS ${before} KiB → ${after} KiB: ${((after - before) / sessions).toFixed(2)} KiB per idle ${transport} session ` +
+    `(${sessions} sessions, ${wrongTransport} not on ${transport})`,
 );
 for (const s of sockets) s.close();
 process.exit(0);
