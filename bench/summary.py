@@ -46,3 +46,7 @@ for other, label in [("alone", "the Socket.IO transport alone"), ("reference", "
 ref = reports.get("reference-idle")
 if ref and pal and "connect_seconds" in ref and "connect_seconds" in pal:
     print(f"- connecting {pal['users']:,} users: {pal['connect_seconds']:.1f} s (Palaver) vs {ref['connect_seconds']:.1f} s (reference)")
+for who in ["palaver-mysql", "alone"]:
+    small, big = best_rate(f"{who}-private100"), best_rate(f"{who}-private10000")
+    if small and big:
+        print(f"- {who}: 10,000 users hold {big / small:.0%} of the 100-user rate ({big:,.0f} of {small:,.0f} msg/s)")
