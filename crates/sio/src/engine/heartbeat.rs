@@ -32,6 +32,16 @@ pub(crate) enum Beat {
 }
 
 impl Heartbeat {
+    /// A session's heartbeat from now, with the engine's settings.
+    pub(crate) fn start(config: &super::Config) -> Self {
+        Heartbeat::new(
+            Instant::now(),
+            config.ping_interval,
+            config.ping_timeout,
+            config.connect_timeout,
+        )
+    }
+
     pub(crate) fn new(
         now: Instant,
         interval: Duration,

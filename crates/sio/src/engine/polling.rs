@@ -214,13 +214,7 @@ where
 /// connect deadline, and the end of the session (unless a WebSocket takes
 /// it over, which then does all of this itself).
 async fn heartbeat<H: EngineHandler>(inner: Arc<Inner<H>>, session: Arc<Session<H::Conn>>) {
-    let config = &inner.config;
-    let mut beat = Heartbeat::new(
-        Instant::now(),
-        config.ping_interval,
-        config.ping_timeout,
-        config.connect_timeout,
-    );
+    let mut beat = Heartbeat::start(&inner.config);
     let sleep = tokio::time::sleep_until(beat.deadline());
     let mut sleep = std::pin::pin!(sleep);
     let mut shutting_down = false;

@@ -81,12 +81,15 @@ pub(super) fn accept<H: EngineHandler, B>(
         .unwrap_or_default()
 }
 
-fn ws_config<H: EngineHandler>(inner: &Inner<H>) -> WebSocketConfig {
+/// The upgraded connection as a server-side WebSocket with the engine's
+/// limits (frames and messages at most `max_payload`).
+async fn websocket<H: EngineHandler>(inner: &Inner<H>, upgraded: Upgraded) -> Ws {
     let max = inner.config.max_payload;
-    WebSocketConfig::default()
+    let config = WebSocketConfig::default()
         .read_buffer_size(inner.config.ws_read_buffer)
         .max_message_size(Some(max))
-        .max_frame_size(Some(max))
+        .max_frame_size(Some(max));
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await
 }
 
 /// Opens the WebSocket and closes it.
@@ -94,12 +97,7 @@ async fn refuse<H: EngineHandler>(inner: Arc<Inner<H>>, on_upgrade: OnUpgrade) {
     let Ok(upgraded) = on_upgrade.await else {
         return;
     };
-    let mut ws = WebSocketStream::from_raw_socket(
-        TokioIo::new(upgraded),
-        Role::Server,
-        Some(ws_config(&inner)),
-    )
-    .await;
+    let mut ws = websocket(&inner, upgraded).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
 }
 
@@ -115,12 +113,7 @@ async fn run<H: EngineHandler>(
         }
         return;
     };
-    let mut ws = WebSocketStream::from_raw_socket(
-        TokioIo::new(upgraded),
-        Role::Server,
-        Some(ws_config(&inner)),
-    )
-    .await;
+    let mut ws = websocket(&inner, upgraded).await;
     let session = match upgrading {
         None => {
             let session = inner.new_session(peer, Transport::WebSocket);
@@ -212,13 +205,7 @@ async fn drive<H: EngineHandler>(
     mut ws: Ws,
     session: Arc<Session<H::Conn>>,
 ) {
-    let config = &inner.config;
-    let mut beat = Heartbeat::new(
-        Instant::now(),
-        config.ping_interval,
-        config.ping_timeout,
-        config.connect_timeout,
-    );
+    let mut beat = Heartbeat::start(&inner.config);
     let sleep = tokio::time::sleep_until(beat.deadline());
     let mut sleep = std::pin::pin!(sleep);
     let mut hold: Option<Hold> = None;
