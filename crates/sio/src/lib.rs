@@ -5,8 +5,9 @@
 //! connection than the whole Node.js server Palaver replaces (see
 //! `docs/decisions.md`). Each session is driven by one task; nothing is
 //! spawned per event; a frame is encoded once however many sockets it
-//! goes to; each session's outgoing queue is bounded in bytes and
-//! allocated only while something waits in it.
+//! goes to; each session's outgoing queue is bounded in bytes, allocated
+//! when the first frame waits in it (an idle session that never received
+//! anything holds none), and shrunk back after a burst.
 //!
 //! # Layout
 //! - [`engine`]: Engine.IO — `packet.rs` the codec, `session.rs` the
