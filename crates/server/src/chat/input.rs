@@ -285,6 +285,42 @@ mod tests {
     }
 
     #[test]
+    fn a_username_keeps_exactly_what_was_given() {
+        assert_eq!(Username::parse("al.ice-_9").unwrap().as_str(), "al.ice-_9");
+        assert!(Username::parse("al").is_err());
+        assert!(Username::parse("al ice").is_err());
+    }
+
+    #[test]
+    fn a_password_is_8_to_128_characters_kept_as_given() {
+        assert!(Password::parse("1234567").is_err());
+        assert_eq!(Password::parse("12345678").unwrap().as_str(), "12345678");
+        // Counted in characters, not bytes: eight é are 16 bytes.
+        assert_eq!(Password::parse("éééééééé").unwrap().as_str(), "éééééééé");
+        assert!(Password::parse(&"x".repeat(128)).is_ok());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn a_group_name_keeps_exactly_what_was_given() {
+        assert_eq!(GroupName::parse("team  one").unwrap().as_str(), "team  one");
+    }
+
+    #[test]
+    fn member_ids_keep_every_id_in_order_and_name_the_lowest_refused() {
+        let ids = parse_member_ids(&[7, 3, 9]).unwrap();
+        assert_eq!(ids, vec![user(7), user(3), user(9)]);
+        let e = parse_member_ids(&[5, -2, 0]).unwrap_err();
+        assert!(e.to_string().contains("-2"), "{e}");
+    }
+
+    #[test]
+    fn a_target_gives_back_the_receiver_id_it_was_parsed_from() {
+        assert_eq!(Target::parse("private", 42).unwrap().receiver(), 42);
+        assert_eq!(Target::parse("group", 17).unwrap().receiver(), 17);
+    }
+
+    #[test]
     fn list_cursors_round_trip_and_anything_else_is_refused() {
         let key = ActivityKey {
             last_message_id: 1042,
