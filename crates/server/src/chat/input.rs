@@ -374,6 +374,17 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_id_other_than_the_authenticated_user_is_forbidden() {
+        let mut claimed = raw("hi");
+        claimed.sender_id = Some(1);
+        assert!(SendRequest::parse(claimed.clone(), user(1), 10).is_ok());
+        assert!(matches!(
+            SendRequest::parse(claimed, user(3), 10),
+            Err(ChatError::Forbidden(_))
+        ));
+    }
+
+    #[test]
     fn content_is_counted_in_characters_not_bytes() {
         assert!(SendRequest::parse(raw(&"é".repeat(4)), user(1), 4).is_ok());
         assert!(matches!(
