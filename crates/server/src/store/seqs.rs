@@ -184,6 +184,14 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_locks_only_once_it_has_seen_another() {
+        let mut seqs = SeqCache::new();
+        assert!(!seqs.locking());
+        seqs.others_seen(Instant::now());
+        assert!(seqs.locking());
+    }
+
+    #[test]
     fn another_writer_means_locking_for_the_hold_then_trusting_again() {
         let mut seqs = SeqCache::new();
         let now = Instant::now();
