@@ -16,7 +16,7 @@ ulimit -n "$(ulimit -Hn)"
 
 OUT=${OUT:-target/bench}
 DURATION=${DURATION:-5}
-SCENARIOS=${SCENARIOS:-"private100 private10000 group16 idle alone sqlite postgres cluster"}
+SCENARIOS=${SCENARIOS:-"private100 private10000 group16 idle alone cpu sqlite postgres cluster"}
 SECRET=benchsecret
 mkdir -p "$OUT"
 
@@ -116,6 +116,9 @@ for s in $SCENARIOS; do
       start_alone
       bench "alone-idle" reference 3200 "$ALONE_PID" --scenario idle --users 15000 --source-ips 16
       stop "$ALONE_PID" ;;
+    cpu)
+      # CPU per message of the Socket.IO layer alone at 25,000 msg/s.
+      bash bench/cpu_per_message.sh 25000 | tee "$OUT/cpu.txt" ;;
     sqlite)
       rm -f "$OUT"/bench.db*; start_palaver "sqlite://$OUT/bench.db"
       bench "palaver-sqlite-private100" palaver 4100 "$PAL_PID" --users 100 --search --search-start 4000
