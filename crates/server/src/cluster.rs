@@ -366,7 +366,7 @@ impl Cluster {
 
     /// The answer of one Redis call within [`CALL_TIMEOUT`]; a failure
     /// marks Redis down.
-    async fn answer<T>(
+    pub(crate) async fn answer<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, fred::error::Error>>,
     ) -> Option<T> {

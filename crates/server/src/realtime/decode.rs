@@ -8,7 +8,6 @@
 //! (`tests/fuzz_corpus.rs`) exercise the very functions hostile input
 //! reaches.
 
-use bytes::Bytes;
 use palaver_protocol::events;
 use palaver_sio::engine::packet::{self as engine, Packet as EnginePacket};
 use palaver_sio::socketio::packet::{self, Kind};
@@ -127,10 +126,6 @@ pub fn decode_event(
     if attachments.len() < header.attachments {
         return Ok(Decoded::NeedsAttachments);
     }
-    let _attachments: Vec<Bytes> = attachments
-        .iter()
-        .map(|a| Bytes::copy_from_slice(a))
-        .collect();
     Ok(match header.kind {
         Kind::Connect => Decoded::Connect {
             namespace,

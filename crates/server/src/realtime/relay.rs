@@ -197,21 +197,9 @@ impl Relay {
             NODE_TTL.as_millis().to_string(),
         ];
         let call = self.0.client.eval::<Vec<i64>, _, _, _>(COUNT, keys, args);
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(v)) if v.len() == users.len() => {
-                Some(v.into_iter().map(|n| n.max(0) as usize).collect())
-            }
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "redis: count failed");
-                self.0.cluster.set_up(false);
-                None
-            }
-            Err(_) => {
-                self.0.cluster.set_up(false);
-                None
-            }
-        }
+        let counts = self.0.cluster.answer(call).await?;
+        (counts.len() == users.len())
+            .then(|| counts.into_iter().map(|n| n.max(0) as usize).collect())
     }
 
     fn local(&self, user: UserId) -> usize {
