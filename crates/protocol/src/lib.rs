@@ -17,6 +17,12 @@ pub mod events {
     pub const READ: &str = "read";
     /// Server → client: a user came online or went offline.
     pub const PRESENCE: &str = "presence";
+    /// Client → server: edit the content of one's own message (v1.2).
+    pub const EDIT: &str = "edit";
+    /// Client → server: delete a message, leaving a tombstone (v1.2).
+    pub const DELETE: &str = "delete";
+    /// Server → client: a message was edited or deleted (v1.2).
+    pub const MESSAGE_UPDATED: &str = "message_updated";
 }
 
 /// Timestamps on the wire: RFC 3339, UTC, always with milliseconds.
@@ -75,6 +81,46 @@ pub struct Message {
     pub client_msg_id: Option<String>,
     #[serde(with = "time_millis")]
     pub created_at: DateTime<Utc>,
+    /// When the content was last edited (v1.2).
+    #[serde(default, with = "opt_time_millis")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// When the message was deleted; its content is then `""` (v1.2).
+    #[serde(default, with = "opt_time_millis")]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The earlier message of the conversation this one answers (v1.2).
+    #[serde(default)]
+    pub reply_to: Option<ReplyTo>,
+    /// The conversation's change position of this message's last edit or
+    /// delete; 0 if it never changed (v1.2).
+    #[serde(default)]
+    pub change_seq: i64,
+}
+
+/// What a reply shows of the message it answers (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub seq: i64,
+    pub sender_id: i64,
+    /// The first [`REPLY_EXCERPT_CHARS`] characters of its current
+    /// content; `None` once it is deleted.
+    pub excerpt: Option<String>,
+}
+
+/// Characters of a replied-to message shown in a reply.
+pub const REPLY_EXCERPT_CHARS: usize = 100;
+
+impl ReplyTo {
+    /// What a reply to `m` shows.
+    pub fn of(m: &Message) -> Self {
+        ReplyTo {
+            seq: m.seq,
+            sender_id: m.sender_id,
+            excerpt: m
+                .deleted_at
+                .is_none()
+                .then(|| m.content.chars().take(REPLY_EXCERPT_CHARS).collect()),
+        }
+    }
 }
 
 /// A user as the API shows it. `online` and `last_seen` are filled where
@@ -198,6 +244,10 @@ pub struct ConversationSummary {
     pub read_seq: i64,
     /// Messages from others after `read_seq`: `last_seq - read_seq`.
     pub unread_count: i64,
+    /// The conversation's latest change position (v1.2): the highest
+    /// `change_seq` of its messages, 0 if none changed.
+    #[serde(default)]
+    pub last_change: i64,
     /// Private conversations: whether the other user is online now.
     #[serde(default)]
     pub online: Option<bool>,
@@ -342,6 +392,27 @@ pub struct SendMessage {
     pub client_msg_id: Option<String>,
     #[serde(alias = "sender_id", default, skip_serializing_if = "Option::is_none")]
     pub sender_id: Option<i64>,
+    /// The seq of the message this one answers (v1.2).
+    #[serde(
+        alias = "reply_to_seq",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reply_to_seq: Option<i64>,
+}
+
+/// `edit` and `delete` event input (v1.2): a message named by its
+/// conversation and seq, and for an edit the new content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeInput {
+    #[serde(alias = "conversation_type")]
+    pub conversation_type: String,
+    #[serde(alias = "receiver_id")]
+    pub receiver_id: i64,
+    pub seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// `read` event input: the caller has read up to `seq`.
@@ -405,12 +476,54 @@ mod tests {
             content: "hi".into(),
             client_msg_id: Some("c-81".into()),
             created_at: DateTime::from_timestamp_millis(1_795_665_600_000).unwrap(),
+            edited_at: DateTime::from_timestamp_millis(1_795_665_601_000),
+            deleted_at: None,
+            reply_to: Some(ReplyTo {
+                seq: 14,
+                sender_id: 9,
+                excerpt: Some("hello".into()),
+            }),
+            change_seq: 3,
         };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["conversation_type"], "private");
         assert_eq!(v["created_at"], "2026-11-26T04:00:00.000Z");
+        assert_eq!(v["edited_at"], "2026-11-26T04:00:01.000Z");
+        assert_eq!(v["deleted_at"], serde_json::Value::Null);
+        assert_eq!(v["reply_to"]["excerpt"], "hello");
         let back: Message = serde_json::from_value(v).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_v1_message_without_the_life_cycle_fields_still_reads() {
+        let v1 = r#"{"id":1,"conversation_type":"group","sender_id":1,"receiver_id":3,"seq":1,
+                     "content":"x","client_msg_id":null,"created_at":"2026-11-26T04:00:00.000Z"}"#;
+        let m: Message = serde_json::from_str(v1).unwrap();
+        assert_eq!(
+            (m.edited_at, m.deleted_at, m.reply_to, m.change_seq),
+            (None, None, None, 0)
+        );
+    }
+
+    #[test]
+    fn a_reply_to_a_deleted_message_shows_no_excerpt() {
+        let long = Message {
+            content: "é".repeat(150),
+            ..serde_json::from_str(
+                r#"{"id":1,"conversation_type":"private","sender_id":4,"receiver_id":3,"seq":2,
+                    "content":"","client_msg_id":null,"created_at":"2026-11-26T04:00:00.000Z"}"#,
+            )
+            .unwrap()
+        };
+        let shown = ReplyTo::of(&long);
+        assert_eq!((shown.seq, shown.sender_id), (2, 4));
+        assert_eq!(shown.excerpt.unwrap().chars().count(), REPLY_EXCERPT_CHARS);
+        let gone = Message {
+            deleted_at: Some(long.created_at),
+            ..long
+        };
+        assert_eq!(ReplyTo::of(&gone).excerpt, None);
     }
 
     #[test]

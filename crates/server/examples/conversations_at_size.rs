@@ -163,6 +163,7 @@ async fn seed(store: &dyn Store) -> anyhow::Result<()> {
         content: format!("message {i} from {from}"),
         client_msg_id: None,
         created_at_ms: now,
+        reply_to: None,
     };
     let started = Instant::now();
     let mut batch = Vec::with_capacity(BATCH);

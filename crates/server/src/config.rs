@@ -108,6 +108,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=100))]
     pub batch_interval_ms: u32,
 
+    /// Seconds after sending within which a user may delete their own
+    /// message (v1.2); 0: any time. A group's owner and admins delete any
+    /// message of the group at any time.
+    #[arg(long, env = "PALAVER_DELETE_WINDOW_SECS", default_value_t = 172_800)]
+    pub delete_window_secs: u32,
+
     /// Socket.IO connections one user may hold at once, over all nodes
     /// when Redis is on (more are refused with `rate_limited`).
     #[arg(long, env = "PALAVER_MAX_CONNECTIONS_PER_USER", default_value_t = 16,

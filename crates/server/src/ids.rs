@@ -126,11 +126,13 @@ impl ConversationKey {
 }
 
 /// Which slice of a conversation's history to read: after a seq, before
-/// one, or the latest; at most `limit` messages.
+/// one, the latest, or (v1.2) the messages changed after a change
+/// position; at most `limit` messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     after_seq: Option<i64>,
     before_seq: Option<i64>,
+    changed_after: Option<i64>,
     limit: u32,
 }
 
@@ -141,6 +143,8 @@ pub enum PageError {
     Seq,
     #[error("limit must be at least 1")]
     Limit,
+    #[error("changedAfter must be ≥ 0 and cannot be combined with afterSeq or beforeSeq")]
+    Changed,
 }
 
 impl Page {
@@ -160,8 +164,20 @@ impl Page {
         Ok(Page {
             after_seq,
             before_seq,
+            changed_after: None,
             limit,
         })
+    }
+
+    /// The messages whose `change_seq` is above `changed_after` (≥ 0), in
+    /// change order, `limit` (≥ 1) of them.
+    pub fn changed_after(changed_after: i64, limit: u32) -> Result<Self, PageError> {
+        if changed_after < 0 {
+            return Err(PageError::Changed);
+        }
+        let mut page = Page::parse(None, None, limit)?;
+        page.changed_after = Some(changed_after);
+        Ok(page)
     }
 
     /// The same page, of at most `max` messages.
@@ -180,6 +196,11 @@ impl Page {
     /// Read back from this seq (exclusive).
     pub fn before_seq(&self) -> Option<i64> {
         self.before_seq
+    }
+
+    /// Read the changes after this change position (exclusive).
+    pub fn changes_after(&self) -> Option<i64> {
+        self.changed_after
     }
 
     pub fn limit(&self) -> u32 {

@@ -121,6 +121,8 @@ impl Server {
             chat::Settings {
                 max_message_chars: config.max_message_chars as usize,
                 batch_interval: std::time::Duration::from_millis(config.batch_interval_ms.into()),
+                delete_window: (config.delete_window_secs > 0)
+                    .then(|| std::time::Duration::from_secs(config.delete_window_secs.into())),
                 cluster: cluster.clone(),
                 limits: std::sync::Arc::new(limits::Limits::new(&config, cluster)),
             },

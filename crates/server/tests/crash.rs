@@ -778,6 +778,10 @@ fn checker_counts_missing_duplicate_and_gapped_messages() {
         content: format!("c {cid}"),
         client_msg_id: Some(cid.to_string()),
         created_at: at,
+        edited_at: None,
+        deleted_at: None,
+        reply_to: None,
+        change_seq: 0,
     };
     let sent = |cid: &str, acked: Option<Message>| Sent {
         sender: 1,

@@ -44,6 +44,9 @@ pub struct Settings {
     pub max_message_chars: usize,
     /// Least time between the starts of two batches (`--batch-interval-ms`).
     pub batch_interval: std::time::Duration,
+    /// How long after sending a user may delete their own message
+    /// (`--delete-window-secs`); `None`: any time.
+    pub delete_window: Option<std::time::Duration>,
     /// Set when this node is one of several (`--redis-url`).
     pub cluster: Option<Arc<Cluster>>,
     /// Every rate limit; the writer asks it for the cluster-wide message

@@ -1,10 +1,11 @@
 //! Typed input: everything a client sends becomes one of these once, at the
 //! edge, and the rest of the domain never checks it again.
 
-use palaver_protocol::{ConversationType, SendMessage};
+use palaver_protocol::{ChangeInput, ConversationType, SendMessage};
 
 use super::ChatError;
 use crate::ids::{ActivityKey, ConversationKey, ConversationsPage, GroupId, IdError, UserId};
+use crate::store::MessageChange;
 
 /// A registrable username: 3–32 of `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone)]
@@ -220,6 +221,8 @@ pub struct SendRequest {
     pub target: Target,
     pub content: String,
     pub client_msg_id: Option<String>,
+    /// The seq of the message it answers, ≥ 1 (v1.2).
+    pub reply_to_seq: Option<i64>,
 }
 
 /// Longest accepted `clientMsgId`, in characters.
@@ -235,28 +238,86 @@ impl SendRequest {
             ));
         }
         let target = Target::parse(&raw.conversation_type, raw.receiver_id)?;
-        if raw.content.is_empty() {
-            return Err(ChatError::invalid("content must not be empty"));
-        }
-        // PostgreSQL cannot store U+0000 in text; refused on every backend
-        // alike, here, so that it never reaches (and fails) a whole batch.
-        if raw.content.contains('\0') {
-            return Err(ChatError::invalid("content must not contain U+0000 (NUL)"));
-        }
-        // Count characters without walking more than max + 1 of them.
-        if raw.content.len() > max_chars && raw.content.chars().nth(max_chars).is_some() {
-            return Err(ChatError::TooLarge(format!(
-                "content is longer than {max_chars} characters"
-            )));
-        }
+        check_content(&raw.content, max_chars)?;
         if let Some(id) = &raw.client_msg_id {
             check_client_msg_id(id)?;
+        }
+        if let Some(seq) = raw.reply_to_seq {
+            check_seq("replyToSeq", seq)?;
         }
         Ok(SendRequest {
             sender,
             target,
             content: raw.content,
             client_msg_id: raw.client_msg_id,
+            reply_to_seq: raw.reply_to_seq,
+        })
+    }
+}
+
+/// Content is 1..=`max_chars` characters (Unicode scalar values), without
+/// U+0000: the same rule for a send and an edit.
+fn check_content(content: &str, max_chars: usize) -> Result<(), ChatError> {
+    if content.is_empty() {
+        return Err(ChatError::invalid("content must not be empty"));
+    }
+    // PostgreSQL cannot store U+0000 in text; refused on every backend
+    // alike, here, so that it never reaches (and fails) a whole batch.
+    if content.contains('\0') {
+        return Err(ChatError::invalid("content must not contain U+0000 (NUL)"));
+    }
+    // Count characters without walking more than max + 1 of them.
+    if content.len() > max_chars && content.chars().nth(max_chars).is_some() {
+        return Err(ChatError::TooLarge(format!(
+            "content is longer than {max_chars} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A message's seq as a client names it: 1 or more.
+fn check_seq(field: &str, seq: i64) -> Result<(), ChatError> {
+    if seq < 1 {
+        return Err(ChatError::invalid(format!("{field} must be a seq ≥ 1")));
+    }
+    Ok(())
+}
+
+/// A validated `edit` or `delete` of the message at `seq` (v1.2).
+#[derive(Debug, Clone)]
+pub struct ChangeRequest {
+    pub user: UserId,
+    pub target: Target,
+    pub seq: i64,
+    pub change: MessageChange,
+}
+
+impl ChangeRequest {
+    /// An `edit` payload: its content is checked as a send's.
+    pub fn edit(raw: ChangeInput, user: UserId, max_chars: usize) -> Result<Self, ChatError> {
+        let target = Target::parse(&raw.conversation_type, raw.receiver_id)?;
+        check_seq("seq", raw.seq)?;
+        let Some(content) = raw.content else {
+            return Err(ChatError::invalid("an edit needs content"));
+        };
+        check_content(&content, max_chars)?;
+        Ok(ChangeRequest {
+            user,
+            target,
+            seq: raw.seq,
+            change: MessageChange::Edit(content),
+        })
+    }
+
+    /// A `delete` payload (a `content` in it is ignored).
+    pub fn delete(raw: ChangeInput, user: UserId) -> Result<Self, ChatError> {
+        let target = Target::parse(&raw.conversation_type, raw.receiver_id)?;
+        check_seq("seq", raw.seq)?;
+        Ok(ChangeRequest {
+            user,
+            target,
+            seq: raw.seq,
+            change: MessageChange::Delete,
         })
     }
 }
@@ -370,6 +431,7 @@ mod tests {
             content: content.into(),
             client_msg_id: None,
             sender_id: None,
+            reply_to_seq: None,
         }
     }
 

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use palaver_protocol::{ConversationSummary, MessagePage};
 use tokio::sync::mpsc;
 
-use super::writer::{Job, Queued};
-use super::{Chat, ChatError, ListCursor, ListPage, Respond, SendRequest, Target};
+use super::writer::{ChangeJob, Job, Queued};
+use super::{ChangeRequest, Chat, ChatError, ListCursor, ListPage, Respond, SendRequest, Target};
 use crate::ids::{ConversationsPage, Page, UserId};
 use crate::store::ReadOutcome;
 
@@ -25,26 +25,46 @@ impl Chat {
     /// delivered in the order they were queued. When the queue is full the
     /// send is answered `unavailable` at once.
     pub fn send(&self, req: SendRequest, respond: Box<dyn Respond>) {
-        let job = Job {
+        let queued = tokio::time::Instant::now();
+        self.enqueue(Queued::Send(Job {
             req,
             respond,
-            queued: tokio::time::Instant::now(),
-        };
+            queued,
+        }));
+    }
+
+    /// Queues an edit or delete (v1.2) for the writer, behind every send
+    /// queued before it; refused like a send when the queue is full.
+    pub fn change(&self, req: ChangeRequest, respond: Box<dyn Respond>) {
+        let queued = tokio::time::Instant::now();
+        self.enqueue(Queued::Change(ChangeJob {
+            req,
+            respond,
+            queued,
+        }));
+    }
+
+    fn enqueue(&self, item: Queued) {
         let refused = if self.closing.load(Ordering::Acquire) {
-            Some((job, "server is shutting down, nothing was stored; retry"))
+            Some((item, "server is shutting down"))
         } else {
-            match self.sends.try_send(Queued::Send(job)) {
+            match self.sends.try_send(item) {
                 Ok(()) => None,
                 Err(
-                    mpsc::error::TrySendError::Full(Queued::Send(job))
-                    | mpsc::error::TrySendError::Closed(Queued::Send(job)),
-                ) => Some((job, "server is busy, nothing was stored; retry")),
-                Err(_) => None,
+                    mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item),
+                ) => Some((item, "server is busy")),
             }
         };
-        if let Some((job, why)) = refused {
-            tokio::spawn(job.respond.respond(Err(ChatError::Unavailable(why.into()))));
-        }
+        let Some((item, why)) = refused else {
+            return;
+        };
+        let respond = match item {
+            Queued::Send(job) => job.respond,
+            Queued::Change(job) => job.respond,
+            Queued::Barrier(_) => return,
+        };
+        let e = ChatError::Unavailable(format!("{why}, nothing was stored; retry"));
+        tokio::spawn(respond.respond(Err(e)));
     }
 
     /// For shutdown: refuses new sends and returns once every send queued

@@ -9,12 +9,13 @@
 //! This file is the face: [`Chat`], [`Chat::start`] and what the rest of
 //! the crate may name. Behind it: `accounts` (users, logins, presence
 //! look-ups), `groups` (groups and their members), `messages` (sends,
-//! history, read positions, conversations), `core` (what the request paths
+//! edits and deletes, history, read positions, conversations), `core` (what the request paths
 //! and the writer share: the store and the roster cache), `writer` (the
-//! batching message writer), and the helpers `coalesce`, `directory`,
+//! batching message writer), `changes` (who may edit or delete), and the helpers `coalesce`, `directory`,
 //! `error`, [`input`] and [`presence`].
 
 mod accounts;
+mod changes;
 mod coalesce;
 mod core;
 mod directory;
@@ -35,7 +36,9 @@ pub use self::core::{OnlineLookup, Settings, SHARED_ROSTER_MAX_AGE};
 pub use directory::Roster;
 pub use error::ChatError;
 pub use groups::MAX_GROUP_MEMBERS;
-pub use input::{GroupName, ListCursor, ListPage, Password, SendRequest, Target, Username};
+pub use input::{
+    ChangeRequest, GroupName, ListCursor, ListPage, Password, SendRequest, Target, Username,
+};
 pub use messages::{DEFAULT_PAGE, MAX_CONVERSATIONS, MAX_PAGE};
 pub use writer::{Respond, Sent};
 

@@ -31,11 +31,12 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 
 use futures_util::future::BoxFuture;
-use palaver_protocol::Message;
+use palaver_protocol::{Message, ReplyTo};
 use tokio::sync::mpsc;
 
+use super::changes;
 use super::core::{now_ms, Core};
-use super::{ChatError, SendRequest};
+use super::{ChangeRequest, ChatError, SendRequest};
 use crate::ids::UserId;
 use crate::store::{NewMessage, SeqCache, Store, StoreError, MAX_BATCH};
 
@@ -70,9 +71,19 @@ pub(crate) struct Job {
     pub queued: Instant,
 }
 
+/// An edit or delete waiting its turn (v1.2).
+pub(crate) struct ChangeJob {
+    pub req: ChangeRequest,
+    pub respond: Box<dyn Respond>,
+    pub queued: Instant,
+}
+
 /// What the writer's queue carries.
 pub(crate) enum Queued {
     Send(Job),
+    /// Applied after the sends queued before it are committed and
+    /// delivered, on its own (see `changes.rs`).
+    Change(ChangeJob),
     /// Signalled once every send queued before it has been answered.
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
@@ -108,6 +119,10 @@ pub(crate) async fn run(
                 Queued::Barrier(done) => {
                     commit_batch(&core, store, &mut seqs, std::mem::take(&mut jobs)).await;
                     let _ = done.send(());
+                }
+                Queued::Change(change) => {
+                    commit_batch(&core, store, &mut seqs, std::mem::take(&mut jobs)).await;
+                    apply_change(&core, change).await;
                 }
             }
         }
@@ -157,8 +172,8 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
             respond.respond(Err(e.into())).await;
             continue;
         }
-        match timeout_at(deadline, core.participants(req.sender, req.target)).await {
-            Ok(Ok(recipients)) => {
+        match timeout_at(deadline, authorize(core, &req)).await {
+            Ok(Ok((recipients, reply_to))) => {
                 // The request moves into the row: its content is not copied.
                 rows.push(NewMessage {
                     sender_id: req.sender,
@@ -167,6 +182,7 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
                     content: req.content,
                     client_msg_id: req.client_msg_id,
                     created_at_ms: now,
+                    reply_to,
                 });
                 accepted.push((respond, recipients));
             }
@@ -227,6 +243,51 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
             }
         }
     }
+}
+
+/// Who a send goes to, and what its reply shows of the message it
+/// answers (which must be in the same conversation).
+async fn authorize(
+    core: &Core,
+    req: &SendRequest,
+) -> Result<(Vec<UserId>, Option<ReplyTo>), ChatError> {
+    let recipients = core.participants(req.sender, req.target).await?;
+    let Some(seq) = req.reply_to_seq else {
+        return Ok((recipients, None));
+    };
+    let answered = core
+        .store
+        .message_at(req.target.conversation(req.sender), seq)
+        .await?
+        .ok_or_else(|| {
+            ChatError::NotFound(format!(
+                "replyToSeq: no message with seq {seq} in this conversation"
+            ))
+        })?;
+    Ok((recipients, Some(ReplyTo::of(&answered))))
+}
+
+/// Applies an edit or delete and answers it; it counts against the
+/// sender's cluster-wide message rate as a send does.
+async fn apply_change(core: &Core, job: ChangeJob) {
+    let ChangeJob {
+        req,
+        respond,
+        queued,
+    } = job;
+    let mut grants = core
+        .settings
+        .limits
+        .messages_everywhere(std::iter::once(req.user))
+        .await;
+    let outcome = match grants.take(req.user) {
+        Err(e) => Err(e.into()),
+        Ok(()) => match timeout_at(queued + SEND_DEADLINE, changes::apply(core, req)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(unavailable()),
+        },
+    };
+    respond.respond(outcome).await;
 }
 
 /// A batch's deliveries in a cluster, in waves: a delivery goes into the

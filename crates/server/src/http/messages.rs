@@ -1,4 +1,5 @@
-//! `GET /api/conversations` and `GET /api/messages` (history, catching up).
+//! `GET /api/conversations` and `GET /api/messages` (history, catching up
+//! on new messages and, with `changedAfter`, on changes).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -10,7 +11,7 @@ use super::extract::{ApiQuery, AuthUser};
 use super::ApiError;
 use crate::app::App;
 use crate::chat::{ChatError, ListPage, Target, DEFAULT_PAGE};
-use crate::ids::Page;
+use crate::ids::{Page, PageError};
 
 /// `limit` and `cursor` are taken as text and parsed by [`ListPage`], so
 /// that a bad value is refused with a message naming what it expects.
@@ -54,6 +55,8 @@ pub struct HistoryQuery {
     after_seq: Option<i64>,
     #[serde(default, alias = "before_seq")]
     before_seq: Option<i64>,
+    #[serde(default, alias = "changed_after")]
+    changed_after: Option<i64>,
     #[serde(default)]
     limit: Option<u32>,
 }
@@ -65,6 +68,11 @@ pub async fn history(
 ) -> Result<Json<MessagePage>, ApiError> {
     let target = Target::parse(&q.conversation_type, q.receiver_id)?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    let page = Page::parse(q.after_seq, q.before_seq, limit).map_err(ChatError::from)?;
+    let page = match q.changed_after {
+        None => Page::parse(q.after_seq, q.before_seq, limit),
+        Some(_) if q.after_seq.is_some() || q.before_seq.is_some() => Err(PageError::Changed),
+        Some(n) => Page::changed_after(n, limit),
+    }
+    .map_err(ChatError::from)?;
     Ok(Json(app.chat.history(me, target, page).await?))
 }

@@ -1,7 +1,7 @@
 //! One incoming WebSocket text frame, decoded and validated exactly as the
 //! server does it, without a socket: Engine.IO packet → Socket.IO packet
 //! (`palaver-sio`'s codecs, with the server's limits) → event name → the
-//! typed payload of `message`, `read` or `typing` → the chat input checks.
+//! typed payload of `message`, `edit`, `delete`, `read` or `typing` → the chat input checks.
 //!
 //! The server itself never calls this; it exists so that the fuzz target
 //! (`fuzz/fuzz_targets/event.rs`) and the test replaying its corpus
@@ -12,11 +12,11 @@ use palaver_protocol::events;
 use palaver_sio::engine::packet::{self as engine, Packet as EnginePacket};
 use palaver_sio::socketio::packet::{self, Kind};
 
-use super::message::parse_send;
+use super::message::{parse_change, parse_send};
 use super::read::parse_read;
 use super::typing::parse_typing;
 use super::MAX_BINARY_ATTACHMENTS;
-use crate::chat::{ChatError, SendRequest, Target};
+use crate::chat::{ChangeRequest, ChatError, SendRequest, Target};
 use crate::ids::UserId;
 
 /// Who is deemed to send the decoded frame, and the limits that apply.
@@ -68,6 +68,8 @@ pub enum Decoded {
 #[derive(Debug)]
 pub enum Event {
     Message(Result<SendRequest, ChatError>),
+    /// `edit` or `delete` (v1.2).
+    Change(Result<ChangeRequest, ChatError>),
     Read(Result<(Target, i64), ChatError>),
     Typing(Result<(Target, bool), ChatError>),
     /// Answered `invalid_payload`.
@@ -141,6 +143,9 @@ pub fn decode_event(
             let arg = args.first().copied();
             let event = match &*name {
                 events::MESSAGE => Event::Message(parse_send(arg, ctx.user, ctx.max_message_chars)),
+                events::EDIT | events::DELETE => {
+                    Event::Change(parse_change(&name, arg, ctx.user, ctx.max_message_chars))
+                }
                 events::READ => Event::Read(parse_read(arg)),
                 events::TYPING => Event::Typing(parse_typing(arg)),
                 other => Event::Unknown(other.to_string()),

@@ -1,14 +1,15 @@
-//! The `message` event: parsed and queued for the writer on the socket's
-//! own task, in the order the socket sent it, and answered once committed.
+//! The `message`, `edit` and `delete` events: parsed and queued for the
+//! writer on the socket's own task, in the order the socket sent them, and
+//! answered once committed.
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use palaver_protocol::{events, Ack, Message, SendMessage, SentBody};
+use palaver_protocol::{events, Ack, ChangeInput, Message, SendMessage, SentBody};
 use palaver_sio::Event;
 use serde_json::value::RawValue;
 
-use super::{answer, answer_error, frame, Hub, Sock};
-use crate::chat::{ChatError, Respond, SendRequest, Sent};
+use super::{answer, answer_error, conversation_payload, frame, Hub, Sock};
+use crate::chat::{ChangeRequest, ChatError, Respond, SendRequest, Sent};
 use crate::ids::UserId;
 
 pub(super) fn on_send(hub: &Hub, socket: &Sock, event: Event<'_>) {
@@ -32,9 +33,53 @@ pub(super) fn on_send(hub: &Hub, socket: &Sock, event: Event<'_>) {
                 hub: hub.clone(),
                 socket: socket.clone(),
                 ack: event.ack,
+                event: events::MESSAGE,
             }),
         ),
         Err(e) => answer_error(socket, event.ack, e),
+    }
+}
+
+/// `edit` and `delete` (v1.2): through the writer like a send, counted
+/// against the same message rate.
+pub(super) fn on_change(hub: &Hub, socket: &Sock, event: Event<'_>) {
+    let app = hub.app();
+    let user = socket.data().user;
+    let arg = event.args.first().copied();
+    let parsed =
+        parse_change(&event.name, arg, user, app.chat.max_message_chars()).and_then(|req| {
+            app.limits
+                .message_here(user)
+                .map(|()| req)
+                .map_err(ChatError::from)
+        });
+    match parsed {
+        Ok(req) => app.chat.change(
+            req,
+            Box::new(SocketRespond {
+                hub: hub.clone(),
+                socket: socket.clone(),
+                ack: event.ack,
+                event: events::MESSAGE_UPDATED,
+            }),
+        ),
+        Err(e) => answer_error(socket, event.ack, e),
+    }
+}
+
+/// An `edit` or `delete` payload as the writer takes it.
+pub(crate) fn parse_change(
+    name: &str,
+    arg: Option<&RawValue>,
+    user: UserId,
+    max_chars: usize,
+) -> Result<ChangeRequest, ChatError> {
+    let names: fn(&ChangeInput) -> (&str, i64) = |i| (i.conversation_type.as_str(), i.receiver_id);
+    let (input, _) = conversation_payload(name, arg, names)?;
+    if name == events::EDIT {
+        ChangeRequest::edit(input, user, max_chars)
+    } else {
+        ChangeRequest::delete(input, user)
     }
 }
 
@@ -69,17 +114,23 @@ fn explain_bad_message<E>(generic: Result<serde_json::Value, E>) -> ChatError {
     ChatError::invalid(format!("invalid message payload: {reason}"))
 }
 
-/// Acks the sending socket and delivers to every other socket of every
-/// recipient.
+/// Acks the sending socket and delivers `event` to every other socket of
+/// every recipient.
 struct SocketRespond {
     hub: Hub,
     socket: Sock,
     ack: Option<u64>,
+    event: &'static str,
 }
 
 impl Respond for SocketRespond {
     fn respond(self: Box<Self>, outcome: Result<Sent, ChatError>) -> BoxFuture<'static, ()> {
-        let SocketRespond { hub, socket, ack } = *self;
+        let SocketRespond {
+            hub,
+            socket,
+            ack,
+            event,
+        } = *self;
         match outcome {
             Ok(sent) => {
                 // If the socket is gone the message is stored all the same,
@@ -92,7 +143,7 @@ impl Respond for SocketRespond {
                     }),
                 );
                 if sent.fresh {
-                    let frame = frame(events::MESSAGE, &*sent.message);
+                    let frame = frame(event, &*sent.message);
                     hub.deliver(&sent.recipients, Some(&socket), frame);
                 }
             }

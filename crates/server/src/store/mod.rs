@@ -31,12 +31,12 @@ pub use pool::PoolOptions;
 pub use seqs::SeqCache;
 
 use async_trait::async_trait;
-use palaver_protocol::{ConversationSummary, Group, Member, Message, Role, User};
+use palaver_protocol::{ConversationSummary, Group, Member, Message, ReplyTo, Role, User};
 
 use crate::ids::{ActivityKey, ConversationKey, ConversationsPage, GroupId, Page, UserId};
 
 /// Most messages committed in one batch: the writer's largest batch, and
-/// the rows of one multi-row statement (256 rows of 8 columns is 2,048
+/// the rows of one multi-row statement (256 rows of 9 columns is 2,304
 /// bound parameters, far below every backend's limit), so a batch's insert
 /// is one or two statements.
 pub const MAX_BATCH: usize = 256;
@@ -57,6 +57,8 @@ pub struct NewMessage {
     pub content: String,
     pub client_msg_id: Option<String>,
     pub created_at_ms: i64,
+    /// The message it answers, as the writer read it (v1.2).
+    pub reply_to: Option<ReplyTo>,
 }
 
 /// The result of inserting one message of a batch.
@@ -66,6 +68,15 @@ pub struct Inserted {
     /// False when `client_msg_id` matched an earlier message, which is
     /// returned instead and must not be delivered again.
     pub fresh: bool,
+}
+
+/// A change to a stored message (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageChange {
+    /// New content; sets `edited_at`.
+    Edit(String),
+    /// Makes it a tombstone: content `""`, `deleted_at` set.
+    Delete,
 }
 
 /// What a read receipt did.
@@ -194,8 +205,29 @@ pub trait MessageStore: Send + Sync {
         seqs: &mut SeqCache,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError>;
 
-    /// A page of a conversation, ascending by seq, and whether more exist
-    /// beyond it in the paging direction.
+    /// The message at `seq` of a conversation, or `None`.
+    async fn message_at(
+        &self,
+        conversation: ConversationKey,
+        seq: i64,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// Applies `change` to the message at `seq` unless it is deleted, and
+    /// stamps it with the conversation's next change position, in one
+    /// transaction; returns the message as it now is, or `None` when there
+    /// is no such message or it is deleted (nothing changed). Whether the
+    /// change is allowed is the caller's to decide beforehand.
+    async fn change_message(
+        &self,
+        conversation: ConversationKey,
+        seq: i64,
+        change: &MessageChange,
+        now_ms: i64,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// A page of a conversation, ascending by seq (or, for a page of
+    /// changes, by `change_seq`), and whether more exist beyond it in the
+    /// paging direction.
     async fn messages(
         &self,
         conversation: ConversationKey,

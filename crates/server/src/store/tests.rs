@@ -88,6 +88,7 @@ async fn read_backs_and_returning_agree_with_the_stored_rows() {
                 content: format!("m{i}"),
                 client_msg_id: Some(format!("{returning}-{i}")),
                 created_at_ms: i,
+                reply_to: None,
             })
             .collect();
         batch.push(NewMessage {
@@ -149,6 +150,7 @@ async fn a_writer_batch_is_committed_even_on_a_connection_left_in_a_transaction(
         content: format!("m{i}"),
         client_msg_id: None,
         created_at_ms: i,
+        reply_to: None,
     };
     let mut seqs = SeqCache::new();
     let database = reset.trim_start_matches("DROP DATABASE IF EXISTS ");

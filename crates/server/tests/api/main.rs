@@ -19,6 +19,7 @@ mod groups;
 mod handshake;
 mod history;
 mod js;
+mod lifecycle;
 mod limits;
 mod messaging;
 mod process;
@@ -35,6 +36,7 @@ fn main() {
         handshake::trials(),
         history::trials(),
         js::trials(),
+        lifecycle::trials(),
         limits::trials(),
         messaging::trials(),
         process::trials(),

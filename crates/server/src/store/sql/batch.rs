@@ -290,8 +290,8 @@ impl SqlStore {
         for &chunk in chunks {
             let mut sql = format!(
                 "INSERT INTO messages (conversation_id, seq, conversation_type, sender_id, \
-                 receiver_id, content, client_msg_id, created_at) VALUES {}",
-                tuples(chunk.len(), 8)
+                 receiver_id, content, client_msg_id, created_at, reply_seq) VALUES {}",
+                tuples(chunk.len(), 9)
             );
             if self.returning {
                 sql.push_str(" RETURNING id, conversation_id, seq, ");
@@ -310,7 +310,8 @@ impl SqlStore {
                     .bind(m.receiver_id)
                     .bind(m.content.as_str())
                     .bind(m.client_msg_id.as_deref())
-                    .bind(m.created_at_ms);
+                    .bind(m.created_at_ms)
+                    .bind(m.reply_to.as_ref().map(|r| r.seq));
             }
             let returned = if !self.returning {
                 query.execute(&mut *conn).await?;
@@ -386,7 +387,12 @@ impl SqlStore {
                     out[i] = Some(
                         same_message(prev, m)
                             .then(|| Inserted {
-                                message: prev.clone(),
+                                // The row names the seq it answers; the
+                                // writer has just read what that shows.
+                                message: Message {
+                                    reply_to: m.reply_to.clone(),
+                                    ..prev.clone()
+                                },
                                 fresh: false,
                             })
                             .ok_or_else(reused_key),
@@ -397,6 +403,7 @@ impl SqlStore {
                     let b = &batch[j];
                     if b.conversation == m.conversation
                         && b.receiver_id == m.receiver_id
+                        && reply_seq(&b.reply_to) == reply_seq(&m.reply_to)
                         && b.content == m.content
                     {
                         repeats.push((i, j));
@@ -475,6 +482,10 @@ impl SqlStore {
                     content: m.content.clone(),
                     client_msg_id: m.client_msg_id.clone(),
                     created_at: from_ms(m.created_at_ms),
+                    edited_at: None,
+                    deleted_at: None,
+                    reply_to: m.reply_to.clone(),
+                    change_seq: 0,
                 },
                 fresh: true,
             }));
@@ -531,5 +542,12 @@ fn reused_key() -> StoreError {
 /// Whether a stored message is the same send as `m` (an idempotent retry).
 fn same_message(prev: &Message, m: &NewMessage) -> bool {
     let kind = m.conversation.kind();
-    prev.conversation_type == kind && prev.receiver_id == m.receiver_id && prev.content == m.content
+    prev.conversation_type == kind
+        && prev.receiver_id == m.receiver_id
+        && prev.content == m.content
+        && reply_seq(&prev.reply_to) == reply_seq(&m.reply_to)
+}
+
+fn reply_seq(r: &Option<palaver_protocol::ReplyTo>) -> Option<i64> {
+    r.as_ref().map(|r| r.seq)
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use palaver_protocol::{ConversationSummary, ConversationType};
+use palaver_protocol::{ConversationSummary, ConversationType, Message};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -199,6 +199,7 @@ impl ConversationStore for SqlStore {
         // subtraction of positions, never a count of messages. The user's
         // conversations are a derived table, not `IN (…)`: MariaDB ran
         // that as a dependent subquery for every conversation stored.
+        let mut conn = self.pool.acquire().await?;
         let after = page.after.unwrap_or(ActivityKey {
             last_message_id: i64::MAX,
             conversation_id: i64::MAX,
@@ -209,7 +210,9 @@ impl ConversationStore for SqlStore {
              pu.username AS peer_username, pu.last_seen AS peer_last_seen, g.name AS group_name, \
              m.id AS m_id, m.conversation_type AS m_conversation_type, m.sender_id AS m_sender_id, \
              m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
-             m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at \
+             m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at, \
+             m.edited_at AS m_edited_at, m.deleted_at AS m_deleted_at, m.reply_seq AS m_reply_seq, \
+             m.change_seq AS m_change_seq, c.last_change \
              FROM (SELECT a.id, a.last_id FROM ( \
                  SELECT c.id, {LAST_ID} AS last_id FROM ( \
                    SELECT id FROM conversations WHERE user_lo = ? \
@@ -238,7 +241,7 @@ impl ConversationStore for SqlStore {
             .bind(i64::from(page.limit) + 1)
             .bind(user)
             .bind(user)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let get = |r: &AnyRow, c: &str| -> Result<Option<i64>, StoreError> {
             r.try_get::<Option<i64>, _>(c).map_err(StoreError::from)
@@ -279,9 +282,20 @@ impl ConversationStore for SqlStore {
                 last_seq,
                 read_seq,
                 unread_count: last_seq - read_seq,
+                last_change: get(r, "last_change")?.unwrap_or_default(),
                 online: None,
                 last_seen: get(r, "peer_last_seen")?.map(from_ms),
             });
+        }
+        // What the last messages that are replies show of what they answer.
+        let mut lasts: Vec<Message> = list
+            .iter_mut()
+            .filter_map(|c| c.last_message.take())
+            .collect();
+        self.fill_replies(&mut conn, &mut lasts).await?;
+        let mut lasts = lasts.into_iter();
+        for c in list.iter_mut().filter(|c| c.last_seq > 0) {
+            c.last_message = lasts.next();
         }
         Ok((list, if more { last_key } else { None }))
     }

@@ -1,5 +1,6 @@
 //! Messages: inserting a writer batch (retrying it with a key lookup when a
-//! `clientMsgId` repeats) and reading a conversation's history.
+//! `clientMsgId` repeats), editing and deleting one (v1.2), and reading a
+//! conversation's history or its changes.
 //!
 //! How a batch is inserted is `batch.rs`; this file decides what to do
 //! with its outcome: keep the writer's connection, teach the seq cache,
@@ -8,14 +9,17 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use palaver_protocol::Message;
-use sqlx::Row;
+use std::collections::HashMap;
+
+use palaver_protocol::{Message, ReplyTo, REPLY_EXCERPT_CHARS};
+use sqlx::{AnyConnection, Row};
 
 use super::batch::Batch;
-use super::rows::{message_from_row, MESSAGE_COLS};
+use super::dialect::tuple;
+use super::rows::{message_from_row, opt_text, MESSAGE_COLS};
 use super::SqlStore;
 use crate::ids::{ConversationKey, Page};
-use crate::store::{Inserted, MessageStore, NewMessage, SeqCache, StoreError};
+use crate::store::{Inserted, MessageChange, MessageStore, NewMessage, SeqCache, StoreError};
 
 #[async_trait]
 impl MessageStore for SqlStore {
@@ -85,20 +89,111 @@ impl MessageStore for SqlStore {
         }
     }
 
+    async fn message_at(
+        &self,
+        conversation: ConversationKey,
+        seq: i64,
+    ) -> Result<Option<Message>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(conv) = self.conversation_id(&mut conn, conversation).await? else {
+            return Ok(None);
+        };
+        self.message_on(&mut conn, conv, seq).await
+    }
+
+    async fn change_message(
+        &self,
+        conversation: ConversationKey,
+        seq: i64,
+        change: &MessageChange,
+        now_ms: i64,
+    ) -> Result<Option<Message>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(conv) = self.conversation_id(&mut tx, conversation).await? else {
+            return Ok(None);
+        };
+        // The counter first: its row lock orders every change to one
+        // conversation, so change positions commit in order, gap-free.
+        let bump = self
+            .d
+            .q("UPDATE conversations SET last_change = last_change + 1 WHERE id = ?");
+        sqlx::query(&bump).bind(conv).execute(&mut *tx).await?;
+        let read = self
+            .d
+            .q("SELECT last_change FROM conversations WHERE id = ?");
+        let position: i64 = sqlx::query(&read)
+            .bind(conv)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let done = match change {
+            MessageChange::Edit(content) => {
+                let sql = self.d.q(
+                    "UPDATE messages SET content = ?, edited_at = ?, change_seq = ? \
+                     WHERE conversation_id = ? AND seq = ? AND deleted_at IS NULL",
+                );
+                sqlx::query(&sql)
+                    .bind(content.as_str())
+                    .bind(now_ms)
+                    .bind(position)
+                    .bind(conv)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            MessageChange::Delete => {
+                let sql = self.d.q(
+                    "UPDATE messages SET content = '', deleted_at = ?, change_seq = ? \
+                     WHERE conversation_id = ? AND seq = ? AND deleted_at IS NULL",
+                );
+                sqlx::query(&sql)
+                    .bind(now_ms)
+                    .bind(position)
+                    .bind(conv)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
+        if done.rows_affected() == 0 {
+            // Nothing changed: the counter's bump is undone with it.
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let message = self.message_on(&mut tx, conv, seq).await?;
+        tx.commit().await?;
+        Ok(message)
+    }
+
     async fn messages(
         &self,
         conversation: ConversationKey,
         page: Page,
     ) -> Result<(Vec<Message>, bool), StoreError> {
-        let sql = self.d.q("SELECT id FROM conversations WHERE conv_key = ?");
-        let row = sqlx::query(&sql)
-            .bind(conversation.db_key())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
+        let mut conn = self.pool.acquire().await?;
+        let Some(conv) = self.conversation_id(&mut conn, conversation).await? else {
             return Ok((Vec::new(), false));
         };
-        let conv: i64 = row.try_get(0)?;
+        if let Some(changed_after) = page.changes_after() {
+            let sql = self.d.q(format!(
+                "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND change_seq > ? \
+                 ORDER BY change_seq LIMIT ?"
+            ));
+            let rows = sqlx::query(&sql)
+                .bind(conv)
+                .bind(changed_after)
+                .bind(i64::from(page.limit()) + 1)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut messages = rows
+                .iter()
+                .map(|r| message_from_row(self.d, r, ""))
+                .collect::<Result<Vec<_>, _>>()?;
+            let has_more = messages.len() > page.limit() as usize;
+            messages.truncate(page.limit() as usize);
+            self.fill_replies(&mut conn, &mut messages).await?;
+            return Ok((messages, has_more));
+        }
         let after = page.after_seq().unwrap_or(0);
         let before = page.before_seq().unwrap_or(i64::MAX);
         // With afterSeq, read forwards from it; otherwise page back from
@@ -114,7 +209,7 @@ impl MessageStore for SqlStore {
             .bind(after)
             .bind(before)
             .bind(i64::from(page.limit()) + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut messages = rows
             .iter()
@@ -125,6 +220,96 @@ impl MessageStore for SqlStore {
         if !forward {
             messages.reverse();
         }
+        self.fill_replies(&mut conn, &mut messages).await?;
         Ok((messages, has_more))
+    }
+}
+
+impl SqlStore {
+    /// A conversation's row id, `None` before its first message.
+    async fn conversation_id(
+        &self,
+        conn: &mut AnyConnection,
+        conversation: ConversationKey,
+    ) -> Result<Option<i64>, StoreError> {
+        let sql = self.d.q("SELECT id FROM conversations WHERE conv_key = ?");
+        let row = sqlx::query(&sql)
+            .bind(conversation.db_key())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// The message at `seq` of conversation `conv`, its reply filled in.
+    async fn message_on(
+        &self,
+        conn: &mut AnyConnection,
+        conv: i64,
+        seq: i64,
+    ) -> Result<Option<Message>, StoreError> {
+        let sql = self.d.q(format!(
+            "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND seq = ?"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(conv)
+            .bind(seq)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut one = [message_from_row(self.d, &row, "")?];
+        self.fill_replies(conn, &mut one).await?;
+        let [message] = one;
+        Ok(Some(message))
+    }
+
+    /// Fills in what each reply shows of the message it answers (its
+    /// sender and current excerpt), read in one query for all of them.
+    pub(super) async fn fill_replies(
+        &self,
+        conn: &mut AnyConnection,
+        messages: &mut [Message],
+    ) -> Result<(), StoreError> {
+        let replies: Vec<i64> = messages
+            .iter()
+            .filter(|m| m.reply_to.is_some())
+            .map(|m| m.id)
+            .collect();
+        if replies.is_empty() {
+            return Ok(());
+        }
+        let sql = self.d.q(format!(
+            "SELECT m.id, r.seq, r.sender_id, r.content, r.deleted_at FROM messages m \
+             JOIN messages r ON r.conversation_id = m.conversation_id AND r.seq = m.reply_seq \
+             WHERE m.id IN {}",
+            tuple(replies.len())
+        ));
+        let mut query = sqlx::query(&sql);
+        for id in &replies {
+            query = query.bind(*id);
+        }
+        let mut shown = HashMap::with_capacity(replies.len());
+        for row in query.fetch_all(&mut *conn).await? {
+            let id: i64 = row.try_get(0)?;
+            let deleted: Option<i64> = row.try_get(4)?;
+            let content = opt_text(self.d, &row, 3)?.unwrap_or_default();
+            shown.insert(
+                id,
+                ReplyTo {
+                    seq: row.try_get(1)?,
+                    sender_id: row.try_get(2)?,
+                    excerpt: deleted
+                        .is_none()
+                        .then(|| content.chars().take(REPLY_EXCERPT_CHARS).collect()),
+                },
+            );
+        }
+        for m in messages.iter_mut() {
+            if let Some(r) = shown.remove(&m.id) {
+                m.reply_to = Some(r);
+            }
+        }
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //! Ids ([`UserId`], [`GroupId`]) bind as the integers they are, and an id
 //! read from a row is taken as it is: only parsed ids are ever stored.
 
-use palaver_protocol::{ConversationType, Group, Member, Message, Role, User};
+use palaver_protocol::{ConversationType, Group, Member, Message, ReplyTo, Role, User};
 use sqlx::any::{Any, AnyRow, AnyTypeInfo};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -54,8 +54,8 @@ sql_id!(GroupId);
 
 pub(super) const USER_COLS: &str = "id, username, created_at, last_seen";
 pub(super) const GROUP_COLS: &str = "id, name, owner_id, created_at";
-pub(super) const MESSAGE_COLS: &str =
-    "id, conversation_type, sender_id, receiver_id, seq, content, client_msg_id, created_at";
+pub(super) const MESSAGE_COLS: &str = "id, conversation_type, sender_id, receiver_id, seq, \
+     content, client_msg_id, created_at, edited_at, deleted_at, reply_seq, change_seq";
 
 /// A text column. sqlx's `Any` driver reports MySQL `TEXT` columns as
 /// blobs, so those are read as bytes and checked to be UTF-8.
@@ -115,6 +115,8 @@ pub(super) fn member_from_row(r: &AnyRow) -> Result<Member, StoreError> {
 }
 
 /// A message from [`MESSAGE_COLS`] named `{prefix}id`, `{prefix}seq`, ….
+/// A reply's `reply_to` names only the seq it answers (sender 0, no
+/// excerpt) until `SqlStore::fill_replies` reads that message.
 pub(super) fn message_from_row(
     d: Dialect,
     r: &AnyRow,
@@ -122,6 +124,9 @@ pub(super) fn message_from_row(
 ) -> Result<Message, StoreError> {
     let get_i64 = |c: &str| -> Result<i64, StoreError> {
         Ok(r.try_get::<i64, _>(format!("{prefix}{c}").as_str())?)
+    };
+    let get_opt = |c: &str| -> Result<Option<i64>, StoreError> {
+        Ok(r.try_get::<Option<i64>, _>(format!("{prefix}{c}").as_str())?)
     };
     let kind: String = r.try_get(format!("{prefix}conversation_type").as_str())?;
     Ok(Message {
@@ -133,5 +138,13 @@ pub(super) fn message_from_row(
         content: text(d, r, &format!("{prefix}content"))?,
         client_msg_id: r.try_get(format!("{prefix}client_msg_id").as_str())?,
         created_at: from_ms(get_i64("created_at")?),
+        edited_at: get_opt("edited_at")?.map(from_ms),
+        deleted_at: get_opt("deleted_at")?.map(from_ms),
+        reply_to: get_opt("reply_seq")?.map(|seq| ReplyTo {
+            seq,
+            sender_id: 0,
+            excerpt: None,
+        }),
+        change_seq: get_i64("change_seq")?,
     })
 }
