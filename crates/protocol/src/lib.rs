@@ -23,6 +23,10 @@ pub mod events {
     pub const DELETE: &str = "delete";
     /// Server → client: a message was edited or deleted (v1.2).
     pub const MESSAGE_UPDATED: &str = "message_updated";
+    /// Client → server: add or remove an emoji reaction (v1.2).
+    pub const REACT: &str = "react";
+    /// Server → client: a reaction was added or removed (v1.2).
+    pub const REACTION: &str = "reaction";
 }
 
 /// Timestamps on the wire: RFC 3339, UTC, always with milliseconds.
@@ -90,10 +94,50 @@ pub struct Message {
     /// The earlier message of the conversation this one answers (v1.2).
     #[serde(default)]
     pub reply_to: Option<ReplyTo>,
-    /// The conversation's change position of this message's last edit or
-    /// delete; 0 if it never changed (v1.2).
+    /// The conversation's change position of this message's last edit,
+    /// delete or reaction; 0 if it never changed (v1.2).
     #[serde(default)]
     pub change_seq: i64,
+    /// The reactions, most reacted first, as the user reading them sees
+    /// them (v1.2). Left out when empty, so that a message without
+    /// reactions reads as in v1, and in live `message_updated` events
+    /// (one copy for every reader), where the `reaction` event keeps
+    /// counts current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionCount>,
+}
+
+/// How many users react to a message with one emoji, and whether the
+/// reader is one of them (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: i64,
+    pub me: bool,
+}
+
+/// A reaction added or removed: the `react` ack's `reaction` and the
+/// `reaction` event (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub conversation_type: ConversationType,
+    /// As in a message: the other user (private) or the group.
+    pub receiver_id: i64,
+    pub seq: i64,
+    pub message_id: i64,
+    pub user_id: i64,
+    pub emoji: String,
+    /// Added (true) or removed (false).
+    pub on: bool,
+    /// How many users now react with `emoji`.
+    pub count: i64,
+    pub change_seq: i64,
+}
+
+/// Body of a successful `react` ack: `{"ok": true, "reaction": Reaction}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReactionBody<R = Reaction> {
+    pub reaction: R,
 }
 
 /// What a reply shows of the message it answers (v1.2).
@@ -401,8 +445,9 @@ pub struct SendMessage {
     pub reply_to_seq: Option<i64>,
 }
 
-/// `edit` and `delete` event input (v1.2): a message named by its
-/// conversation and seq, and for an edit the new content.
+/// `edit`, `delete` and `react` event input (v1.2): a message named by its
+/// conversation and seq, for an edit the new content, for a reaction the
+/// emoji and whether it is added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeInput {
@@ -413,6 +458,12 @@ pub struct ChangeInput {
     pub seq: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// `react`: the emoji.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    /// `react`: add (true, the default) or remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
 }
 
 /// `read` event input: the caller has read up to `seq`.
@@ -484,6 +535,7 @@ mod tests {
                 excerpt: Some("hello".into()),
             }),
             change_seq: 3,
+            reactions: Vec::new(),
         };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["conversation_type"], "private");
@@ -491,6 +543,7 @@ mod tests {
         assert_eq!(v["edited_at"], "2026-11-26T04:00:01.000Z");
         assert_eq!(v["deleted_at"], serde_json::Value::Null);
         assert_eq!(v["reply_to"]["excerpt"], "hello");
+        assert!(v.get("reactions").is_none(), "left out when there are none");
         let back: Message = serde_json::from_value(v).unwrap();
         assert_eq!(back, m);
     }

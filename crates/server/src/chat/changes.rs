@@ -1,33 +1,37 @@
-//! Changes to a sent message (v1.2): who may edit or delete it, and what a
-//! repeat of a change does (nothing). Applied by the writer, between its
-//! batches, so that a change follows everything queued before it
-//! ([`super::writer`]); the store applies one in its own transaction and
+//! Changes to a sent message (v1.2): who may edit, delete or react to it,
+//! and what a repeat of a change does (nothing). Applied by the writer,
+//! between its batches, so that a change follows everything queued before
+//! it ([`super::writer`]); the store applies one in its own transaction and
 //! stamps it with the conversation's next change position.
 
 use std::sync::Arc;
 
-use palaver_protocol::{Message, Role};
+use palaver_protocol::{Message, Reaction, Role};
 
 use super::core::{now_ms, Core};
 use super::writer::Sent;
 use super::{ChangeRequest, ChatError, Target};
-use crate::store::MessageChange;
+use crate::ids::UserId;
+use crate::store::{ChangeOutcome, MessageChange, MAX_REACTIONS};
 
-/// Checks and applies one change. An edit to the content the message
-/// already has, or a delete of a deleted message, changes nothing and is
-/// answered with the message as it is (`fresh: false`: nothing to deliver).
+/// Checks and applies one change. A repeat (an edit to the content the
+/// message already has, a delete of a deleted message, a reaction already
+/// there or already gone) changes nothing and is answered as the first
+/// was (`fresh: false`: nothing to deliver).
 pub(super) async fn apply(core: &Core, req: ChangeRequest) -> Result<Sent, ChatError> {
     let recipients = core.participants(req.user, req.target).await?;
     let conversation = req.target.conversation(req.user);
+    let viewer = matches!(req.change, MessageChange::React { .. }).then_some(req.user);
     let current = core
         .store
-        .message_at(conversation, req.seq)
+        .message_at(conversation, req.seq, viewer)
         .await?
         .ok_or_else(|| no_such_message(req.seq))?;
-    let unchanged = |message: Message| Sent {
+    let answer = |message: Message, fresh: bool| Sent {
+        reaction: reaction_of(&req, &message),
         message: Arc::new(message),
         recipients: recipients.clone(),
-        fresh: false,
+        fresh,
     };
     let now = now_ms();
     match &req.change {
@@ -41,14 +45,19 @@ pub(super) async fn apply(core: &Core, req: ChangeRequest) -> Result<Sent, ChatE
                 return Err(deleted());
             }
             if current.content == *content {
-                return Ok(unchanged(current));
+                return Ok(answer(current, false));
             }
         }
         MessageChange::Delete => {
             if current.deleted_at.is_some() {
-                return Ok(unchanged(current));
+                return Ok(answer(current, false));
             }
             may_delete(core, &req, &current, now).await?;
+        }
+        MessageChange::React { .. } => {
+            if current.deleted_at.is_some() {
+                return Err(deleted());
+            }
         }
     }
     match core
@@ -56,22 +65,46 @@ pub(super) async fn apply(core: &Core, req: ChangeRequest) -> Result<Sent, ChatE
         .change_message(conversation, req.seq, &req.change, now)
         .await?
     {
-        Some(message) => Ok(Sent {
-            message: Arc::new(message),
-            recipients,
-            fresh: true,
-        }),
+        ChangeOutcome::Changed(message) => Ok(answer(message, true)),
+        ChangeOutcome::Unchanged => Ok(answer(current, false)),
+        ChangeOutcome::TooManyReactions => Err(ChatError::TooLarge(format!(
+            "a message has at most {MAX_REACTIONS} different reactions"
+        ))),
         // Deleted by another node between the read and the change.
-        None => match req.change {
+        ChangeOutcome::Gone => match req.change {
             MessageChange::Delete => core
                 .store
-                .message_at(conversation, req.seq)
+                .message_at(conversation, req.seq, None)
                 .await?
-                .map(unchanged)
+                .map(|m| answer(m, false))
                 .ok_or_else(|| no_such_message(req.seq)),
-            MessageChange::Edit(_) => Err(deleted()),
+            _ => Err(deleted()),
         },
     }
+}
+
+/// For a `react`: the reaction as answered and delivered, with the count
+/// read from `message` (its reactions as the reactor sees them).
+fn reaction_of(req: &ChangeRequest, message: &Message) -> Option<Reaction> {
+    let MessageChange::React { user, emoji, on } = &req.change else {
+        return None;
+    };
+    let count = message
+        .reactions
+        .iter()
+        .find(|r| r.emoji == *emoji)
+        .map_or(0, |r| r.count);
+    Some(Reaction {
+        conversation_type: message.conversation_type,
+        receiver_id: req.target.receiver(),
+        seq: message.seq,
+        message_id: message.id,
+        user_id: UserId::get(*user),
+        emoji: emoji.clone(),
+        on: *on,
+        count,
+        change_seq: message.change_seq,
+    })
 }
 
 /// The sender may delete within the delete window; a group's owner and

@@ -283,7 +283,11 @@ fn check_seq(field: &str, seq: i64) -> Result<(), ChatError> {
     Ok(())
 }
 
-/// A validated `edit` or `delete` of the message at `seq` (v1.2).
+/// Longest reaction emoji, in bytes (a flag or a family is 8 to 25 in
+/// UTF-8; 16 holds every single emoji with a modifier).
+pub const MAX_EMOJI_BYTES: usize = 16;
+
+/// A validated `edit`, `delete` or `react` on the message at `seq` (v1.2).
 #[derive(Debug, Clone)]
 pub struct ChangeRequest {
     pub user: UserId,
@@ -306,6 +310,34 @@ impl ChangeRequest {
             target,
             seq: raw.seq,
             change: MessageChange::Edit(content),
+        })
+    }
+
+    /// A `react` payload: an emoji of 1 to [`MAX_EMOJI_BYTES`] bytes with
+    /// at least one character outside ASCII and no whitespace or control
+    /// characters; `on` defaults to adding it.
+    pub fn react(raw: ChangeInput, user: UserId) -> Result<Self, ChatError> {
+        let target = Target::parse(&raw.conversation_type, raw.receiver_id)?;
+        check_seq("seq", raw.seq)?;
+        let emoji = raw
+            .emoji
+            .ok_or_else(|| ChatError::invalid("a reaction needs an emoji"))?;
+        let bad = emoji.chars().any(|c| c.is_whitespace() || c.is_control());
+        if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES || bad || emoji.is_ascii() {
+            return Err(ChatError::invalid(format!(
+                "emoji must be 1 to {MAX_EMOJI_BYTES} bytes with a character outside ASCII \
+                 and no whitespace or control characters"
+            )));
+        }
+        Ok(ChangeRequest {
+            user,
+            target,
+            seq: raw.seq,
+            change: MessageChange::React {
+                user,
+                emoji,
+                on: raw.on.unwrap_or(true),
+            },
         })
     }
 

@@ -88,7 +88,7 @@ impl Chat {
         let (messages, has_more) = self
             .core
             .store
-            .messages(target.conversation(user), page.at_most(MAX_PAGE))
+            .messages(target.conversation(user), page.at_most(MAX_PAGE), user)
             .await?;
         Ok(MessagePage { messages, has_more })
     }

@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 
 use futures_util::future::BoxFuture;
-use palaver_protocol::{Message, ReplyTo};
+use palaver_protocol::{Message, Reaction, ReplyTo};
 use tokio::sync::mpsc;
 
 use super::changes;
@@ -54,6 +54,9 @@ pub struct Sent {
     pub recipients: Vec<UserId>,
     /// False for an idempotent retry: answer it, deliver nothing.
     pub fresh: bool,
+    /// For a `react`: the reaction, which is what is answered and
+    /// delivered instead of the message.
+    pub reaction: Option<Reaction>,
 }
 
 /// How the transport answers a send once its outcome is known: the answer
@@ -225,6 +228,7 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
                         message: Arc::new(ins.message),
                         recipients,
                         fresh: ins.fresh,
+                        reaction: None,
                     })
                     .map_err(ChatError::from);
                 let delivery = respond.respond(outcome);
@@ -257,7 +261,7 @@ async fn authorize(
     };
     let answered = core
         .store
-        .message_at(req.target.conversation(req.sender), seq)
+        .message_at(req.target.conversation(req.sender), seq, None)
         .await?
         .ok_or_else(|| {
             ChatError::NotFound(format!(

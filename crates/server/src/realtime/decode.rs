@@ -68,7 +68,7 @@ pub enum Decoded {
 #[derive(Debug)]
 pub enum Event {
     Message(Result<SendRequest, ChatError>),
-    /// `edit` or `delete` (v1.2).
+    /// `edit`, `delete` or `react` (v1.2).
     Change(Result<ChangeRequest, ChatError>),
     Read(Result<(Target, i64), ChatError>),
     Typing(Result<(Target, bool), ChatError>),
@@ -143,7 +143,7 @@ pub fn decode_event(
             let arg = args.first().copied();
             let event = match &*name {
                 events::MESSAGE => Event::Message(parse_send(arg, ctx.user, ctx.max_message_chars)),
-                events::EDIT | events::DELETE => {
+                events::EDIT | events::DELETE | events::REACT => {
                     Event::Change(parse_change(&name, arg, ctx.user, ctx.max_message_chars))
                 }
                 events::READ => Event::Read(parse_read(arg)),

@@ -4,7 +4,9 @@
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use palaver_protocol::{events, Ack, ChangeInput, Message, SendMessage, SentBody};
+use palaver_protocol::{
+    events, Ack, ChangeInput, Message, Reaction, ReactionBody, SendMessage, SentBody,
+};
 use palaver_sio::Event;
 use serde_json::value::RawValue;
 
@@ -40,8 +42,8 @@ pub(super) fn on_send(hub: &Hub, socket: &Sock, event: Event<'_>) {
     }
 }
 
-/// `edit` and `delete` (v1.2): through the writer like a send, counted
-/// against the same message rate.
+/// `edit`, `delete` and `react` (v1.2): through the writer like a send,
+/// counted against the same message rate.
 pub(super) fn on_change(hub: &Hub, socket: &Sock, event: Event<'_>) {
     let app = hub.app();
     let user = socket.data().user;
@@ -67,7 +69,7 @@ pub(super) fn on_change(hub: &Hub, socket: &Sock, event: Event<'_>) {
     }
 }
 
-/// An `edit` or `delete` payload as the writer takes it.
+/// An `edit`, `delete` or `react` payload as the writer takes it.
 pub(crate) fn parse_change(
     name: &str,
     arg: Option<&RawValue>,
@@ -76,10 +78,10 @@ pub(crate) fn parse_change(
 ) -> Result<ChangeRequest, ChatError> {
     let names: fn(&ChangeInput) -> (&str, i64) = |i| (i.conversation_type.as_str(), i.receiver_id);
     let (input, _) = conversation_payload(name, arg, names)?;
-    if name == events::EDIT {
-        ChangeRequest::edit(input, user, max_chars)
-    } else {
-        ChangeRequest::delete(input, user)
+    match name {
+        events::EDIT => ChangeRequest::edit(input, user, max_chars),
+        events::REACT => ChangeRequest::react(input, user),
+        _ => ChangeRequest::delete(input, user),
     }
 }
 
@@ -132,6 +134,24 @@ impl Respond for SocketRespond {
             event,
         } = *self;
         match outcome {
+            Ok(Sent {
+                reaction: Some(reaction),
+                recipients,
+                fresh,
+                ..
+            }) => {
+                answer(
+                    &socket,
+                    ack,
+                    &Ack::ok(ReactionBody::<&Reaction> {
+                        reaction: &reaction,
+                    }),
+                );
+                if fresh {
+                    let frame = frame(events::REACTION, &reaction);
+                    hub.deliver(&recipients, Some(&socket), frame);
+                }
+            }
             Ok(sent) => {
                 // If the socket is gone the message is stored all the same,
                 // and a retry with its clientMsgId returns it.

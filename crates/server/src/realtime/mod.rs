@@ -213,7 +213,9 @@ impl Handler for Hub {
     fn event(&self, socket: &Sock, event: Event<'_>) {
         match &*event.name {
             events::MESSAGE => message::on_send(self, socket, event),
-            events::EDIT | events::DELETE => message::on_change(self, socket, event),
+            events::EDIT | events::DELETE | events::REACT => {
+                message::on_change(self, socket, event)
+            }
             events::READ => read::on_read(self, socket, event),
             events::TYPING => typing::on_typing(self, socket, event),
             other => {

@@ -75,8 +75,32 @@ pub struct Inserted {
 pub enum MessageChange {
     /// New content; sets `edited_at`.
     Edit(String),
-    /// Makes it a tombstone: content `""`, `deleted_at` set.
+    /// Makes it a tombstone: content `""`, `deleted_at` set, its
+    /// reactions and mentions gone.
     Delete,
+    /// Adds (`on`) or removes `user`'s reaction with `emoji`.
+    React {
+        user: UserId,
+        emoji: String,
+        on: bool,
+    },
+}
+
+/// Most distinct emoji on one message (v1.2).
+pub const MAX_REACTIONS: i64 = 20;
+
+/// What [`MessageStore::change_message`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// Applied; the message as it now is (reactions read for the reactor
+    /// after a reaction, else not read).
+    Changed(Message),
+    /// Nothing to do: the reaction was already there, or already gone.
+    Unchanged,
+    /// No such message, or it is deleted: nothing changed.
+    Gone,
+    /// A new emoji on a message that has [`MAX_REACTIONS`] already.
+    TooManyReactions,
 }
 
 /// What a read receipt did.
@@ -205,33 +229,35 @@ pub trait MessageStore: Send + Sync {
         seqs: &mut SeqCache,
     ) -> Result<Vec<Result<Inserted, StoreError>>, StoreError>;
 
-    /// The message at `seq` of a conversation, or `None`.
+    /// The message at `seq` of a conversation, or `None`; with `viewer`,
+    /// its reactions as that user sees them.
     async fn message_at(
         &self,
         conversation: ConversationKey,
         seq: i64,
+        viewer: Option<UserId>,
     ) -> Result<Option<Message>, StoreError>;
 
     /// Applies `change` to the message at `seq` unless it is deleted, and
     /// stamps it with the conversation's next change position, in one
-    /// transaction; returns the message as it now is, or `None` when there
-    /// is no such message or it is deleted (nothing changed). Whether the
-    /// change is allowed is the caller's to decide beforehand.
+    /// transaction (see [`ChangeOutcome`]). Whether the change is allowed
+    /// is the caller's to decide beforehand.
     async fn change_message(
         &self,
         conversation: ConversationKey,
         seq: i64,
         change: &MessageChange,
         now_ms: i64,
-    ) -> Result<Option<Message>, StoreError>;
+    ) -> Result<ChangeOutcome, StoreError>;
 
     /// A page of a conversation, ascending by seq (or, for a page of
     /// changes, by `change_seq`), and whether more exist beyond it in the
-    /// paging direction.
+    /// paging direction; reactions as `viewer` sees them.
     async fn messages(
         &self,
         conversation: ConversationKey,
         page: Page,
+        viewer: UserId,
     ) -> Result<(Vec<Message>, bool), StoreError>;
 }
 

@@ -106,7 +106,11 @@ async fn read_backs_and_returning_agree_with_the_stored_rows() {
         for peer in [2, 3] {
             let page = Page::parse(None, None, 100).unwrap();
             let (stored, _) = store
-                .messages(ConversationKey::private(user_id(1), user_id(peer)), page)
+                .messages(
+                    ConversationKey::private(user_id(1), user_id(peer)),
+                    page,
+                    user_id(1),
+                )
                 .await
                 .unwrap();
             let acked: Vec<_> = inserted[..40]

@@ -1,5 +1,5 @@
-//! The message life cycle (PROTOCOL v1.2): edit, delete, reply, and
-//! catching up on changes, on every backend.
+//! The message life cycle (PROTOCOL v1.2): edit, delete, reply, react,
+//! and catching up on changes, on every backend.
 
 use std::time::Duration;
 
@@ -448,7 +448,129 @@ async fn edits_count_against_the_message_rate(b: Backend) {
     assert_eq!(code, "rate_limited");
 }
 
+fn react(receiver: i64, seq: i64, emoji: &str, on: bool) -> Value {
+    let mut v = change("private", receiver, seq);
+    v["emoji"] = json!(emoji);
+    v["on"] = json!(on);
+    v
+}
+
+/// The `reaction` of an ok `react` ack.
+async fn ok_reaction(client: &palaver_client::Client, payload: Value) -> Value {
+    let ack = ack_of(client, "react", payload).await;
+    assert_eq!(ack["ok"], true, "expected ok, got {ack}");
+    ack["reaction"].clone()
+}
+
+/// The next `reaction` event, or `None` within [`QUIET`].
+async fn next_reaction(client: &mut palaver_client::Client) -> Option<Value> {
+    while let Some((name, data)) = client.next_event_timeout(QUIET).await {
+        if name == "reaction" {
+            return Some(data);
+        }
+    }
+    None
+}
+
+async fn a_reaction_counts_once_per_user_and_emoji(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mut a = app.connect(&alice.token).await;
+    let bb = app.connect(&bob.token).await;
+    let sent = send_ok(&a, private(bob.id(), "cake?")).await;
+    let r = ok_reaction(&bb, react(alice.id(), sent.seq, "👍", true)).await;
+    assert_eq!(
+        (&r["emoji"], &r["count"], &r["on"], &r["user_id"]),
+        (&json!("👍"), &json!(1), &json!(true), &json!(bob.id()))
+    );
+    assert_eq!(
+        (&r["message_id"], &r["change_seq"]),
+        (&json!(sent.id), &json!(1))
+    );
+    assert_eq!(
+        next_reaction(&mut a).await,
+        Some(r.clone()),
+        "the sender is told"
+    );
+    let again = ok_reaction(&bb, react(alice.id(), sent.seq, "👍", true)).await;
+    assert_eq!(again, r, "a repeat answers as the first did");
+    assert_eq!(next_reaction(&mut a).await, None, "and is not delivered");
+    let both = ok_reaction(&a, react(bob.id(), sent.seq, "👍", true)).await;
+    assert_eq!(both["count"], 2);
+    ok_reaction(&a, react(bob.id(), sent.seq, "🎂", true)).await;
+
+    let history = app.history(&bob, "private", alice.id(), 0).await;
+    let seen: Vec<(String, i64, bool)> = history[0]
+        .reactions
+        .iter()
+        .map(|r| (r.emoji.clone(), r.count, r.me))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("👍".into(), 2, true), ("🎂".into(), 1, false)],
+        "most reacted first, `me` for the reader"
+    );
+    let off = ok_reaction(&bb, react(alice.id(), sent.seq, "👍", false)).await;
+    assert_eq!((&off["on"], &off["count"]), (&json!(false), &json!(1)));
+    let off_again = ok_reaction(&bb, react(alice.id(), sent.seq, "👍", false)).await;
+    assert_eq!(
+        off_again["change_seq"], off["change_seq"],
+        "nothing to remove twice"
+    );
+    let row = conversation_with(&app, &alice, bob.id()).await;
+    assert_eq!(row.last_change, off["change_seq"].as_i64().unwrap());
+}
+
+async fn a_message_holds_at_most_20_different_reactions(b: Backend) {
+    let app = spawn_configured(b, unlimited).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let a = app.connect(&alice.token).await;
+    let bb = app.connect(&bob.token).await;
+    let sent = send_ok(&a, private(bob.id(), "vote")).await;
+    let emoji = |i: u32| char::from_u32(0x1F600 + i).unwrap().to_string();
+    for i in 0..20 {
+        ok_reaction(&a, react(bob.id(), sent.seq, &emoji(i), true)).await;
+    }
+    let ack = ack_of(&bb, "react", react(alice.id(), sent.seq, &emoji(20), true)).await;
+    assert_eq!(ack["error"]["code"], "too_large", "{ack}");
+    let same = ok_reaction(&bb, react(alice.id(), sent.seq, &emoji(3), true)).await;
+    assert_eq!(
+        same["count"], 2,
+        "an emoji already there can still be added"
+    );
+}
+
+async fn bad_reactions_are_refused_and_store_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let mallory = app.register("mallory").await;
+    let a = app.connect(&alice.token).await;
+    let m = app.connect(&mallory.token).await;
+    let sent = send_ok(&a, private(bob.id(), "hi")).await;
+    let too_long = "😀".repeat(5); // 20 bytes
+    for bad in ["", "ok", "👍 ", "\u{7}😀", too_long.as_str()] {
+        let ack = ack_of(&a, "react", react(bob.id(), sent.seq, bad, true)).await;
+        assert_eq!(ack["error"]["code"], "invalid_payload", "{bad:?}: {ack}");
+    }
+    let no_emoji = change("private", bob.id(), sent.seq);
+    assert_eq!(err_code(&a, "react", no_emoji).await, "invalid_payload");
+    // Mallory's conversation with alice has no message 1.
+    let ack = ack_of(&m, "react", react(alice.id(), sent.seq, "👍", true)).await;
+    assert_eq!(ack["error"]["code"], "not_found", "{ack}");
+    ok_message(&a, "delete", change("private", bob.id(), sent.seq)).await;
+    let ack = ack_of(&a, "react", react(bob.id(), sent.seq, "👍", true)).await;
+    assert_eq!(ack["error"]["code"], "conflict", "{ack}");
+    let history = app.history(&bob, "private", alice.id(), 0).await;
+    assert!(history[0].reactions.is_empty());
+}
+
 backend_tests!(
+    a_reaction_counts_once_per_user_and_emoji,
+    a_message_holds_at_most_20_different_reactions,
+    bad_reactions_are_refused_and_store_nothing,
     a_sender_edits_their_message_and_every_participant_sees_it,
     only_the_sender_edits_and_a_deleted_message_cannot_be,
     a_deleted_message_is_a_tombstone_that_keeps_its_place,

@@ -101,7 +101,7 @@ async fn a_key_repeated_within_a_batch_is_stored_once(b: Backend) {
     assert_eq!(out[3].as_ref().unwrap().message.seq, 2);
     let page = Page::parse(Some(0), None, 10).unwrap();
     let (stored, _) = store
-        .messages(ConversationKey::private(uid(1), uid(2)), page)
+        .messages(ConversationKey::private(uid(1), uid(2)), page, uid(1))
         .await
         .unwrap();
     assert_eq!(stored.len(), 2);
@@ -168,7 +168,7 @@ async fn insert_retrying(
 
 async fn stored_seqs(store: &dyn Store, conv: ConversationKey) -> Vec<(i64, String)> {
     let page = Page::parse(Some(0), None, 1000).unwrap();
-    let (stored, more) = store.messages(conv, page).await.unwrap();
+    let (stored, more) = store.messages(conv, page, uid(1)).await.unwrap();
     assert!(!more);
     stored.into_iter().map(|m| (m.seq, m.content)).collect()
 }

@@ -486,6 +486,7 @@ impl SqlStore {
                     deleted_at: None,
                     reply_to: m.reply_to.clone(),
                     change_seq: 0,
+                    reactions: Vec::new(),
                 },
                 fresh: true,
             }));

@@ -11,15 +11,18 @@ use std::time::Instant;
 use async_trait::async_trait;
 use std::collections::HashMap;
 
-use palaver_protocol::{Message, ReplyTo, REPLY_EXCERPT_CHARS};
+use palaver_protocol::{Message, ReactionCount, ReplyTo, REPLY_EXCERPT_CHARS};
 use sqlx::{AnyConnection, Row};
 
 use super::batch::Batch;
 use super::dialect::tuple;
-use super::rows::{message_from_row, opt_text, MESSAGE_COLS};
+use super::rows::{message_from_row, opt_text, text, MESSAGE_COLS};
 use super::SqlStore;
-use crate::ids::{ConversationKey, Page};
-use crate::store::{Inserted, MessageChange, MessageStore, NewMessage, SeqCache, StoreError};
+use crate::ids::{ConversationKey, Page, UserId};
+use crate::store::{
+    ChangeOutcome, Inserted, MessageChange, MessageStore, NewMessage, SeqCache, StoreError,
+    MAX_REACTIONS,
+};
 
 #[async_trait]
 impl MessageStore for SqlStore {
@@ -93,12 +96,13 @@ impl MessageStore for SqlStore {
         &self,
         conversation: ConversationKey,
         seq: i64,
+        viewer: Option<UserId>,
     ) -> Result<Option<Message>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let Some(conv) = self.conversation_id(&mut conn, conversation).await? else {
             return Ok(None);
         };
-        self.message_on(&mut conn, conv, seq).await
+        self.message_on(&mut conn, conv, seq, viewer).await
     }
 
     async fn change_message(
@@ -107,10 +111,10 @@ impl MessageStore for SqlStore {
         seq: i64,
         change: &MessageChange,
         now_ms: i64,
-    ) -> Result<Option<Message>, StoreError> {
+    ) -> Result<ChangeOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
         let Some(conv) = self.conversation_id(&mut tx, conversation).await? else {
-            return Ok(None);
+            return Ok(ChangeOutcome::Gone);
         };
         // The counter first: its row lock orders every change to one
         // conversation, so change positions commit in order, gap-free.
@@ -126,49 +130,83 @@ impl MessageStore for SqlStore {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
-        let done = match change {
+        let find = self.d.q(
+            "SELECT id FROM messages WHERE conversation_id = ? AND seq = ? AND deleted_at IS NULL",
+        );
+        let Some(row) = sqlx::query(&find)
+            .bind(conv)
+            .bind(seq)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(ChangeOutcome::Gone);
+        };
+        let id: i64 = row.try_get(0)?;
+        // Each arm applies its change, or says why nothing changed (the
+        // transaction, counter bump included, is then rolled back).
+        let refused = match change {
             MessageChange::Edit(content) => {
                 let sql = self.d.q(
-                    "UPDATE messages SET content = ?, edited_at = ?, change_seq = ? \
-                     WHERE conversation_id = ? AND seq = ? AND deleted_at IS NULL",
+                    "UPDATE messages SET content = ?, edited_at = ?, change_seq = ? WHERE id = ?",
                 );
                 sqlx::query(&sql)
                     .bind(content.as_str())
                     .bind(now_ms)
                     .bind(position)
-                    .bind(conv)
-                    .bind(seq)
+                    .bind(id)
                     .execute(&mut *tx)
-                    .await?
+                    .await?;
+                None
             }
             MessageChange::Delete => {
+                for table in ["reactions", "mentions"] {
+                    let sql = self
+                        .d
+                        .q(format!("DELETE FROM {table} WHERE message_id = ?"));
+                    sqlx::query(&sql).bind(id).execute(&mut *tx).await?;
+                }
                 let sql = self.d.q(
-                    "UPDATE messages SET content = '', deleted_at = ?, change_seq = ? \
-                     WHERE conversation_id = ? AND seq = ? AND deleted_at IS NULL",
+                    "UPDATE messages SET content = '', deleted_at = ?, change_seq = ? WHERE id = ?",
                 );
                 sqlx::query(&sql)
                     .bind(now_ms)
                     .bind(position)
-                    .bind(conv)
-                    .bind(seq)
+                    .bind(id)
                     .execute(&mut *tx)
-                    .await?
+                    .await?;
+                None
+            }
+            MessageChange::React { user, emoji, on } => {
+                let refused = self.react(&mut tx, id, *user, emoji, *on, now_ms).await?;
+                if refused.is_none() {
+                    let sql = self.d.q("UPDATE messages SET change_seq = ? WHERE id = ?");
+                    sqlx::query(&sql)
+                        .bind(position)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                refused
             }
         };
-        if done.rows_affected() == 0 {
-            // Nothing changed: the counter's bump is undone with it.
+        if let Some(outcome) = refused {
             tx.rollback().await?;
-            return Ok(None);
+            return Ok(outcome);
         }
-        let message = self.message_on(&mut tx, conv, seq).await?;
+        let viewer = match change {
+            MessageChange::React { user, .. } => Some(*user),
+            _ => None,
+        };
+        let message = self.message_on(&mut tx, conv, seq, viewer).await?;
         tx.commit().await?;
-        Ok(message)
+        Ok(message.map_or(ChangeOutcome::Gone, ChangeOutcome::Changed))
     }
 
     async fn messages(
         &self,
         conversation: ConversationKey,
         page: Page,
+        viewer: UserId,
     ) -> Result<(Vec<Message>, bool), StoreError> {
         let mut conn = self.pool.acquire().await?;
         let Some(conv) = self.conversation_id(&mut conn, conversation).await? else {
@@ -192,6 +230,8 @@ impl MessageStore for SqlStore {
             let has_more = messages.len() > page.limit() as usize;
             messages.truncate(page.limit() as usize);
             self.fill_replies(&mut conn, &mut messages).await?;
+            self.fill_reactions(&mut conn, &mut messages, viewer)
+                .await?;
             return Ok((messages, has_more));
         }
         let after = page.after_seq().unwrap_or(0);
@@ -221,6 +261,8 @@ impl MessageStore for SqlStore {
             messages.reverse();
         }
         self.fill_replies(&mut conn, &mut messages).await?;
+        self.fill_reactions(&mut conn, &mut messages, viewer)
+            .await?;
         Ok((messages, has_more))
     }
 }
@@ -240,12 +282,14 @@ impl SqlStore {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    /// The message at `seq` of conversation `conv`, its reply filled in.
+    /// The message at `seq` of conversation `conv`, its reply filled in,
+    /// and with `viewer` its reactions.
     async fn message_on(
         &self,
         conn: &mut AnyConnection,
         conv: i64,
         seq: i64,
+        viewer: Option<UserId>,
     ) -> Result<Option<Message>, StoreError> {
         let sql = self.d.q(format!(
             "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND seq = ?"
@@ -260,6 +304,9 @@ impl SqlStore {
         };
         let mut one = [message_from_row(self.d, &row, "")?];
         self.fill_replies(conn, &mut one).await?;
+        if let Some(viewer) = viewer {
+            self.fill_reactions(conn, &mut one, viewer).await?;
+        }
         let [message] = one;
         Ok(Some(message))
     }
@@ -308,6 +355,116 @@ impl SqlStore {
         for m in messages.iter_mut() {
             if let Some(r) = shown.remove(&m.id) {
                 m.reply_to = Some(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds or removes a reaction of message `id`; `Some` when nothing
+    /// changed, and why.
+    async fn react(
+        &self,
+        conn: &mut AnyConnection,
+        id: i64,
+        user: UserId,
+        emoji: &str,
+        on: bool,
+        now_ms: i64,
+    ) -> Result<Option<ChangeOutcome>, StoreError> {
+        if !on {
+            let sql = self
+                .d
+                .q("DELETE FROM reactions WHERE message_id = ? AND user_id = ? AND emoji = ?");
+            let done = sqlx::query(&sql)
+                .bind(id)
+                .bind(user)
+                .bind(emoji)
+                .execute(&mut *conn)
+                .await?;
+            return Ok((done.rows_affected() == 0).then_some(ChangeOutcome::Unchanged));
+        }
+        // The distinct emoji already there, and whether this user has
+        // this one: a repeat changes nothing, a 21st emoji is refused.
+        let sql = self.d.q(
+            "SELECT emoji, MAX(CASE WHEN user_id = ? THEN user_id ELSE 0 END) AS mine \
+             FROM reactions WHERE message_id = ? GROUP BY emoji",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user)
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut present = false;
+        for row in &rows {
+            if text(self.d, row, "emoji")? == emoji {
+                // `mine` is the user's id where they reacted: a BIGINT on
+                // every backend, as a CASE of literals would not be.
+                if row.try_get::<i64, _>("mine")? == user.get() {
+                    return Ok(Some(ChangeOutcome::Unchanged));
+                }
+                present = true;
+            }
+        }
+        if !present && rows.len() as i64 >= MAX_REACTIONS {
+            return Ok(Some(ChangeOutcome::TooManyReactions));
+        }
+        let sql = self.d.q(
+            "INSERT INTO reactions (message_id, user_id, emoji, created_at) VALUES (?, ?, ?, ?)",
+        );
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(user)
+            .bind(emoji)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+        Ok(None)
+    }
+
+    /// Fills in each message's reactions as `viewer` sees them: the count
+    /// per emoji, most reacted first (then first reacted first), and
+    /// whether `viewer` is among them. One query for all the messages.
+    pub(super) async fn fill_reactions(
+        &self,
+        conn: &mut AnyConnection,
+        messages: &mut [Message],
+        viewer: UserId,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<i64> = messages
+            .iter()
+            .filter(|m| m.deleted_at.is_none())
+            .map(|m| m.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = self.d.q(format!(
+            "SELECT message_id, emoji, COUNT(*) AS n, MIN(created_at) AS first, \
+             MAX(CASE WHEN user_id = ? THEN user_id ELSE 0 END) AS mine \
+             FROM reactions WHERE message_id IN {} GROUP BY message_id, emoji",
+            tuple(ids.len())
+        ));
+        let mut query = sqlx::query(&sql).bind(viewer);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let mut by_message: HashMap<i64, Vec<(i64, i64, ReactionCount)>> = HashMap::new();
+        for row in query.fetch_all(&mut *conn).await? {
+            let count = ReactionCount {
+                emoji: text(self.d, &row, "emoji")?,
+                count: row.try_get("n")?,
+                me: row.try_get::<i64, _>("mine")? == viewer.get(),
+            };
+            let first: i64 = row.try_get("first")?;
+            by_message
+                .entry(row.try_get("message_id")?)
+                .or_default()
+                .push((-count.count, first, count));
+        }
+        for m in messages.iter_mut() {
+            if let Some(mut counts) = by_message.remove(&m.id) {
+                counts.sort_by_key(|c| (c.0, c.1));
+                m.reactions = counts.into_iter().map(|(_, _, c)| c).collect();
             }
         }
         Ok(())

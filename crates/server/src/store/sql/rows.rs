@@ -146,5 +146,6 @@ pub(super) fn message_from_row(
             excerpt: None,
         }),
         change_seq: get_i64("change_seq")?,
+        reactions: Vec::new(),
     })
 }
