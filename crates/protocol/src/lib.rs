@@ -105,6 +105,9 @@ pub struct Message {
     /// counts current.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionCount>,
+    /// The members a group message mentions; left out when none (v1.2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<i64>,
 }
 
 /// How many users react to a message with one emoji, and whether the
@@ -292,6 +295,9 @@ pub struct ConversationSummary {
     /// `change_seq` of its messages, 0 if none changed.
     #[serde(default)]
     pub last_change: i64,
+    /// Messages after `read_seq` that mention the caller (v1.2).
+    #[serde(default)]
+    pub mention_count: i64,
     /// Private conversations: whether the other user is online now.
     #[serde(default)]
     pub online: Option<bool>,
@@ -443,6 +449,9 @@ pub struct SendMessage {
         skip_serializing_if = "Option::is_none"
     )]
     pub reply_to_seq: Option<i64>,
+    /// Group messages: members it mentions (v1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Vec<i64>>,
 }
 
 /// `edit`, `delete` and `react` event input (v1.2): a message named by its
@@ -536,6 +545,7 @@ mod tests {
             }),
             change_seq: 3,
             reactions: Vec::new(),
+            mentions: vec![9],
         };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["conversation_type"], "private");

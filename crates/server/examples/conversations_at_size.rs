@@ -164,6 +164,7 @@ async fn seed(store: &dyn Store) -> anyhow::Result<()> {
         client_msg_id: None,
         created_at_ms: now,
         reply_to: None,
+        mentions: Vec::new(),
     };
     let started = Instant::now();
     let mut batch = Vec::with_capacity(BATCH);

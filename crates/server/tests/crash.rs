@@ -783,6 +783,7 @@ fn checker_counts_missing_duplicate_and_gapped_messages() {
         reply_to: None,
         change_seq: 0,
         reactions: Vec::new(),
+        mentions: Vec::new(),
     };
     let sent = |cid: &str, acked: Option<Message>| Sent {
         sender: 1,

@@ -65,7 +65,7 @@ pub(super) async fn apply(core: &Core, req: ChangeRequest) -> Result<Sent, ChatE
         .change_message(conversation, req.seq, &req.change, now)
         .await?
     {
-        ChangeOutcome::Changed(message) => Ok(answer(message, true)),
+        ChangeOutcome::Changed(message) => Ok(answer(*message, true)),
         ChangeOutcome::Unchanged => Ok(answer(current, false)),
         ChangeOutcome::TooManyReactions => Err(ChatError::TooLarge(format!(
             "a message has at most {MAX_REACTIONS} different reactions"

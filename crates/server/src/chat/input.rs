@@ -223,7 +223,14 @@ pub struct SendRequest {
     pub client_msg_id: Option<String>,
     /// The seq of the message it answers, ≥ 1 (v1.2).
     pub reply_to_seq: Option<i64>,
+    /// Group messages: the users it mentions, distinct, at most
+    /// [`MAX_MENTIONS`] (v1.2); whether they are members is checked with
+    /// the group's roster.
+    pub mentions: Vec<UserId>,
 }
+
+/// Most users one message mentions.
+pub const MAX_MENTIONS: usize = 50;
 
 /// Longest accepted `clientMsgId`, in characters.
 pub const MAX_CLIENT_MSG_ID: usize = 64;
@@ -245,14 +252,42 @@ impl SendRequest {
         if let Some(seq) = raw.reply_to_seq {
             check_seq("replyToSeq", seq)?;
         }
+        let mentions = parse_mentions(target, raw.mentions.unwrap_or_default())?;
         Ok(SendRequest {
             sender,
             target,
             content: raw.content,
             client_msg_id: raw.client_msg_id,
             reply_to_seq: raw.reply_to_seq,
+            mentions,
         })
     }
+}
+
+/// `mentions`: user ids, on group messages only, at most [`MAX_MENTIONS`]
+/// once repeats are dropped.
+fn parse_mentions(target: Target, raw: Vec<i64>) -> Result<Vec<UserId>, ChatError> {
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !matches!(target, Target::Group(_)) {
+        return Err(ChatError::invalid("mentions are for group messages only"));
+    }
+    let mut ids = raw
+        .into_iter()
+        .map(|id| {
+            UserId::parse(id)
+                .map_err(|_| ChatError::invalid(format!("mentions: {id} is not a user id")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() > MAX_MENTIONS {
+        return Err(ChatError::invalid(format!(
+            "a message mentions at most {MAX_MENTIONS} users"
+        )));
+    }
+    Ok(ids)
 }
 
 /// Content is 1..=`max_chars` characters (Unicode scalar values), without
@@ -464,6 +499,7 @@ mod tests {
             client_msg_id: None,
             sender_id: None,
             reply_to_seq: None,
+            mentions: None,
         }
     }
 

@@ -186,6 +186,7 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
                     client_msg_id: req.client_msg_id,
                     created_at_ms: now,
                     reply_to,
+                    mentions: req.mentions,
                 });
                 accepted.push((respond, recipients));
             }
@@ -249,13 +250,19 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
     }
 }
 
-/// Who a send goes to, and what its reply shows of the message it
-/// answers (which must be in the same conversation).
+/// Who a send goes to (its mentions must be among them), and what its
+/// reply shows of the message it answers (which must be in the same
+/// conversation).
 async fn authorize(
     core: &Core,
     req: &SendRequest,
 ) -> Result<(Vec<UserId>, Option<ReplyTo>), ChatError> {
     let recipients = core.participants(req.sender, req.target).await?;
+    if let Some(outsider) = req.mentions.iter().find(|u| !recipients.contains(u)) {
+        return Err(ChatError::invalid(format!(
+            "mentions: user {outsider} is not a member of this group"
+        )));
+    }
     let Some(seq) = req.reply_to_seq else {
         return Ok((recipients, None));
     };

@@ -59,6 +59,8 @@ pub struct NewMessage {
     pub created_at_ms: i64,
     /// The message it answers, as the writer read it (v1.2).
     pub reply_to: Option<ReplyTo>,
+    /// Group members it mentions, distinct, checked to be members (v1.2).
+    pub mentions: Vec<UserId>,
 }
 
 /// The result of inserting one message of a batch.
@@ -94,7 +96,7 @@ pub const MAX_REACTIONS: i64 = 20;
 pub enum ChangeOutcome {
     /// Applied; the message as it now is (reactions read for the reactor
     /// after a reaction, else not read).
-    Changed(Message),
+    Changed(Box<Message>),
     /// Nothing to do: the reaction was already there, or already gone.
     Unchanged,
     /// No such message, or it is deleted: nothing changed.

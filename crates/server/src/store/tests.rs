@@ -89,6 +89,7 @@ async fn read_backs_and_returning_agree_with_the_stored_rows() {
                 client_msg_id: Some(format!("{returning}-{i}")),
                 created_at_ms: i,
                 reply_to: None,
+                mentions: Vec::new(),
             })
             .collect();
         batch.push(NewMessage {
@@ -155,6 +156,7 @@ async fn a_writer_batch_is_committed_even_on_a_connection_left_in_a_transaction(
         client_msg_id: None,
         created_at_ms: i,
         reply_to: None,
+        mentions: Vec::new(),
     };
     let mut seqs = SeqCache::new();
     let database = reset.trim_start_matches("DROP DATABASE IF EXISTS ");

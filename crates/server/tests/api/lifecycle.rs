@@ -1,5 +1,5 @@
 //! The message life cycle (PROTOCOL v1.2): edit, delete, reply, react,
-//! and catching up on changes, on every backend.
+//! mention, and catching up on changes, on every backend.
 
 use std::time::Duration;
 
@@ -567,7 +567,97 @@ async fn bad_reactions_are_refused_and_store_nothing(b: Backend) {
     assert!(history[0].reactions.is_empty());
 }
 
+fn mentioning(group: i64, content: &str, users: &[i64]) -> Value {
+    let mut p = group_msg(group, content);
+    p["mentions"] = json!(users);
+    p
+}
+
+async fn mention_count_of(app: &TestApp, who: &TestUser, group: i64) -> i64 {
+    conversation_with(app, who, group).await.mention_count
+}
+
+async fn a_mention_counts_until_the_member_reads_past_it(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.register("owner").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let g = app.group(&owner, "g", &[bob.id(), carol.id()]).await;
+    let o = app.connect(&owner.token).await;
+    let mut bb = app.connect(&bob.token).await;
+    let first = send_ok(&o, mentioning(g, "@bob look", &[bob.id(), bob.id()])).await;
+    assert_eq!(first.mentions, vec![bob.id()], "repeats dropped");
+    assert_eq!(
+        next_message(&mut bb).await.mentions,
+        vec![bob.id()],
+        "delivered with them"
+    );
+    send_ok(&o, mentioning(g, "@bob @carol", &[carol.id(), bob.id()])).await;
+    send_ok(&o, group_msg(g, "no one")).await;
+    assert_eq!(mention_count_of(&app, &bob, g).await, 2);
+    assert_eq!(mention_count_of(&app, &carol, g).await, 1);
+    assert_eq!(mention_count_of(&app, &owner, g).await, 0);
+    let history = app.history(&carol, "group", g, 0).await;
+    assert_eq!(history[1].mentions, vec![bob.id(), carol.id()]);
+    assert!(history[2].mentions.is_empty());
+
+    let read = json!({"conversationType": "group", "receiverId": g, "seq": first.seq});
+    assert_eq!(ack_of(&bb, "read", read).await["ok"], true);
+    assert_eq!(
+        mention_count_of(&app, &bob, g).await,
+        1,
+        "read past the first"
+    );
+    send_ok(&bb, group_msg(g, "seen")).await;
+    assert_eq!(
+        mention_count_of(&app, &bob, g).await,
+        0,
+        "sending reads up to it"
+    );
+
+    ok_message(&o, "delete", change("group", g, 2)).await;
+    assert_eq!(
+        mention_count_of(&app, &carol, g).await,
+        0,
+        "a deleted mention is gone"
+    );
+    let history = app.history(&carol, "group", g, 0).await;
+    assert!(history[1].mentions.is_empty());
+}
+
+async fn mentions_name_members_of_a_group_only(b: Backend) {
+    let app = spawn_app(b).await;
+    let owner = app.register("owner").await;
+    let bob = app.register("bob").await;
+    let stranger = app.register("stranger").await;
+    let g = app.group(&owner, "g", &[bob.id()]).await;
+    let o = app.connect(&owner.token).await;
+    let not_member = mentioning(g, "hey", &[stranger.id()]);
+    assert_eq!(send_err(&o, not_member).await, "invalid_payload");
+    let mut private_one = private(bob.id(), "hey");
+    private_one["mentions"] = json!([bob.id()]);
+    assert_eq!(send_err(&o, private_one).await, "invalid_payload");
+    let many: Vec<i64> = (1..=51).collect();
+    assert_eq!(
+        send_err(&o, mentioning(g, "all", &many)).await,
+        "invalid_payload"
+    );
+    let mut bad = group_msg(g, "x");
+    bad["mentions"] = json!(["bob"]);
+    assert_eq!(send_err(&o, bad).await, "invalid_payload");
+    assert_eq!(
+        send_err(&o, mentioning(g, "zero", &[0])).await,
+        "invalid_payload"
+    );
+    assert!(
+        app.history(&owner, "group", g, 0).await.is_empty(),
+        "nothing stored"
+    );
+}
+
 backend_tests!(
+    a_mention_counts_until_the_member_reads_past_it,
+    mentions_name_members_of_a_group_only,
     a_reaction_counts_once_per_user_and_emoji,
     a_message_holds_at_most_20_different_reactions,
     bad_reactions_are_refused_and_store_nothing,

@@ -342,6 +342,37 @@ impl SqlStore {
         Ok((ids, epoch))
     }
 
+    /// The mention rows of a batch's messages (user, conversation, seq,
+    /// message), in the batch's transaction: a batch with mentions never
+    /// runs as one statement on its own.
+    async fn insert_mentions(
+        &self,
+        conn: &mut AnyConnection,
+        batch: &[NewMessage],
+        rows: &[(usize, i64, i64)],
+        ids: &HashMap<(i64, i64), i64>,
+    ) -> Result<(), StoreError> {
+        let mentions: Vec<(UserId, i64, i64, i64)> = rows
+            .iter()
+            .flat_map(|&(i, conv, seq)| {
+                let id = ids.get(&(conv, seq)).copied().unwrap_or_default();
+                batch[i].mentions.iter().map(move |&u| (u, conv, seq, id))
+            })
+            .collect();
+        for chunk in mentions.chunks(CHUNK) {
+            let sql = self.d.q(format!(
+                "INSERT INTO mentions (user_id, conversation_id, seq, message_id) VALUES {}",
+                tuples(chunk.len(), 4)
+            ));
+            let mut query = sqlx::query(&sql);
+            for &(user, conv, seq, id) in chunk {
+                query = query.bind(user).bind(conv).bind(seq).bind(id);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
     /// Inserts a batch, inside the caller's transaction or, `Alone`, as its
     /// only statement (`None` when it cannot be); returns each message's
     /// outcome and what to remember once it commits. Without
@@ -362,6 +393,7 @@ impl SqlStore {
         // `BEGIN IMMEDIATE` takes the write lock up front (`begin_write`).
         if how == Batch::Alone
             && (shared
+                || batch.iter().any(|m| !m.mentions.is_empty())
                 || !self.returning
                 || self.d == Dialect::Sqlite
                 || batch.iter().any(|m| {
@@ -467,6 +499,7 @@ impl SqlStore {
         }
         let (ids, epoch) = self.insert_rows(conn, batch, &chunks).await?;
         learned.epoch = epoch;
+        self.insert_mentions(conn, batch, &rows, &ids).await?;
         for &(i, conv, seq) in &rows {
             let id = *ids.get(&(conv, seq)).ok_or_else(|| {
                 StoreError::Other(sqlx::Error::Protocol("inserted row not returned".into()))
@@ -487,6 +520,7 @@ impl SqlStore {
                     reply_to: m.reply_to.clone(),
                     change_seq: 0,
                     reactions: Vec::new(),
+                    mentions: m.mentions.iter().map(|u| u.get()).collect(),
                 },
                 fresh: true,
             }));

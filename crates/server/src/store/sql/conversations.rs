@@ -249,6 +249,7 @@ impl ConversationStore for SqlStore {
         let more = rows.len() > page.limit as usize;
         let mut list = Vec::with_capacity(rows.len().min(page.limit as usize));
         let mut last_key = None;
+        let mut conv_ids = Vec::with_capacity(list.capacity());
         for r in rows.iter().take(page.limit as usize) {
             let (conversation_type, receiver_id) = match get(r, "group_id")? {
                 Some(g) => (ConversationType::Group, g),
@@ -273,6 +274,7 @@ impl ConversationStore for SqlStore {
                 last_message_id: get(r, "last_id")?.unwrap_or_default(),
                 conversation_id: get(r, "conv_id")?.unwrap_or_default(),
             });
+            conv_ids.push(get(r, "conv_id")?.unwrap_or_default());
             list.push(ConversationSummary {
                 conversation_type,
                 receiver_id,
@@ -283,20 +285,71 @@ impl ConversationStore for SqlStore {
                 read_seq,
                 unread_count: last_seq - read_seq,
                 last_change: get(r, "last_change")?.unwrap_or_default(),
+                mention_count: 0,
                 online: None,
                 last_seen: get(r, "peer_last_seen")?.map(from_ms),
             });
         }
+        self.count_mentions(&mut conn, user, &conv_ids, &mut list)
+            .await?;
         // What the last messages that are replies show of what they answer.
         let mut lasts: Vec<Message> = list
             .iter_mut()
             .filter_map(|c| c.last_message.take())
             .collect();
-        self.fill_replies(&mut conn, &mut lasts).await?;
+        self.fill(&mut conn, &mut lasts, None).await?;
         let mut lasts = lasts.into_iter();
         for c in list.iter_mut().filter(|c| c.last_seq > 0) {
             c.last_message = lasts.next();
         }
         Ok((list, if more { last_key } else { None }))
+    }
+}
+
+impl SqlStore {
+    /// Sets each row's `mention_count`: the messages after its read
+    /// position that mention `user`. The stored position bounds the index
+    /// range; the own-message part of the position is applied here.
+    async fn count_mentions(
+        &self,
+        conn: &mut AnyConnection,
+        user: UserId,
+        conv_ids: &[i64],
+        list: &mut [ConversationSummary],
+    ) -> Result<(), StoreError> {
+        let groups: Vec<i64> = conv_ids
+            .iter()
+            .zip(list.iter())
+            .filter(|(_, c)| c.conversation_type == ConversationType::Group)
+            .map(|(&id, _)| id)
+            .collect();
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let sql = self.d.q(format!(
+            "SELECT mn.conversation_id, mn.seq FROM mentions mn \
+             LEFT JOIN read_positions r ON r.user_id = mn.user_id \
+               AND r.conversation_id = mn.conversation_id \
+             WHERE mn.user_id = ? AND mn.conversation_id IN {} \
+               AND mn.seq > COALESCE(r.read_seq, 0)",
+            tuple(groups.len())
+        ));
+        let mut query = sqlx::query(&sql).bind(user);
+        for id in &groups {
+            query = query.bind(*id);
+        }
+        let mut unread: HashMap<i64, Vec<i64>> = HashMap::new();
+        for row in query.fetch_all(&mut *conn).await? {
+            unread
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(row.try_get(1)?);
+        }
+        for (id, c) in conv_ids.iter().zip(list.iter_mut()) {
+            if let Some(seqs) = unread.get(id) {
+                c.mention_count = seqs.iter().filter(|&&s| s > c.read_seq).count() as i64;
+            }
+        }
+        Ok(())
     }
 }

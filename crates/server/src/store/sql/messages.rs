@@ -11,7 +11,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use std::collections::HashMap;
 
-use palaver_protocol::{Message, ReactionCount, ReplyTo, REPLY_EXCERPT_CHARS};
+use palaver_protocol::{ConversationType, Message, ReactionCount, ReplyTo, REPLY_EXCERPT_CHARS};
 use sqlx::{AnyConnection, Row};
 
 use super::batch::Batch;
@@ -199,7 +199,7 @@ impl MessageStore for SqlStore {
         };
         let message = self.message_on(&mut tx, conv, seq, viewer).await?;
         tx.commit().await?;
-        Ok(message.map_or(ChangeOutcome::Gone, ChangeOutcome::Changed))
+        Ok(message.map_or(ChangeOutcome::Gone, |m| ChangeOutcome::Changed(Box::new(m))))
     }
 
     async fn messages(
@@ -229,9 +229,7 @@ impl MessageStore for SqlStore {
                 .collect::<Result<Vec<_>, _>>()?;
             let has_more = messages.len() > page.limit() as usize;
             messages.truncate(page.limit() as usize);
-            self.fill_replies(&mut conn, &mut messages).await?;
-            self.fill_reactions(&mut conn, &mut messages, viewer)
-                .await?;
+            self.fill(&mut conn, &mut messages, Some(viewer)).await?;
             return Ok((messages, has_more));
         }
         let after = page.after_seq().unwrap_or(0);
@@ -260,9 +258,7 @@ impl MessageStore for SqlStore {
         if !forward {
             messages.reverse();
         }
-        self.fill_replies(&mut conn, &mut messages).await?;
-        self.fill_reactions(&mut conn, &mut messages, viewer)
-            .await?;
+        self.fill(&mut conn, &mut messages, Some(viewer)).await?;
         Ok((messages, has_more))
     }
 }
@@ -303,17 +299,68 @@ impl SqlStore {
             return Ok(None);
         };
         let mut one = [message_from_row(self.d, &row, "")?];
-        self.fill_replies(conn, &mut one).await?;
-        if let Some(viewer) = viewer {
-            self.fill_reactions(conn, &mut one, viewer).await?;
-        }
+        self.fill(conn, &mut one, viewer).await?;
         let [message] = one;
         Ok(Some(message))
     }
 
+    /// Fills in what messages read from rows lack: what each reply shows
+    /// of the message it answers, each message's mentions and, for a
+    /// `viewer`, its reactions. One query each for all the messages.
+    pub(super) async fn fill(
+        &self,
+        conn: &mut AnyConnection,
+        messages: &mut [Message],
+        viewer: Option<UserId>,
+    ) -> Result<(), StoreError> {
+        self.fill_replies(conn, messages).await?;
+        self.fill_mentions(conn, messages).await?;
+        if let Some(viewer) = viewer {
+            self.fill_reactions(conn, messages, viewer).await?;
+        }
+        Ok(())
+    }
+
+    /// Each group message's mentions, by user id.
+    async fn fill_mentions(
+        &self,
+        conn: &mut AnyConnection,
+        messages: &mut [Message],
+    ) -> Result<(), StoreError> {
+        let groups: Vec<i64> = messages
+            .iter()
+            .filter(|m| m.conversation_type == ConversationType::Group && m.deleted_at.is_none())
+            .map(|m| m.id)
+            .collect();
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let sql = self.d.q(format!(
+            "SELECT message_id, user_id FROM mentions WHERE message_id IN {} ORDER BY user_id",
+            tuple(groups.len())
+        ));
+        let mut query = sqlx::query(&sql);
+        for id in &groups {
+            query = query.bind(*id);
+        }
+        let mut by_message: HashMap<i64, Vec<i64>> = HashMap::new();
+        for row in query.fetch_all(&mut *conn).await? {
+            by_message
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(row.try_get(1)?);
+        }
+        for m in messages.iter_mut() {
+            if let Some(users) = by_message.remove(&m.id) {
+                m.mentions = users;
+            }
+        }
+        Ok(())
+    }
+
     /// Fills in what each reply shows of the message it answers (its
     /// sender and current excerpt), read in one query for all of them.
-    pub(super) async fn fill_replies(
+    async fn fill_replies(
         &self,
         conn: &mut AnyConnection,
         messages: &mut [Message],
@@ -424,7 +471,7 @@ impl SqlStore {
     /// Fills in each message's reactions as `viewer` sees them: the count
     /// per emoji, most reacted first (then first reacted first), and
     /// whether `viewer` is among them. One query for all the messages.
-    pub(super) async fn fill_reactions(
+    async fn fill_reactions(
         &self,
         conn: &mut AnyConnection,
         messages: &mut [Message],

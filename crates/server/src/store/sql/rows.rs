@@ -116,7 +116,7 @@ pub(super) fn member_from_row(r: &AnyRow) -> Result<Member, StoreError> {
 
 /// A message from [`MESSAGE_COLS`] named `{prefix}id`, `{prefix}seq`, ….
 /// A reply's `reply_to` names only the seq it answers (sender 0, no
-/// excerpt) until `SqlStore::fill_replies` reads that message.
+/// excerpt) until `SqlStore::fill` reads that message.
 pub(super) fn message_from_row(
     d: Dialect,
     r: &AnyRow,
@@ -147,5 +147,6 @@ pub(super) fn message_from_row(
         }),
         change_seq: get_i64("change_seq")?,
         reactions: Vec::new(),
+        mentions: Vec::new(),
     })
 }
