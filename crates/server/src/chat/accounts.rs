@@ -164,7 +164,8 @@ impl Chat {
     /// conversation with them (README, "presence").
     pub async fn user_seen_by(&self, viewer: UserId, id: UserId) -> Result<User, ChatError> {
         let mut user = self.user(id).await?;
-        if viewer == id || self.core.store.share_a_conversation(viewer, id).await? {
+        let blocked = self.core.blocks_involving(viewer).await?.contains(&id);
+        if viewer == id || (!blocked && self.core.store.share_a_conversation(viewer, id).await?) {
             user.online = Some(self.online_among(vec![id]).await.contains(&id));
         } else {
             user.online = None;
@@ -197,8 +198,34 @@ impl Chat {
         user: UserId,
     ) -> Result<(Vec<UserId>, chrono::DateTime<chrono::Utc>), ChatError> {
         let at = self.chores.last_seen.submit(user).await?;
-        let contacts = self.core.store.contacts(user).await?;
+        let mut contacts = self.core.store.contacts(user).await?;
+        let blocks = self.core.blocks_involving(user).await?;
+        contacts.retain(|c| !blocks.contains(c));
         Ok((contacts, crate::store::from_ms(at)))
+    }
+
+    /// Makes `user` block `other` (`on`) or not (v1.2). Blocking oneself
+    /// is refused; a repeat changes nothing.
+    pub async fn set_block(&self, user: UserId, other: UserId, on: bool) -> Result<(), ChatError> {
+        if on {
+            if other == user {
+                return Err(ChatError::invalid("you cannot block yourself"));
+            }
+            if !self.core.user_exists(other).await? {
+                return Err(ChatError::no_such_user(other));
+            }
+        }
+        self.core
+            .store
+            .set_block(user, other, on, super::core::now_ms())
+            .await?;
+        self.core.directory.invalidate_blocks(user, other);
+        Ok(())
+    }
+
+    /// The users `user` blocks.
+    pub async fn blocks(&self, user: UserId) -> Result<Vec<User>, ChatError> {
+        Ok(self.core.store.blocked_by(user).await?)
     }
 
     /// Users whose name starts with `prefix`. A prefix with a character no

@@ -20,6 +20,9 @@ use crate::store::{ChangeOutcome, MessageChange, MAX_REACTIONS};
 /// was (`fresh: false`: nothing to deliver).
 pub(super) async fn apply(core: &Core, req: ChangeRequest) -> Result<Sent, ChatError> {
     let recipients = core.participants(req.user, req.target).await?;
+    if !matches!(req.change, MessageChange::Delete) {
+        core.check_not_blocked(req.user, req.target).await?;
+    }
     let conversation = req.target.conversation(req.user);
     let viewer = matches!(req.change, MessageChange::React { .. }).then_some(req.user);
     let current = core

@@ -75,6 +75,37 @@ impl Core {
         Ok(found)
     }
 
+    /// Everyone with a block between them and `user`, either way (cached,
+    /// as rosters are).
+    pub async fn blocks_involving(&self, user: UserId) -> Result<Arc<HashSet<UserId>>, ChatError> {
+        if let Some(set) = self.directory.blocks(user) {
+            return Ok(set);
+        }
+        let generation = self.directory.blocks_generation();
+        let set: Arc<HashSet<UserId>> = Arc::new(
+            self.store
+                .blocks_involving(user)
+                .await?
+                .into_iter()
+                .collect(),
+        );
+        self.directory.put_blocks(user, set.clone(), generation);
+        Ok(set)
+    }
+
+    /// Refuses a write (a send, an edit, a reaction, a typing indicator)
+    /// to a private conversation with a block between its two users.
+    pub async fn check_not_blocked(&self, user: UserId, target: Target) -> Result<(), ChatError> {
+        if let Target::Private(peer) = target {
+            if peer != user && self.blocks_involving(user).await?.contains(&peer) {
+                return Err(ChatError::Forbidden(
+                    "a block between you and this user stops private messages".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that `user` takes part in `target`'s conversation (the peer
     /// exists; or the group exists and `user` is a member) and returns
     /// every participant, `user` included.

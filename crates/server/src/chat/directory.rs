@@ -1,5 +1,5 @@
-//! In-memory knowledge the hot path needs: which users exist and who is in
-//! which group.
+//! In-memory knowledge the hot path needs: which users exist, who is in
+//! which group, and who has a block with whom.
 //!
 //! Users are never deleted, so a user seen once is cached for good. Group
 //! rosters are cached until a membership change invalidates them. A
@@ -18,6 +18,7 @@ use crate::ids::{GroupId, UserId};
 
 const MAX_USERS: usize = 1_000_000;
 const MAX_ROSTERS: usize = 100_000;
+const MAX_BLOCK_SETS: usize = 100_000;
 
 /// A group's members at one moment.
 #[derive(Debug)]
@@ -50,12 +51,21 @@ struct Rosters {
     generation: u64,
 }
 
+/// Per user, everyone with a block between them either way (v1.2).
+#[derive(Default)]
+struct Blocks {
+    map: HashMap<UserId, (Arc<HashSet<UserId>>, Instant)>,
+    generation: u64,
+}
+
 /// The caches.
 #[derive(Default)]
 pub struct Directory {
     users: Mutex<HashSet<UserId>>,
     rosters: Mutex<Rosters>,
-    /// How long a cached roster is trusted (`None`: until invalidated).
+    blocks: Mutex<Blocks>,
+    /// How long a cached roster or block set is trusted (`None`: until
+    /// invalidated).
     max_age: Option<Duration>,
 }
 
@@ -111,6 +121,41 @@ impl Directory {
         let mut r = self.rosters.lock().unwrap();
         r.generation += 1;
         r.map.remove(&group);
+    }
+
+    /// Everyone with a block between them and `user`, if cached.
+    pub fn blocks(&self, user: UserId) -> Option<Arc<HashSet<UserId>>> {
+        let b = self.blocks.lock().unwrap();
+        let (set, cached) = b.map.get(&user)?;
+        match self.max_age {
+            Some(max) if cached.elapsed() > max => None,
+            _ => Some(set.clone()),
+        }
+    }
+
+    /// The generation to pass to [`put_blocks`](Self::put_blocks).
+    pub fn blocks_generation(&self) -> u64 {
+        self.blocks.lock().unwrap().generation
+    }
+
+    /// Caches a block set read at `generation`, unless a block changed since.
+    pub fn put_blocks(&self, user: UserId, set: Arc<HashSet<UserId>>, generation: u64) {
+        let mut b = self.blocks.lock().unwrap();
+        if b.generation != generation {
+            return;
+        }
+        if b.map.len() >= MAX_BLOCK_SETS {
+            b.map.clear();
+        }
+        b.map.insert(user, (set, Instant::now()));
+    }
+
+    /// Forgets the block sets of both users of a block that changed.
+    pub fn invalidate_blocks(&self, a: UserId, b: UserId) {
+        let mut blocks = self.blocks.lock().unwrap();
+        blocks.generation += 1;
+        blocks.map.remove(&a);
+        blocks.map.remove(&b);
     }
 
     /// Forgets every roster (changes may have been missed).

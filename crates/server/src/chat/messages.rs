@@ -125,6 +125,7 @@ impl Chat {
         target: Target,
     ) -> Result<Vec<UserId>, ChatError> {
         let mut others = self.core.participants(user, target).await?;
+        self.core.check_not_blocked(user, target).await?;
         others.retain(|&u| u != user);
         Ok(others)
     }
@@ -151,8 +152,15 @@ impl Chat {
         let peer = |c: &ConversationSummary| UserId::from_stored(c.receiver_id);
         let peers = list.iter().filter(|c| private(c)).map(peer);
         let online = self.online_among(peers.collect()).await;
+        let blocks = self.core.blocks_involving(user).await?;
         for c in list.iter_mut().filter(|c| private(c)) {
-            c.online = Some(online.contains(&peer(c)));
+            if blocks.contains(&peer(c)) {
+                // Presence is never shown across a block.
+                c.online = None;
+                c.last_seen = None;
+            } else {
+                c.online = Some(online.contains(&peer(c)));
+            }
         }
         Ok((list, next.map(ListCursor)))
     }

@@ -258,6 +258,7 @@ async fn authorize(
     req: &SendRequest,
 ) -> Result<(Vec<UserId>, Option<ReplyTo>), ChatError> {
     let recipients = core.participants(req.sender, req.target).await?;
+    core.check_not_blocked(req.sender, req.target).await?;
     if let Some(outsider) = req.mentions.iter().find(|u| !recipients.contains(u)) {
         return Err(ChatError::invalid(format!(
             "mentions: user {outsider} is not a member of this group"

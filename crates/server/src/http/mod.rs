@@ -30,6 +30,11 @@ pub fn router(app: App) -> Router {
         .route("/api/me", get(users::me))
         .route("/api/users", get(users::search))
         .route("/api/users/{id}", get(users::get))
+        .route("/api/blocks", get(users::blocks))
+        .route(
+            "/api/blocks/{id}",
+            post(users::block).delete(users::unblock),
+        )
         .route("/api/groups", post(groups::create).get(groups::list))
         .route("/api/groups/{id}", get(groups::get))
         .route("/api/groups/{id}/members", post(groups::add_member))

@@ -1,6 +1,8 @@
-//! `GET /api/me`, `/api/users`, `/api/users/{id}`.
+//! `GET /api/me`, `/api/users`, `/api/users/{id}`; blocks (v1.2):
+//! `GET /api/blocks`, `POST` and `DELETE /api/blocks/{id}`.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use palaver_protocol::User;
 use serde::Deserialize;
@@ -44,4 +46,29 @@ pub async fn get(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<User>, ApiError> {
     Ok(Json(app.chat.user_seen_by(me, path_user(id)?).await?))
+}
+
+pub async fn blocks(
+    State(app): State<App>,
+    AuthUser(me): AuthUser,
+) -> Result<Json<Vec<User>>, ApiError> {
+    Ok(Json(app.chat.blocks(me).await?))
+}
+
+pub async fn block(
+    State(app): State<App>,
+    AuthUser(me): AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    app.chat.set_block(me, path_user(id)?, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn unblock(
+    State(app): State<App>,
+    AuthUser(me): AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    app.chat.set_block(me, path_user(id)?, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -177,6 +177,22 @@ pub trait UserStore: Send + Sync {
 
     /// Of `ids`, those that are not users.
     async fn missing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
+
+    /// Makes `blocker` block `blocked` (`on`) or not; a repeat changes
+    /// nothing (v1.2).
+    async fn set_block(
+        &self,
+        blocker: UserId,
+        blocked: UserId,
+        on: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The users `user` blocks, by username.
+    async fn blocked_by(&self, user: UserId) -> Result<Vec<User>, StoreError>;
+
+    /// Everyone with a block between them and `user`, either way.
+    async fn blocks_involving(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 }
 
 /// Groups and their members.

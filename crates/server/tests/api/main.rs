@@ -14,6 +14,7 @@ mod helpers;
 
 mod accounts;
 mod authz;
+mod blocks;
 mod conversations;
 mod groups;
 mod handshake;
@@ -31,6 +32,7 @@ fn main() {
     let trials = [
         accounts::trials(),
         authz::trials(),
+        blocks::trials(),
         conversations::trials(),
         groups::trials(),
         handshake::trials(),

@@ -248,4 +248,65 @@ impl UserStore for SqlStore {
             .filter(|id| !found.contains(id))
             .collect())
     }
+
+    async fn set_block(
+        &self,
+        blocker: UserId,
+        blocked: UserId,
+        on: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if on {
+            let sql = self
+                .d
+                .insert_ignore("blocks (blocker_id, blocked_id, created_at) VALUES (?, ?, ?)");
+            sqlx::query(&self.d.q(&sql))
+                .bind(blocker)
+                .bind(blocked)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+        } else {
+            let sql = self
+                .d
+                .q("DELETE FROM blocks WHERE blocker_id = ? AND blocked_id = ?");
+            sqlx::query(&sql)
+                .bind(blocker)
+                .bind(blocked)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn blocked_by(&self, user: UserId) -> Result<Vec<User>, StoreError> {
+        let sql = self.d.q(
+            "SELECT u.id, u.username, u.created_at, u.last_seen FROM blocks b \
+             JOIN users u ON u.id = b.blocked_id WHERE b.blocker_id = ? ORDER BY u.username_key",
+        );
+        let rows = sqlx::query(&sql).bind(user).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                // Presence is never shown across a block.
+                let mut u = user_from_row(r)?;
+                u.last_seen = None;
+                Ok(u)
+            })
+            .collect()
+    }
+
+    async fn blocks_involving(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        let sql = self
+            .d
+            .q("SELECT blocked_id FROM blocks WHERE blocker_id = ? \
+             UNION SELECT blocker_id FROM blocks WHERE blocked_id = ?");
+        let rows = sqlx::query(&sql)
+            .bind(user)
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<UserId, _>(0).map_err(StoreError::from))
+            .collect()
+    }
 }
