@@ -36,13 +36,15 @@ enum Who {
     PeerB,
     /// In no group: the user the add-member rows add.
     Newcomer,
+    /// Blocks peer_a, after peer_a sent them a message (v1.2).
+    Blocker,
 }
 
 use Who::*;
 
 impl Who {
-    const ALL: [Who; 10] = [
-        Owner, Admin, Admin2, Member, Member2, Removed, Outsider, PeerA, PeerB, Newcomer,
+    const ALL: [Who; 11] = [
+        Owner, Admin, Admin2, Member, Member2, Removed, Outsider, PeerA, PeerB, Newcomer, Blocker,
     ];
 
     fn name(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Who {
             PeerA => "peer_a",
             PeerB => "peer_b",
             Newcomer => "newcomer",
+            Blocker => "blocker",
         }
     }
 }
@@ -104,6 +107,16 @@ enum Op {
     /// Socket `read` with a seq.
     ReadPrivate(UserRef, i64),
     ReadGroup(GroupRef, i64),
+    /// Socket `edit` of seq 1 of the conversation (v1.2).
+    EditPrivate(UserRef),
+    EditGroup(GroupRef),
+    /// Socket `react` on seq 1 of the conversation (v1.2).
+    ReactPrivate(UserRef),
+    ReactGroup(GroupRef),
+    /// Socket `delete` of a fresh group message its author just sent.
+    DeleteGroup(Who),
+    /// Socket `delete` of seq 1 of the conversation.
+    DeletePrivate(UserRef),
 }
 
 impl fmt::Display for UserRef {
@@ -142,6 +155,12 @@ impl fmt::Display for Op {
             Op::TypingGroup(g) => write!(f, "typing {g}"),
             Op::ReadPrivate(to, seq) => write!(f, "read private with {to} seq {seq}"),
             Op::ReadGroup(g, seq) => write!(f, "read {g} seq {seq}"),
+            Op::EditPrivate(to) => write!(f, "edit private with {to} seq 1"),
+            Op::EditGroup(g) => write!(f, "edit {g} seq 1"),
+            Op::ReactPrivate(to) => write!(f, "react private with {to} seq 1"),
+            Op::ReactGroup(g) => write!(f, "react {g} seq 1"),
+            Op::DeleteGroup(author) => write!(f, "delete {}'s group message", author.name()),
+            Op::DeletePrivate(to) => write!(f, "delete private with {to} seq 1"),
         }
     }
 }
@@ -297,6 +316,47 @@ fn matrix() -> Vec<Row> {
             rows.push(row(*who, op, expect.clone()));
         }
     }
+    // The message life cycle (v1.2). Seq 1 of the group is the owner's;
+    // of the pair, peer_a's; the outsider has no message with peer_b.
+    rows.extend([
+        row(Owner, EditGroup(Known), OK),
+        row(PeerA, EditPrivate(Is(PeerB)), OK),
+        row(PeerB, EditPrivate(Is(PeerA)), forbidden()),
+        row(Outsider, EditPrivate(Is(PeerB)), not_found()),
+        row(Member, EditGroup(NoGroup), not_found()),
+        row(PeerB, ReactPrivate(Is(PeerA)), OK),
+        row(PeerA, ReactPrivate(Is(PeerB)), OK),
+        row(Outsider, ReactPrivate(Is(PeerB)), not_found()),
+        row(PeerB, DeletePrivate(Is(PeerA)), forbidden()),
+        row(Outsider, DeletePrivate(Is(PeerB)), not_found()),
+        // Deleting: one's own message, or as the group's owner or an
+        // admin anyone's; a plain member no one else's.
+        row(Member, DeleteGroup(Member), OK),
+        row(Owner, DeleteGroup(Member), OK),
+        row(Admin, DeleteGroup(Member), OK),
+        row(Admin, DeleteGroup(Owner), OK),
+        row(Member, DeleteGroup(Member2), forbidden()),
+        row(Member, DeleteGroup(Admin), forbidden()),
+        row(Member, DeleteGroup(Owner), forbidden()),
+        row(Removed, DeleteGroup(Member), forbidden()),
+        row(Outsider, DeleteGroup(Member), forbidden()),
+        // A block stops writes to the pair's private conversation, both
+        // ways; reading it stays allowed.
+        row(PeerA, SendPrivate(Is(Blocker), None), forbidden()),
+        row(Blocker, SendPrivate(Is(PeerA), None), forbidden()),
+        row(PeerA, TypingPrivate(Is(Blocker)), forbidden()),
+        row(Blocker, TypingPrivate(Is(PeerA)), forbidden()),
+        row(PeerA, EditPrivate(Is(Blocker)), forbidden()),
+        row(Blocker, ReactPrivate(Is(PeerA)), forbidden()),
+        row(PeerA, ReactPrivate(Is(Blocker)), forbidden()),
+        row(Blocker, ReadPrivate(Is(PeerA), 1), OK),
+    ]);
+    for (who, expect) in group_roles.iter().chain(&outside) {
+        rows.push(row(*who, ReactGroup(Known), expect.clone()));
+    }
+    for who in [Admin, Member, Removed, Outsider] {
+        rows.push(row(who, EditGroup(Known), forbidden()));
+    }
     // Adding: the owner adds members and admins, an admin only members.
     let add = |role| AddMember(Known, Is(Newcomer), role);
     rows.extend([
@@ -410,6 +470,14 @@ impl Fixture {
         fx.self_marker = send_ok(fx.socket(PeerA), private(fx.id(PeerA), "note"))
             .await
             .id;
+        send_ok(
+            fx.socket(PeerA),
+            private(fx.id(Blocker), "before the block"),
+        )
+        .await;
+        let path = format!("/api/blocks/{}", fx.id(PeerA));
+        let (s, body) = app.post(&path, Some(fx.token(Blocker)), json!({})).await;
+        assert_eq!(s, 204, "fixture: block: {body}");
         fx
     }
 
@@ -561,6 +629,39 @@ impl Fixture {
                 let g = self.group_for(app, g, false).await;
                 let p = json!({"conversationType": "group", "receiverId": g, "seq": seq});
                 emit("read", p).await
+            }
+            Op::EditPrivate(to) => {
+                let p = json!({"conversationType": "private", "receiverId": self.user_id(to),
+                               "seq": 1, "content": format!("edited by {}", actor.name())});
+                emit("edit", p).await
+            }
+            Op::EditGroup(g) => {
+                let g = self.group_for(app, g, false).await;
+                let p = json!({"conversationType": "group", "receiverId": g, "seq": 1,
+                               "content": format!("edited by {}", actor.name())});
+                emit("edit", p).await
+            }
+            Op::ReactPrivate(to) => {
+                let p = json!({"conversationType": "private", "receiverId": self.user_id(to),
+                               "seq": 1, "emoji": "👀"});
+                emit("react", p).await
+            }
+            Op::ReactGroup(g) => {
+                let g = self.group_for(app, g, false).await;
+                let p = json!({"conversationType": "group", "receiverId": g, "seq": 1,
+                               "emoji": "👀"});
+                emit("react", p).await
+            }
+            Op::DeleteGroup(author) => {
+                let fresh = send_ok(self.socket(author), group_msg(self.group, "to delete")).await;
+                let p = json!({"conversationType": "group", "receiverId": self.group,
+                               "seq": fresh.seq});
+                emit("delete", p).await
+            }
+            Op::DeletePrivate(to) => {
+                let p = json!({"conversationType": "private", "receiverId": self.user_id(to),
+                               "seq": 1});
+                emit("delete", p).await
             }
         }
     }
