@@ -121,3 +121,72 @@ test('the README walk-through works as written: send, typing, read, unread drops
   assert.deepEqual(seen.typing, [true, false]);
   assert.deepEqual(seen.read, [1]);
 });
+
+function nextEvent(socket, name) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${name} within 5 s`)), 5000);
+    socket.once(name, (data) => { clearTimeout(timer); resolve(data); });
+  });
+}
+
+test('the message life cycle (v1.2): reply, mention, edit, react, delete, then catch up', async () => {
+  const g = await api('POST', '/api/groups', alice.token, {
+    name: 'life cycle', memberIds: [bob.user.id, carol.user.id],
+  });
+  assert.equal(g.status, 201);
+  const group = { conversationType: 'group', receiverId: g.body.id };
+  const a = await connect(alice.token);
+  const b = await connect(bob.token);
+  const first = await a.timeout(5000).emitWithAck('message', { ...group, content: 'lunch at 12?' });
+  assert.equal(first.ok, true, JSON.stringify(first));
+
+  // Bob answers it, mentioning carol.
+  const delivered = nextMessage(a);
+  const reply = await b.timeout(5000).emitWithAck('message', {
+    ...group, content: 'yes, @carol too', replyToSeq: first.message.seq, mentions: [carol.user.id],
+  });
+  assert.equal(reply.ok, true, JSON.stringify(reply));
+  assert.deepEqual(reply.message.reply_to,
+    { seq: first.message.seq, sender_id: alice.user.id, excerpt: 'lunch at 12?' });
+  assert.deepEqual(reply.message.mentions, [carol.user.id]);
+  assert.deepEqual(await delivered, reply.message);
+  const rows = await api('GET', '/api/conversations', carol.token);
+  assert.equal(rows.body.find((r) => r.receiver_id === g.body.id).mention_count, 1);
+
+  // Alice edits her message; bob is told.
+  const updated = nextEvent(b, 'message_updated');
+  const edit = await a.timeout(5000).emitWithAck('edit',
+    { ...group, seq: first.message.seq, content: 'lunch at 1?' });
+  assert.equal(edit.ok, true, JSON.stringify(edit));
+  assert.equal(edit.message.content, 'lunch at 1?');
+  assert.ok(edit.message.edited_at);
+  assert.deepEqual(await updated, edit.message);
+
+  // Bob reacts; alice is told.
+  const reacted = nextEvent(a, 'reaction');
+  const react = await b.timeout(5000).emitWithAck('react',
+    { ...group, seq: first.message.seq, emoji: '👍' });
+  assert.equal(react.ok, true, JSON.stringify(react));
+  assert.deepEqual([react.reaction.emoji, react.reaction.count, react.reaction.on], ['👍', 1, true]);
+  assert.deepEqual(await reacted, react.reaction);
+
+  // Alice deletes it: a tombstone in its place, the reply's excerpt gone.
+  const deleted = await a.timeout(5000).emitWithAck('delete', { ...group, seq: first.message.seq });
+  assert.equal(deleted.ok, true, JSON.stringify(deleted));
+  assert.equal(deleted.message.content, '');
+  assert.ok(deleted.message.deleted_at);
+  const h = await api('GET',
+    `/api/messages?conversationType=group&receiverId=${g.body.id}&afterSeq=0`, carol.token);
+  assert.deepEqual(h.body.messages.map((m) => m.seq), [1, 2]);
+  assert.equal(h.body.messages[1].reply_to.excerpt, null);
+
+  // Carol, who was offline, catches up on the changes.
+  const changes = await api('GET',
+    `/api/messages?conversationType=group&receiverId=${g.body.id}&changedAfter=0`, carol.token);
+  assert.equal(changes.status, 200, JSON.stringify(changes.body));
+  assert.deepEqual(changes.body.messages.map((m) => [m.seq, m.change_seq, m.content]),
+    [[1, 3, '']]);
+  const row = (await api('GET', '/api/conversations', carol.token)).body
+    .find((r) => r.receiver_id === g.body.id);
+  assert.equal(row.last_change, 3);
+});

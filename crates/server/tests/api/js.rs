@@ -65,7 +65,7 @@ async fn official_javascript_client_end_to_end() {
         "JavaScript end-to-end suite failed:\n{report}"
     );
     assert!(
-        report.contains("pass 5"),
-        "expected 5 passing JS tests:\n{report}"
+        report.contains("pass 6"),
+        "expected 6 passing JS tests:\n{report}"
     );
 }
