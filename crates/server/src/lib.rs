@@ -14,7 +14,8 @@
 //!   node's sockets by user, `relay.rs` the other nodes through Redis.
 //! - [`chat`]: the domain — validate → store → fan out — behind both front doors;
 //!   `mod.rs` the face, `accounts`, `groups`, `messages` one file each, `core`
-//!   the store and roster cache they and the `writer` share.
+//!   the store and the roster and block caches they and the `writer` share,
+//!   `changes` who may edit, delete or react to a message.
 //! - [`store`]: the only place with SQL. `mod.rs` holds the storage traits
 //!   (one per resource, [`store::Store`] over them) and the batch limit;
 //!   `error.rs` classifies driver errors; `connect.rs` picks the backend
