@@ -29,7 +29,11 @@ use fred::interfaces::{ClientLike, EventInterface, LuaInterface, PubsubInterface
 use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
 use fred::types::{Builder, RespVersion};
 
-use crate::ids::GroupId;
+use crate::ids::{GroupId, UserId};
+
+/// Longest a node trusts a cached block set in a cluster, where block
+/// changes are announced (a lost announcement is healed by this).
+pub const BLOCKS_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Longest a node trusts a cached roster in a cluster.
 pub const ROSTER_MAX_AGE: Duration = Duration::from_millis(800);
@@ -207,10 +211,31 @@ fn resubscribe_on_reconnect(client: SubscriberClient) {
     });
 }
 
-/// The group a roster announcement names; anything else is read as
-/// "announcements may have been missed".
-fn parse_group(message: &str) -> Option<GroupId> {
-    message.parse().ok().and_then(|g| GroupId::parse(g).ok())
+/// What another node announced on `<prefix>:rosters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announcement {
+    /// A group's membership changed (the message is its id).
+    Roster(GroupId),
+    /// A block between two users was set or lifted (`b:<a>:<b>`).
+    Blocks(UserId, UserId),
+    /// Announcements may have been missed (anything unreadable, a lag, a
+    /// reconnect): forget every cached roster and block set.
+    All,
+}
+
+fn parse_announcement(message: &str) -> Announcement {
+    let user = |s: &str| s.parse().ok().and_then(|u| UserId::parse(u).ok());
+    if let Some(pair) = message.strip_prefix("b:") {
+        let mut ids = pair.splitn(2, ':');
+        return match (ids.next().and_then(user), ids.next().and_then(user)) {
+            (Some(a), Some(b)) => Announcement::Blocks(a, b),
+            _ => Announcement::All,
+        };
+    }
+    match message.parse().ok().and_then(|g| GroupId::parse(g).ok()) {
+        Some(g) => Announcement::Roster(g),
+        None => Announcement::All,
+    }
 }
 
 /// The URL without its password, for messages.
@@ -226,20 +251,23 @@ fn redacted(url: &str) -> String {
 
 impl Connected {
     /// Starts the background tasks: the health probe, and dropping cached
-    /// rosters when another node announces a change (`forget(Some(g))`) or
-    /// when announcements may have been missed (`forget(None)`).
-    pub fn spawn_tasks(&self, forget: impl Fn(Option<GroupId>) + Send + Sync + 'static) {
+    /// rosters and block sets when another node announces a change, or all
+    /// of them when announcements may have been missed.
+    pub fn spawn_tasks(&self, forget: impl Fn(Announcement) + Send + Sync + 'static) {
         let forget = Arc::new(forget);
         let mut messages = self.rosters.message_rx();
         let on_message = forget.clone();
         tokio::spawn(async move {
             loop {
                 match messages.recv().await {
-                    Ok(m) => match m.value.as_str().and_then(|s| parse_group(&s)) {
-                        Some(group) => on_message(Some(group)),
-                        None => on_message(None),
-                    },
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => on_message(None),
+                    Ok(m) => on_message(
+                        m.value
+                            .as_str()
+                            .map_or(Announcement::All, |s| parse_announcement(&s)),
+                    ),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        on_message(Announcement::All)
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -248,7 +276,7 @@ impl Connected {
         tokio::spawn(async move {
             while reconnects.recv().await.is_ok() {
                 tracing::info!("redis: reconnected");
-                forget(None);
+                forget(Announcement::All);
             }
         });
         let cluster = Arc::downgrade(&self.cluster);
@@ -295,11 +323,21 @@ impl Cluster {
     /// Tells every node that `group`'s membership changed. Best effort:
     /// cached rosters expire anyway.
     pub async fn roster_changed(&self, group: GroupId) {
+        self.announce(group.to_string()).await;
+    }
+
+    /// Tells every node that a block between `a` and `b` changed. Best
+    /// effort: cached block sets expire anyway.
+    pub async fn blocks_changed(&self, a: UserId, b: UserId) {
+        self.announce(format!("b:{a}:{b}")).await;
+    }
+
+    async fn announce(&self, message: String) {
         if !self.is_up() {
             return;
         }
         let channel = format!("{}:rosters", self.prefix);
-        let publish = self.client.publish::<i64, _, _>(channel, group.to_string());
+        let publish = self.client.publish::<i64, _, _>(channel, message);
         if !matches!(tokio::time::timeout(CALL_TIMEOUT, publish).await, Ok(Ok(_))) {
             self.set_up(false);
         }
@@ -419,6 +457,26 @@ impl Cluster {
                 self.set_up(false);
                 None
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_name_a_group_a_blocked_pair_or_everything() {
+        let g = GroupId::parse(7).unwrap();
+        let (a, b) = (UserId::parse(3).unwrap(), UserId::parse(9).unwrap());
+        assert_eq!(parse_announcement("7"), Announcement::Roster(g));
+        assert_eq!(parse_announcement("b:3:9"), Announcement::Blocks(a, b));
+        for unreadable in ["", "0", "x", "b:3", "b:3:0", "b:x:9", "-1"] {
+            assert_eq!(
+                parse_announcement(unreadable),
+                Announcement::All,
+                "{unreadable:?}"
+            );
         }
     }
 }

@@ -133,7 +133,7 @@ impl Server {
 
         let relay = connected.map(|connected| {
             let chat = app.chat.clone();
-            connected.spawn_tasks(move |group| chat.forget_roster(group));
+            connected.spawn_tasks(move |announced| chat.forget(announced));
             realtime::Relay::start(
                 connected.cluster.clone(),
                 connected.deliveries.clone(),

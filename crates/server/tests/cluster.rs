@@ -596,8 +596,74 @@ async fn redis_outage_degrades_to_local_delivery_and_recovers(backend: Backend) 
 
 type Body = fn(Backend) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
+/// The message life cycle across nodes (v1.2): an edit, a reaction and a
+/// delete on node 1 reach the other participants' sockets on nodes 2 and
+/// 3 after the message itself; a block set on node 1 holds on node 2 at
+/// once (announced), and so does lifting it.
+async fn changes_and_blocks_reach_every_node(backend: Backend) {
+    let c = cluster(backend, 3, &[]).await;
+    let [n1, n2, n3] = [&c.nodes[0], &c.nodes[1], &c.nodes[2]];
+    let (alice, alice_t) = n1.register("alice").await;
+    let (bob, bob_t) = n1.register("bob").await;
+    let a1 = n1.connect(&alice_t).await;
+    let mut a3 = n3.connect(&alice_t).await;
+    let mut b2 = n2.connect(&bob_t).await;
+
+    let sent = send_ok(&a1, private(bob, "helo")).await;
+    let at = |extra: Value| {
+        let mut p = json!({"conversationType": "private", "receiverId": bob, "seq": sent.seq});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let edit = a1
+        .emit_ack("edit", &at(json!({"content": "hello"})))
+        .await
+        .unwrap();
+    assert_eq!(edit["ok"], true, "{edit}");
+    assert_eq!(
+        next(&mut b2, "message").await["content"],
+        "helo",
+        "the message first"
+    );
+    assert_eq!(next(&mut b2, "message_updated").await, edit["message"]);
+    assert_eq!(next(&mut a3, "message_updated").await, edit["message"]);
+    let react = b2
+        .emit_ack(
+            "react",
+            &json!({"conversationType": "private", "receiverId": alice,
+                                   "seq": sent.seq, "emoji": "👍"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(react["ok"], true, "{react}");
+    assert_eq!(next(&mut a3, "reaction").await, react["reaction"]);
+    let delete = a1.emit_ack("delete", &at(json!({}))).await.unwrap();
+    assert_eq!(next(&mut b2, "message_updated").await, delete["message"]);
+
+    // Node 2 has bob's (empty) block set cached from his sends above.
+    let (status, body) = n1
+        .post(&format!("/api/blocks/{bob}"), Some(&alice_t), json!({}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let refused = b2
+        .emit_ack("message", &private(alice, "hi?"))
+        .await
+        .unwrap();
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    assert_eq!(
+        n1.delete(&format!("/api/blocks/{bob}"), &alice_t).await,
+        204
+    );
+    send_ok(&b2, private(alice, "thanks")).await;
+}
+
 fn main() {
-    let tests: [(&str, Backend, Body); 9] = [
+    let tests: [(&str, Backend, Body); 10] = [
+        ("changes_and_blocks_on_postgres", Backend::Postgres, |b| {
+            Box::pin(changes_and_blocks_reach_every_node(b))
+        }),
         ("deliveries_on_postgres", Backend::Postgres, |b| {
             Box::pin(deliveries_reach_every_socket_on_every_node(b))
         }),

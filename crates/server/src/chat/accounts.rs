@@ -220,6 +220,9 @@ impl Chat {
             .set_block(user, other, on, super::core::now_ms())
             .await?;
         self.core.directory.invalidate_blocks(user, other);
+        if let Some(cluster) = &self.core.settings.cluster {
+            cluster.blocks_changed(user, other).await;
+        }
         Ok(())
     }
 

@@ -64,15 +64,17 @@ pub struct Directory {
     users: Mutex<HashSet<UserId>>,
     rosters: Mutex<Rosters>,
     blocks: Mutex<Blocks>,
-    /// How long a cached roster or block set is trusted (`None`: until
-    /// invalidated).
+    /// How long a cached roster is trusted (`None`: until invalidated).
     max_age: Option<Duration>,
+    /// How long a cached block set is trusted (`None`: until invalidated).
+    blocks_max_age: Option<Duration>,
 }
 
 impl Directory {
-    pub fn new(max_age: Option<Duration>) -> Self {
+    pub fn new(max_age: Option<Duration>, blocks_max_age: Option<Duration>) -> Self {
         Directory {
             max_age,
+            blocks_max_age,
             ..Directory::default()
         }
     }
@@ -127,7 +129,7 @@ impl Directory {
     pub fn blocks(&self, user: UserId) -> Option<Arc<HashSet<UserId>>> {
         let b = self.blocks.lock().unwrap();
         let (set, cached) = b.map.get(&user)?;
-        match self.max_age {
+        match self.blocks_max_age {
             Some(max) if cached.elapsed() > max => None,
             _ => Some(set.clone()),
         }
@@ -156,6 +158,14 @@ impl Directory {
         blocks.generation += 1;
         blocks.map.remove(&a);
         blocks.map.remove(&b);
+    }
+
+    /// Forgets every roster and block set (changes may have been missed).
+    pub fn forget_all(&self) {
+        self.forget_rosters();
+        let mut b = self.blocks.lock().unwrap();
+        b.generation += 1;
+        b.map.clear();
     }
 
     /// Forgets every roster (changes may have been missed).

@@ -42,8 +42,7 @@ pub use input::{
 pub use messages::{DEFAULT_PAGE, MAX_CONVERSATIONS, MAX_PAGE};
 pub use writer::{Respond, Sent};
 
-use crate::cluster::{Cluster, ROSTER_MAX_AGE};
-use crate::ids::GroupId;
+use crate::cluster::{Announcement, Cluster, BLOCKS_MAX_AGE, ROSTER_MAX_AGE};
 use crate::limits::Limits;
 use crate::store::{ConnectError, Store};
 use accounts::Chores;
@@ -95,10 +94,18 @@ impl Chat {
             (None, true) => Some(SHARED_ROSTER_MAX_AGE),
             (None, false) => None,
         };
+        // Block sets are read per user, so one that expired costs a query
+        // on the next send of that user: in a cluster, where changes are
+        // announced, they are trusted for a minute.
+        let blocks_max_age = match (&settings.cluster, shared) {
+            (Some(_), _) => Some(BLOCKS_MAX_AGE),
+            (None, true) => Some(SHARED_ROSTER_MAX_AGE),
+            (None, false) => None,
+        };
         let core = Arc::new(Core {
             shared,
             store,
-            directory: Directory::new(max_age),
+            directory: Directory::new(max_age, blocks_max_age),
             presence: presence::Presence::default(),
             settings,
             online: std::sync::OnceLock::new(),
@@ -155,11 +162,13 @@ impl Chat {
         self.core.settings.cluster.as_ref()
     }
 
-    /// Drops a cached roster another node changed (`None`: all of them).
-    pub fn forget_roster(&self, group: Option<GroupId>) {
-        match group {
-            Some(g) => self.core.directory.invalidate_roster(g),
-            None => self.core.directory.forget_rosters(),
+    /// Drops what another node announced it changed: a roster, a pair's
+    /// block sets, or (announcements may have been missed) all of them.
+    pub fn forget(&self, announced: Announcement) {
+        match announced {
+            Announcement::Roster(g) => self.core.directory.invalidate_roster(g),
+            Announcement::Blocks(a, b) => self.core.directory.invalidate_blocks(a, b),
+            Announcement::All => self.core.directory.forget_all(),
         }
     }
 
