@@ -398,4 +398,42 @@ mod tests {
         assert!(g.check("dave", ip).await.is_err());
         g.check("dave", "10.0.0.8".parse().unwrap()).await.unwrap();
     }
+
+    #[test]
+    fn a_pair_is_forgotten_fifteen_minutes_after_its_last_failure() {
+        let minute = 60_000;
+        let last = 100 * minute;
+        let kept = live(Kind::Pair, f(3, 0, last), last + 14 * minute);
+        assert_eq!(kept.count, 3);
+        let gone = live(Kind::Pair, f(3, 0, last), last + 15 * minute);
+        assert_eq!(gone.count, 0);
+    }
+
+    #[test]
+    fn the_back_off_stops_growing_at_fifteen_minutes() {
+        let wait = backoff_wait(5, f(40, 0, 1000), 1000);
+        assert_eq!(wait, Some(Duration::from_secs(15 * 60)));
+    }
+
+    #[test]
+    fn sweeping_keeps_only_counts_still_running() {
+        let guard = LoginGuard::new(&Config::from_env().unwrap(), None);
+        let now = now_ms();
+        {
+            let mut local = guard.local.lock().unwrap();
+            local.insert(
+                "login-fail-ip:10.0.0.1".into(),
+                f(3, now - 61_000, now - 61_000),
+            );
+            local.insert(
+                "login-fail-ip:10.0.0.2".into(),
+                f(3, now - 1_000, now - 1_000),
+            );
+            local.insert("login-fail-pair:a".into(), f(2, now - 1_000, now - 1_000));
+        }
+        guard.sweep();
+        let mut left: Vec<String> = guard.local.lock().unwrap().keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, vec!["login-fail-ip:10.0.0.2", "login-fail-pair:a"]);
+    }
 }

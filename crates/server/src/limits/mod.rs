@@ -441,4 +441,74 @@ mod tests {
         let off = Limits::new(&config(&["--registrations-per-ip", "0"]), None);
         assert!((0..100).all(|_| off.register(a).is_ok()));
     }
+
+    #[test]
+    fn read_receipts_are_limited_per_user_after_their_burst() {
+        let limits = Limits::new(&config(&[]), None);
+        for _ in 0..READ_BURST {
+            limits.read(user(1)).unwrap();
+        }
+        let e = limits.read(user(1)).unwrap_err();
+        assert!(e.to_string().contains("read receipts"), "{e}");
+        limits.read(user(2)).unwrap();
+    }
+
+    #[test]
+    fn group_changes_are_limited_per_user() {
+        let limits = Limits::new(&config(&["--group-changes-per-minute", "2"]), None);
+        limits.group_change(user(1)).unwrap();
+        limits.group_change(user(1)).unwrap();
+        assert!(
+            limits.group_change(user(1)).is_err(),
+            "a third within the minute"
+        );
+        limits.group_change(user(2)).unwrap();
+    }
+
+    #[test]
+    fn a_connection_is_refused_when_the_user_holds_the_most_on_all_nodes() {
+        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]), None);
+        assert!(
+            limits.connect(user(1), Some(2)).is_err(),
+            "two elsewhere already"
+        );
+        limits.connect(user(1), Some(1)).unwrap();
+        limits.connect(user(1), None).unwrap();
+        assert!(
+            limits.connect(user(1), Some(0)).is_err(),
+            "two on this node"
+        );
+    }
+
+    #[test]
+    fn cluster_grants_are_spent_one_send_at_a_time() {
+        let mut grants = MessageGrants {
+            granted: Some(HashMap::from([(user(1), 2), (user(2), 0)])),
+            rate: 4,
+            burst: 8,
+        };
+        grants.take(user(1)).unwrap();
+        grants.take(user(1)).unwrap();
+        let e = grants.take(user(1)).unwrap_err();
+        assert_eq!(
+            e.retry_after,
+            Duration::from_millis(250),
+            "one send at 4 a second"
+        );
+        assert!(e.to_string().contains("over all nodes"), "{e}");
+        assert!(grants.take(user(2)).is_err(), "granted none");
+        assert!(
+            grants.take(user(3)).is_err(),
+            "not in the batch: nothing granted"
+        );
+        let mut open = MessageGrants {
+            granted: None,
+            rate: 4,
+            burst: 8,
+        };
+        assert!(
+            (0..100).all(|_| open.take(user(1)).is_ok()),
+            "no cluster-wide limit"
+        );
+    }
 }
