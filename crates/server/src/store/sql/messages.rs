@@ -212,35 +212,22 @@ impl MessageStore for SqlStore {
         let Some(conv) = self.conversation_id(&mut conn, conversation).await? else {
             return Ok((Vec::new(), false));
         };
-        if let Some(changed_after) = page.changes_after() {
-            let sql = self.d.q(format!(
-                "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND change_seq > ? \
-                 ORDER BY change_seq LIMIT ?"
-            ));
-            let rows = sqlx::query(&sql)
-                .bind(conv)
-                .bind(changed_after)
-                .bind(i64::from(page.limit()) + 1)
-                .fetch_all(&mut *conn)
-                .await?;
-            let mut messages = rows
-                .iter()
-                .map(|r| message_from_row(self.d, r, ""))
-                .collect::<Result<Vec<_>, _>>()?;
-            let has_more = messages.len() > page.limit() as usize;
-            messages.truncate(page.limit() as usize);
-            self.fill(&mut conn, &mut messages, Some(viewer)).await?;
-            return Ok((messages, has_more));
-        }
-        let after = page.after_seq().unwrap_or(0);
-        let before = page.before_seq().unwrap_or(i64::MAX);
-        // With afterSeq, read forwards from it; otherwise page back from
-        // `before` (or the newest).
-        let forward = page.after_seq().is_some();
+        // Changes: forwards by change_seq from `changedAfter`. Otherwise by
+        // seq: with afterSeq forwards from it, else back from `before` (or
+        // the newest).
+        let (col, after, before, forward) = match page.changes_after() {
+            Some(changed) => ("change_seq", changed, i64::MAX, true),
+            None => (
+                "seq",
+                page.after_seq().unwrap_or(0),
+                page.before_seq().unwrap_or(i64::MAX),
+                page.after_seq().is_some(),
+            ),
+        };
         let order = if forward { "ASC" } else { "DESC" };
         let sql = self.d.q(format!(
-            "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND seq > ? AND seq < ? \
-             ORDER BY seq {order} LIMIT ?"
+            "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND {col} > ? \
+             AND {col} < ? ORDER BY {col} {order} LIMIT ?"
         ));
         let rows = sqlx::query(&sql)
             .bind(conv)
