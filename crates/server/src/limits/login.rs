@@ -418,7 +418,12 @@ mod tests {
     #[test]
     fn sweeping_keeps_only_counts_still_running() {
         let guard = LoginGuard::new(&Config::from_env().unwrap(), None);
-        let now = now_ms();
+        // The wall clock read here, not through `now_ms`: the sweep must
+        // read the same clock.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         {
             let mut local = guard.local.lock().unwrap();
             local.insert(
@@ -435,5 +440,19 @@ mod tests {
         let mut left: Vec<String> = guard.local.lock().unwrap().keys().cloned().collect();
         left.sort();
         assert_eq!(left, vec!["login-fail-ip:10.0.0.2", "login-fail-pair:a"]);
+    }
+
+    #[test]
+    fn a_full_table_forgets_its_older_half() {
+        let mut map: HashMap<String, Failures> =
+            (1..=10).map(|i| (format!("k{i}"), f(1, i, i))).collect();
+        forget_oldest_half(&mut map);
+        let mut left: Vec<i64> = map.values().map(|f| f.last_ms).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            vec![7, 8, 9, 10],
+            "the newest, strictly after the median"
+        );
     }
 }
