@@ -7,7 +7,7 @@
 //! [`SHARED_ROSTER_MAX_AGE`] and `cluster::ROSTER_MAX_AGE`) and a sender
 //! missing from it is looked up again before being refused.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -81,16 +81,46 @@ impl Core {
         if let Some(set) = self.directory.blocks(user) {
             return Ok(set);
         }
+        let mut loaded = self.load_blocks(&[user]).await?;
+        Ok(loaded.remove(&user).unwrap_or_default())
+    }
+
+    /// Reads and caches the block sets of those of `users` not cached, in
+    /// one query: the writer asks for a whole batch's senders at once, so
+    /// that sets expiring together (on a shared database they are trusted
+    /// a few seconds) cost one round trip, not one per sender.
+    /// Returns the sets it read (cached unless a block changed meanwhile).
+    pub async fn load_blocks(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, Arc<HashSet<UserId>>>, ChatError> {
+        let mut missing: Vec<UserId> = users
+            .iter()
+            .copied()
+            .filter(|&u| self.directory.blocks(u).is_none())
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(HashMap::new());
+        }
         let generation = self.directory.blocks_generation();
-        let set: Arc<HashSet<UserId>> = Arc::new(
-            self.store
-                .blocks_involving(user)
-                .await?
-                .into_iter()
-                .collect(),
-        );
-        self.directory.put_blocks(user, set.clone(), generation);
-        Ok(set)
+        let pairs = self.store.blocks_involving(&missing).await?;
+        let mut loaded = HashMap::with_capacity(missing.len());
+        for &user in &missing {
+            let set: HashSet<UserId> = pairs
+                .iter()
+                .filter_map(|&(a, b)| match (a == user, b == user) {
+                    (true, _) => Some(b),
+                    (_, true) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            let set = Arc::new(set);
+            self.directory.put_blocks(user, set.clone(), generation);
+            loaded.insert(user, set);
+        }
+        Ok(loaded)
     }
 
     /// Refuses a write (a send, an edit, a reaction, a typing indicator)

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 
 use super::changes;
 use super::core::{now_ms, Core};
-use super::{ChangeRequest, ChatError, SendRequest};
+use super::{ChangeRequest, ChatError, SendRequest, Target};
 use crate::ids::UserId;
 use crate::store::{NewMessage, SeqCache, Store, StoreError, MAX_BATCH};
 
@@ -165,6 +165,15 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
         .limits
         .messages_everywhere(jobs.iter().map(|j| j.req.sender))
         .await;
+
+    // The block sets of the batch's private senders, in one query where
+    // any expired (if it fails, each send's own check reports it).
+    let senders: Vec<UserId> = jobs
+        .iter()
+        .filter(|j| matches!(j.req.target, Target::Private(_)))
+        .map(|j| j.req.sender)
+        .collect();
+    let _ = timeout_at(deadline, core.load_blocks(&senders)).await;
 
     // Authorize each send; refused ones are answered at once.
     let mut accepted = Vec::with_capacity(jobs.len());

@@ -191,8 +191,10 @@ pub trait UserStore: Send + Sync {
     /// The users `user` blocks, by username.
     async fn blocked_by(&self, user: UserId) -> Result<Vec<User>, StoreError>;
 
-    /// Everyone with a block between them and `user`, either way.
-    async fn blocks_involving(&self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+    /// Every block with one of `users` on either side, as `(blocker,
+    /// blocked)`.
+    async fn blocks_involving(&self, users: &[UserId])
+        -> Result<Vec<(UserId, UserId)>, StoreError>;
 }
 
 /// Groups and their members.

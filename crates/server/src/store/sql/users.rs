@@ -295,18 +295,27 @@ impl UserStore for SqlStore {
             .collect()
     }
 
-    async fn blocks_involving(&self, user: UserId) -> Result<Vec<UserId>, StoreError> {
-        let sql = self
-            .d
-            .q("SELECT blocked_id FROM blocks WHERE blocker_id = ? \
-             UNION SELECT blocker_id FROM blocks WHERE blocked_id = ?");
-        let rows = sqlx::query(&sql)
-            .bind(user)
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get::<UserId, _>(0).map_err(StoreError::from))
-            .collect()
+    async fn blocks_involving(
+        &self,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, UserId)>, StoreError> {
+        let mut pairs = Vec::new();
+        for chunk in users.chunks(CHUNK) {
+            let list = tuple(chunk.len());
+            let sql = self.d.q(format!(
+                "SELECT blocker_id, blocked_id FROM blocks WHERE blocker_id IN {list} \
+                 UNION SELECT blocker_id, blocked_id FROM blocks WHERE blocked_id IN {list}"
+            ));
+            let mut query = sqlx::query(&sql);
+            for _ in 0..2 {
+                for &u in chunk {
+                    query = query.bind(u);
+                }
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                pairs.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(pairs)
     }
 }
