@@ -7,6 +7,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+mod lifecycle;
+pub use lifecycle::{
+    ChangeInput, Reaction, ReactionBody, ReactionCount, ReplyTo, REPLY_EXCERPT_CHARS,
+};
+
 /// Socket.IO event names.
 pub mod events {
     /// Client → server: send a message; server → client: a delivered message.
@@ -108,66 +113,6 @@ pub struct Message {
     /// The members a group message mentions; left out when none (v1.2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<i64>,
-}
-
-/// How many users react to a message with one emoji, and whether the
-/// reader is one of them (v1.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReactionCount {
-    pub emoji: String,
-    pub count: i64,
-    pub me: bool,
-}
-
-/// A reaction added or removed: the `react` ack's `reaction` and the
-/// `reaction` event (v1.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reaction {
-    pub conversation_type: ConversationType,
-    /// As in a message: the other user (private) or the group.
-    pub receiver_id: i64,
-    pub seq: i64,
-    pub message_id: i64,
-    pub user_id: i64,
-    pub emoji: String,
-    /// Added (true) or removed (false).
-    pub on: bool,
-    /// How many users now react with `emoji`.
-    pub count: i64,
-    pub change_seq: i64,
-}
-
-/// Body of a successful `react` ack: `{"ok": true, "reaction": Reaction}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReactionBody<R = Reaction> {
-    pub reaction: R,
-}
-
-/// What a reply shows of the message it answers (v1.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplyTo {
-    pub seq: i64,
-    pub sender_id: i64,
-    /// The first [`REPLY_EXCERPT_CHARS`] characters of its current
-    /// content; `None` once it is deleted.
-    pub excerpt: Option<String>,
-}
-
-/// Characters of a replied-to message shown in a reply.
-pub const REPLY_EXCERPT_CHARS: usize = 100;
-
-impl ReplyTo {
-    /// What a reply to `m` shows.
-    pub fn of(m: &Message) -> Self {
-        ReplyTo {
-            seq: m.seq,
-            sender_id: m.sender_id,
-            excerpt: m
-                .deleted_at
-                .is_none()
-                .then(|| m.content.chars().take(REPLY_EXCERPT_CHARS).collect()),
-        }
-    }
 }
 
 /// A user as the API shows it. `online` and `last_seen` are filled where
@@ -452,27 +397,6 @@ pub struct SendMessage {
     /// Group messages: members it mentions (v1.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mentions: Option<Vec<i64>>,
-}
-
-/// `edit`, `delete` and `react` event input (v1.2): a message named by its
-/// conversation and seq, for an edit the new content, for a reaction the
-/// emoji and whether it is added.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChangeInput {
-    #[serde(alias = "conversation_type")]
-    pub conversation_type: String,
-    #[serde(alias = "receiver_id")]
-    pub receiver_id: i64,
-    pub seq: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-    /// `react`: the emoji.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emoji: Option<String>,
-    /// `react`: add (true, the default) or remove.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on: Option<bool>,
 }
 
 /// `read` event input: the caller has read up to `seq`.

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use palaver_protocol::{ConversationType, Message, ReactionCount, ReplyTo, REPLY_EXCERPT_CHARS};
+use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::batch::Batch;
@@ -308,30 +309,49 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The rows `select` gives for the ids of the `messages` that `wanted`
+    /// picks (`{ids}` in it stands for their list; `viewer`, if given, binds
+    /// before them); no query when it picks none.
+    async fn rows_for(
+        &self,
+        conn: &mut AnyConnection,
+        messages: &[Message],
+        wanted: impl Fn(&Message) -> bool,
+        select: &str,
+        viewer: Option<UserId>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let ids: Vec<i64> = messages
+            .iter()
+            .filter(|m| wanted(m))
+            .map(|m| m.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = self.d.q(select.replace("{ids}", &tuple(ids.len())));
+        let mut query = sqlx::query(&sql);
+        if let Some(viewer) = viewer {
+            query = query.bind(viewer);
+        }
+        for id in ids {
+            query = query.bind(id);
+        }
+        Ok(query.fetch_all(&mut *conn).await?)
+    }
+
     /// Each group message's mentions, by user id.
     async fn fill_mentions(
         &self,
         conn: &mut AnyConnection,
         messages: &mut [Message],
     ) -> Result<(), StoreError> {
-        let groups: Vec<i64> = messages
-            .iter()
-            .filter(|m| m.conversation_type == ConversationType::Group && m.deleted_at.is_none())
-            .map(|m| m.id)
-            .collect();
-        if groups.is_empty() {
-            return Ok(());
-        }
-        let sql = self.d.q(format!(
-            "SELECT message_id, user_id FROM mentions WHERE message_id IN {} ORDER BY user_id",
-            tuple(groups.len())
-        ));
-        let mut query = sqlx::query(&sql);
-        for id in &groups {
-            query = query.bind(*id);
-        }
+        let group =
+            |m: &Message| m.conversation_type == ConversationType::Group && m.deleted_at.is_none();
+        let select = "SELECT message_id, user_id FROM mentions WHERE message_id IN {ids} \
+                      ORDER BY user_id";
+        let rows = self.rows_for(conn, messages, group, select, None).await?;
         let mut by_message: HashMap<i64, Vec<i64>> = HashMap::new();
-        for row in query.fetch_all(&mut *conn).await? {
+        for row in rows {
             by_message
                 .entry(row.try_get(0)?)
                 .or_default()
@@ -352,26 +372,13 @@ impl SqlStore {
         conn: &mut AnyConnection,
         messages: &mut [Message],
     ) -> Result<(), StoreError> {
-        let replies: Vec<i64> = messages
-            .iter()
-            .filter(|m| m.reply_to.is_some())
-            .map(|m| m.id)
-            .collect();
-        if replies.is_empty() {
-            return Ok(());
-        }
-        let sql = self.d.q(format!(
-            "SELECT m.id, r.seq, r.sender_id, r.content, r.deleted_at FROM messages m \
+        let select = "SELECT m.id, r.seq, r.sender_id, r.content, r.deleted_at FROM messages m \
              JOIN messages r ON r.conversation_id = m.conversation_id AND r.seq = m.reply_seq \
-             WHERE m.id IN {}",
-            tuple(replies.len())
-        ));
-        let mut query = sqlx::query(&sql);
-        for id in &replies {
-            query = query.bind(*id);
-        }
-        let mut shown = HashMap::with_capacity(replies.len());
-        for row in query.fetch_all(&mut *conn).await? {
+             WHERE m.id IN {ids}";
+        let reply = |m: &Message| m.reply_to.is_some();
+        let rows = self.rows_for(conn, messages, reply, select, None).await?;
+        let mut shown = HashMap::with_capacity(rows.len());
+        for row in rows {
             let id: i64 = row.try_get(0)?;
             let deleted: Option<i64> = row.try_get(4)?;
             let content = opt_text(self.d, &row, 3)?.unwrap_or_default();
@@ -464,26 +471,15 @@ impl SqlStore {
         messages: &mut [Message],
         viewer: UserId,
     ) -> Result<(), StoreError> {
-        let ids: Vec<i64> = messages
-            .iter()
-            .filter(|m| m.deleted_at.is_none())
-            .map(|m| m.id)
-            .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let sql = self.d.q(format!(
-            "SELECT message_id, emoji, COUNT(*) AS n, MIN(created_at) AS first, \
+        let select = "SELECT message_id, emoji, COUNT(*) AS n, MIN(created_at) AS first, \
              MAX(CASE WHEN user_id = ? THEN user_id ELSE 0 END) AS mine \
-             FROM reactions WHERE message_id IN {} GROUP BY message_id, emoji",
-            tuple(ids.len())
-        ));
-        let mut query = sqlx::query(&sql).bind(viewer);
-        for id in &ids {
-            query = query.bind(*id);
-        }
+             FROM reactions WHERE message_id IN {ids} GROUP BY message_id, emoji";
+        let live = |m: &Message| m.deleted_at.is_none();
+        let rows = self
+            .rows_for(conn, messages, live, select, Some(viewer))
+            .await?;
         let mut by_message: HashMap<i64, Vec<(i64, i64, ReactionCount)>> = HashMap::new();
-        for row in query.fetch_all(&mut *conn).await? {
+        for row in rows {
             let count = ReactionCount {
                 emoji: text(self.d, &row, "emoji")?,
                 count: row.try_get("n")?,
