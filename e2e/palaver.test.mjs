@@ -190,3 +190,48 @@ test('the message life cycle (v1.2): reply, mention, edit, react, delete, then c
     .find((r) => r.receiver_id === g.body.id);
   assert.equal(row.last_change, 3);
 });
+
+test('running a group (v1.2): rename, roles, hand over, leave, each a system message', async () => {
+  const g = await api('POST', '/api/groups', alice.token, {
+    name: 'crew', memberIds: [bob.user.id, carol.user.id],
+  });
+  assert.equal(g.status, 201);
+  const id = g.body.id;
+  const c = await connect(carol.token);
+
+  // Alice renames it: carol gets a system message in the group's seq.
+  let told = nextMessage(c);
+  const renamed = await api('PATCH', `/api/groups/${id}`, alice.token, { name: 'crew 2' });
+  assert.equal(renamed.status, 200, JSON.stringify(renamed.body));
+  assert.equal(renamed.body.name, 'crew 2');
+  let m = await told;
+  assert.equal(m.kind, 'system');
+  assert.deepEqual(m.system, { event: 'renamed', actor_id: alice.user.id, name: 'crew 2' });
+  assert.equal(m.seq, 1);
+
+  // Bob becomes an admin, then the owner; alice is an admin after.
+  told = nextMessage(c);
+  const role = await api('PUT', `/api/groups/${id}/members/${bob.user.id}/role`, alice.token,
+    { role: 'admin' });
+  assert.equal(role.status, 200, JSON.stringify(role.body));
+  assert.equal((await told).system.event, 'role_changed');
+  assert.equal((await api('DELETE', `/api/groups/${id}/members/${alice.user.id}`, alice.token))
+    .status, 409, 'the owner hands over before leaving');
+  told = nextMessage(c);
+  const owner = await api('POST', `/api/groups/${id}/owner`, alice.token, { userId: bob.user.id });
+  assert.equal(owner.status, 200, JSON.stringify(owner.body));
+  assert.equal(owner.body.owner_id, bob.user.id);
+  assert.deepEqual((await told).system,
+    { event: 'owner_changed', actor_id: alice.user.id, user_id: bob.user.id });
+
+  // Carol leaves: she reads up to her departure, and the group leaves her lists.
+  const left = await api('DELETE', `/api/groups/${id}/members/${carol.user.id}`, carol.token);
+  assert.equal(left.status, 204);
+  const h = await api('GET',
+    `/api/messages?conversationType=group&receiverId=${id}&afterSeq=0`, carol.token);
+  assert.equal(h.status, 200, JSON.stringify(h.body));
+  assert.deepEqual(h.body.messages.map((x) => [x.seq, x.system.event]),
+    [[1, 'renamed'], [2, 'role_changed'], [3, 'owner_changed'], [4, 'member_left']]);
+  const groups = await api('GET', '/api/groups', carol.token);
+  assert.ok(!groups.body.some((x) => x.id === id));
+});

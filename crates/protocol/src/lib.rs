@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 mod lifecycle;
 pub use lifecycle::{
-    ChangeInput, Reaction, ReactionBody, ReactionCount, ReplyTo, REPLY_EXCERPT_CHARS,
+    ChangeInput, MessageKind, NewOwner, Reaction, ReactionBody, ReactionCount, RenameGroup,
+    ReplyTo, SetRole, SystemChange, SystemEvent, REPLY_EXCERPT_CHARS,
 };
 
 /// Socket.IO event names.
@@ -113,6 +114,13 @@ pub struct Message {
     /// The members a group message mentions; left out when none (v1.2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<i64>,
+    /// `system` for a group change the server wrote; left out for what
+    /// users send (v1.2).
+    #[serde(default, skip_serializing_if = "MessageKind::is_text")]
+    pub kind: MessageKind,
+    /// For a system message, the change it records (v1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemChange>,
 }
 
 /// A user as the API shows it. `online` and `last_seen` are filled where
@@ -470,6 +478,8 @@ mod tests {
             change_seq: 3,
             reactions: Vec::new(),
             mentions: vec![9],
+            kind: Default::default(),
+            system: None,
         };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["conversation_type"], "private");

@@ -85,3 +85,91 @@ pub struct ChangeInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<bool>,
 }
+
+/// What a message is (v1.2): what a user sent, or a group change the
+/// server wrote. Text is left out of a message on the wire, so a v1
+/// message reads as it did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    #[default]
+    Text,
+    System,
+}
+
+impl MessageKind {
+    pub fn is_text(&self) -> bool {
+        *self == MessageKind::Text
+    }
+}
+
+/// The group change a system message records (v1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemEvent {
+    MemberAdded,
+    MemberRemoved,
+    MemberLeft,
+    Renamed,
+    RoleChanged,
+    OwnerChanged,
+    GroupDeleted,
+}
+
+/// A system message's `system` field: who changed what (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemChange {
+    pub event: SystemEvent,
+    pub actor_id: i64,
+    /// The member added, removed, leaving, given a role, or made owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    /// The new name (`renamed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The role given (`role_changed`, `member_added`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::Role>,
+}
+
+impl SystemChange {
+    /// The short English description a system message's `content` holds,
+    /// for clients that do not know `kind`.
+    pub fn describe(&self) -> String {
+        let actor = format!("user {}", self.actor_id);
+        let user = format!("user {}", self.user_id.unwrap_or_default());
+        let name = self.name.as_deref().unwrap_or_default();
+        match self.event {
+            SystemEvent::MemberAdded => format!("{actor} added {user}"),
+            SystemEvent::MemberRemoved => format!("{actor} removed {user}"),
+            SystemEvent::MemberLeft => format!("{actor} left the group"),
+            SystemEvent::Renamed => format!("{actor} renamed the group to \"{name}\""),
+            SystemEvent::RoleChanged => format!(
+                "{actor} made {user} {}",
+                self.role.map_or("member", crate::Role::as_str)
+            ),
+            SystemEvent::OwnerChanged => format!("{actor} made {user} the owner"),
+            SystemEvent::GroupDeleted => format!("{actor} deleted the group"),
+        }
+    }
+}
+
+/// `PATCH /api/groups/{id}` body (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameGroup {
+    pub name: String,
+}
+
+/// `PUT /api/groups/{id}/members/{userId}/role` body (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetRole {
+    pub role: String,
+}
+
+/// `POST /api/groups/{id}/owner` body (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewOwner {
+    #[serde(alias = "user_id")]
+    pub user_id: i64,
+}

@@ -165,6 +165,7 @@ async fn seed(store: &dyn Store) -> anyhow::Result<()> {
         created_at_ms: now,
         reply_to: None,
         mentions: Vec::new(),
+        system: None,
     };
     let started = Instant::now();
     let mut batch = Vec::with_capacity(BATCH);

@@ -134,6 +134,9 @@ pub struct Page {
     before_seq: Option<i64>,
     changed_after: Option<i64>,
     limit: u32,
+    /// No message after this seq: a departed member's history ends at
+    /// their departure (v1.2).
+    up_to: Option<i64>,
 }
 
 /// Why a history page was refused; the text is the client's answer.
@@ -166,6 +169,7 @@ impl Page {
             before_seq,
             changed_after: None,
             limit,
+            up_to: None,
         })
     }
 
@@ -186,6 +190,19 @@ impl Page {
             limit: self.limit.min(max),
             ..self
         }
+    }
+
+    /// The same page, without messages after `seq`.
+    pub fn up_to(self, seq: i64) -> Self {
+        Page {
+            up_to: Some(seq),
+            ..self
+        }
+    }
+
+    /// The last seq the page may hold.
+    pub fn last_seq(&self) -> Option<i64> {
+        self.up_to
     }
 
     /// Read forwards from this seq (exclusive).

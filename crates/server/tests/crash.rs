@@ -784,6 +784,8 @@ fn checker_counts_missing_duplicate_and_gapped_messages() {
         change_seq: 0,
         reactions: Vec::new(),
         mentions: Vec::new(),
+        kind: Default::default(),
+        system: None,
     };
     let sent = |cid: &str, acked: Option<Message>| Sent {
         sender: 1,

@@ -37,6 +37,12 @@ pub(super) async fn apply(core: &Core, req: ChangeRequest) -> Result<Sent, ChatE
         fresh,
     };
     let now = now_ms();
+    if current.system.is_some() && !matches!(req.change, MessageChange::React { .. }) {
+        // The record of a group change stays as written.
+        return Err(ChatError::Forbidden(
+            "a system message cannot be edited or deleted".into(),
+        ));
+    }
     match &req.change {
         MessageChange::Edit(content) => {
             if current.sender_id != req.user.get() {

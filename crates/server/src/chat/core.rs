@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use palaver_protocol::Message;
 
 use super::directory::{Directory, Roster};
 use super::presence::Presence;
@@ -36,6 +37,9 @@ pub(crate) struct Core {
     pub shared: bool,
     /// Who else is online, across nodes (set by the Socket.IO side).
     pub online: std::sync::OnceLock<Arc<dyn OnlineLookup>>,
+    /// Hands messages the server writes itself (system messages) to the
+    /// sockets (set by the Socket.IO side).
+    pub deliverer: std::sync::OnceLock<Arc<dyn Deliver>>,
 }
 
 /// How the chat service runs.
@@ -59,11 +63,33 @@ pub trait OnlineLookup: Send + Sync {
     fn online(&self, users: Vec<UserId>) -> BoxFuture<'static, HashSet<UserId>>;
 }
 
+/// Delivers a message no socket sent (a group's system message) as a
+/// `message` event to every socket of `users`, on every node.
+pub trait Deliver: Send + Sync {
+    fn message(&self, users: &[UserId], message: &Message);
+}
+
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 impl Core {
+    /// Delivers a system message (nowhere before the Socket.IO side is set).
+    pub fn deliver(&self, users: &[UserId], message: &Message) {
+        if let Some(deliverer) = self.deliverer.get() {
+            deliverer.message(users, message);
+        }
+    }
+
+    /// Drops the cached roster and tells the other nodes that `group`'s
+    /// members changed.
+    pub async fn roster_changed(&self, group: GroupId) {
+        self.directory.invalidate_roster(group);
+        if let Some(cluster) = &self.settings.cluster {
+            cluster.roster_changed(group).await;
+        }
+    }
+
     pub async fn user_exists(&self, id: UserId) -> Result<bool, ChatError> {
         if self.directory.knows_user(id) {
             return Ok(true);

@@ -1,17 +1,70 @@
-//! Groups: creating them, reading one as a member, and changing who is in
-//! them (who may add or remove whom). Administrative decisions read the
-//! database, never the cached roster, and every change tells the other
-//! nodes so that their cached rosters are dropped.
+//! Groups: creating them, reading one as a member, and running them (v1.2):
+//! who may add, remove, rename, give roles, hand ownership over and delete.
+//!
+//! Every change is a system message in the group's own `seq`. A change goes
+//! through the writer's queue like an edit ([`super::writer`]): the writer
+//! decides whether it is allowed (reading the database, never the cached
+//! roster), then applies it and inserts its system message in one
+//! transaction with the seq from its own memory ([`crate::store::SeqCache`]),
+//! then delivers the system message to everyone the change concerns and
+//! tells the other nodes to drop their cached roster.
 
-use palaver_protocol::{Group, Member, Role};
+use std::time::Duration;
 
-use super::core::now_ms;
+use palaver_protocol::{Group, Member, Message, Role, SystemChange, SystemEvent};
+use tokio::sync::oneshot;
+use tokio::time::{timeout_at, Instant};
+
+use super::core::{now_ms, Core};
+use super::writer::{Queued, MAX_ATTEMPTS, SEND_DEADLINE};
 use super::{Chat, ChatError, GroupName};
-use crate::ids::{GroupId, UserId};
-use crate::store::StoreError;
+use crate::ids::{ConversationKey, GroupId, UserId};
+use crate::store::{GroupChange, GroupOutcome, NewMessage, SeqCache, Store, StoreError};
 
 /// Most members a group may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
+
+/// What someone asks to do to a group.
+#[derive(Debug, Clone)]
+pub enum GroupOp {
+    /// Add a user as `role` (member or admin).
+    Add {
+        user: UserId,
+        role: Role,
+    },
+    /// Remove a member; the actor themself: leave.
+    Remove {
+        user: UserId,
+    },
+    Rename(GroupName),
+    /// Make a member an admin or a plain member.
+    SetRole {
+        user: UserId,
+        role: Role,
+    },
+    /// Hand ownership to a member.
+    Owner {
+        user: UserId,
+    },
+    Delete,
+}
+
+/// A group change waiting its turn in the writer's queue.
+pub(crate) struct GroupJob {
+    actor: UserId,
+    group: GroupId,
+    op: GroupOp,
+    queued: Instant,
+    /// The system message written, or `None` when nothing changed.
+    done: oneshot::Sender<Result<Option<Message>, ChatError>>,
+}
+
+impl GroupJob {
+    /// Answers a job the writer will not run.
+    pub(crate) fn refuse(self, e: ChatError) {
+        let _ = self.done.send(Err(e));
+    }
+}
 
 impl Chat {
     /// Creates a group owned by `owner` with the given other members.
@@ -31,6 +84,8 @@ impl Chat {
         if let Some(&m) = missing.first() {
             return Err(ChatError::no_such_user(m));
         }
+        // Creation writes no system message: the group says who created
+        // it and when, and its first message is seq 1 as in v1.
         Ok(self
             .core
             .store
@@ -44,33 +99,9 @@ impl Chat {
 
     /// The group with its members, for a member.
     pub async fn group(&self, user: UserId, id: GroupId) -> Result<Group, ChatError> {
-        let (mut group, members, _) = self.membership(user, id).await?;
+        let (mut group, members, _) = membership(&self.core, user, id).await?;
         group.members = Some(members);
         Ok(group)
-    }
-
-    /// The group, its members and `user`'s role among them: `NotFound` for
-    /// an unknown group, `Forbidden` for a non-member. Reads the database,
-    /// not the cache, so that administrative decisions never act on a
-    /// stale roster.
-    async fn membership(
-        &self,
-        user: UserId,
-        group: GroupId,
-    ) -> Result<(Group, Vec<Member>, Role), ChatError> {
-        let found = self
-            .core
-            .store
-            .group(group)
-            .await?
-            .ok_or_else(|| ChatError::no_such_group(group))?;
-        let members = self.core.store.members(group).await?;
-        let role = members
-            .iter()
-            .find(|m| m.user_id == user.get())
-            .map(|m| m.role)
-            .ok_or_else(|| ChatError::not_a_member(group))?;
-        Ok((found, members, role))
     }
 
     /// Adds `user` to a group; the owner may add admins, admins members.
@@ -81,48 +112,245 @@ impl Chat {
         user: UserId,
         role: Role,
     ) -> Result<Member, ChatError> {
-        let (_, members, actor_role) = self.membership(actor, group).await?;
-        match (actor_role, role) {
-            (_, Role::Owner) => {
-                return Err(ChatError::invalid(
-                    "a group has one owner; add as member or admin",
-                ))
-            }
-            (Role::Owner, _) | (Role::Admin, Role::Member) => {}
-            (Role::Admin, Role::Admin) => {
-                return Err(ChatError::Forbidden("only the owner can add admins".into()))
-            }
-            (Role::Member, _) => {
-                return Err(ChatError::Forbidden(
-                    "only the group's owner or an admin can add members".into(),
-                ))
-            }
-        }
-        if members.len() >= MAX_GROUP_MEMBERS {
-            return Err(ChatError::group_full());
-        }
-        if !self.core.user_exists(user).await? {
-            return Err(ChatError::no_such_user(user));
-        }
-        let member = self
-            .core
-            .store
-            .add_member(group, user, role, now_ms())
-            .await;
-        self.roster_changed(group).await;
-        Ok(member?)
+        let message = self
+            .change_group(actor, group, GroupOp::Add { user, role })
+            .await?;
+        Ok(Member {
+            user_id: user.get(),
+            role,
+            joined_at: message.map_or_else(chrono::Utc::now, |m| m.created_at),
+        })
     }
 
-    /// Removes `user` from a group: anyone may leave; the owner may remove
-    /// anyone, an admin only plain members.
-    pub async fn remove_member(
+    /// Queues a change to a group for the writer and waits for it: the
+    /// system message written, or `None` if the change changed nothing.
+    pub async fn change_group(
         &self,
         actor: UserId,
         group: GroupId,
-        user: UserId,
-    ) -> Result<(), ChatError> {
-        let (_, members, actor_role) = self.membership(actor, group).await?;
-        if actor != user {
+        op: GroupOp,
+    ) -> Result<Option<Message>, ChatError> {
+        let (done, answer) = oneshot::channel();
+        self.enqueue(Queued::Group(GroupJob {
+            actor,
+            group,
+            op,
+            queued: Instant::now(),
+            done,
+        }));
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ChatError::Unavailable("server is shutting down".into())))
+    }
+}
+
+/// The group, its members and `user`'s role among them: `NotFound` for an
+/// unknown group, `Forbidden` for a non-member. Reads the database, not
+/// the cache, so that administrative decisions never act on a stale
+/// roster.
+async fn membership(
+    core: &Core,
+    user: UserId,
+    group: GroupId,
+) -> Result<(Group, Vec<Member>, Role), ChatError> {
+    let found = core
+        .store
+        .group(group)
+        .await?
+        .ok_or_else(|| ChatError::no_such_group(group))?;
+    let members = core.store.members(group).await?;
+    let role = role_of(&members, user).ok_or_else(|| ChatError::not_a_member(group))?;
+    Ok((found, members, role))
+}
+
+fn role_of(members: &[Member], user: UserId) -> Option<Role> {
+    members
+        .iter()
+        .find(|m| m.user_id == user.get())
+        .map(|m| m.role)
+}
+
+fn system_message(
+    actor: UserId,
+    conversation: ConversationKey,
+    change: SystemChange,
+) -> NewMessage {
+    NewMessage {
+        sender_id: actor,
+        conversation,
+        receiver_id: conversation_group(conversation),
+        content: change.describe(),
+        client_msg_id: None,
+        created_at_ms: now_ms(),
+        reply_to: None,
+        mentions: Vec::new(),
+        system: Some(change),
+    }
+}
+
+fn conversation_group(conversation: ConversationKey) -> i64 {
+    match conversation {
+        ConversationKey::Group(g) => g.get(),
+        ConversationKey::Private { hi, .. } => hi.get(),
+    }
+}
+
+/// Runs one queued group change in the writer and answers it.
+pub(super) async fn run_job(core: &Core, store: &dyn Store, seqs: &mut SeqCache, job: GroupJob) {
+    let conversation = ConversationKey::Group(job.group);
+    let outcome = match timeout_at(job.queued + SEND_DEADLINE, apply(core, store, seqs, &job)).await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            // Cut off mid-change: whether it committed is unknown.
+            seqs.forget([conversation]);
+            Err(ChatError::Unavailable(
+                "storage unavailable; whether the change was made is unknown: read the group"
+                    .into(),
+            ))
+        }
+    };
+    let _ = job.done.send(outcome);
+}
+
+/// Decides whether `job` is allowed, applies it with its system message,
+/// and delivers that message to the members before and after.
+async fn apply(
+    core: &Core,
+    store: &dyn Store,
+    seqs: &mut SeqCache,
+    job: &GroupJob,
+) -> Result<Option<Message>, ChatError> {
+    let GroupJob {
+        actor, group, op, ..
+    } = job;
+    let (actor, group) = (*actor, *group);
+    let (_, members, actor_role) = membership(core, actor, group).await?;
+    let (change, system) = authorize(core, actor, group, &members, actor_role, op).await?;
+    let mut attempt = 1;
+    let conversation = ConversationKey::Group(group);
+    let message = system_message(actor, conversation, system);
+    let outcome = loop {
+        match store.change_group(group, &change, &message, seqs).await {
+            Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "retrying group change");
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
+            }
+            other => break other?,
+        }
+    };
+    let named = match &change {
+        GroupChange::Add { user, .. }
+        | GroupChange::Remove { user }
+        | GroupChange::SetRole { user, .. }
+        | GroupChange::Owner { user } => Some(*user),
+        GroupChange::Rename(_) | GroupChange::Delete => None,
+    };
+    match outcome {
+        GroupOutcome::Changed(message) => {
+            core.roster_changed(group).await;
+            // Everyone who was a member, and whoever was added.
+            let mut recipients: Vec<UserId> = members
+                .iter()
+                .map(|m| UserId::from_stored(m.user_id))
+                .collect();
+            if let GroupChange::Add { user, .. } = change {
+                recipients.push(user);
+            }
+            core.deliver(&recipients, &message);
+            Ok(Some(*message))
+        }
+        GroupOutcome::Unchanged => Ok(None),
+        GroupOutcome::AlreadyMember => {
+            Err(ChatError::Conflict("already a member of this group".into()))
+        }
+        GroupOutcome::NotMember => {
+            Err(ChatError::not_in_group(named.map_or(0, UserId::get), group))
+        }
+        GroupOutcome::Gone => Err(ChatError::no_such_group(group)),
+    }
+}
+
+/// Whether `actor` (with `actor_role`) may do `op`, and if so the change to
+/// apply and the system message's record of it.
+async fn authorize(
+    core: &Core,
+    actor: UserId,
+    group: GroupId,
+    members: &[Member],
+    actor_role: Role,
+    op: &GroupOp,
+) -> Result<(GroupChange, SystemChange), ChatError> {
+    let record = |event, user: Option<UserId>| SystemChange {
+        event,
+        actor_id: actor.get(),
+        user_id: user.map(UserId::get),
+        name: None,
+        role: None,
+    };
+    let owner_only = |what: &str| {
+        if actor_role == Role::Owner {
+            Ok(())
+        } else {
+            Err(ChatError::Forbidden(format!(
+                "only the group's owner can {what}"
+            )))
+        }
+    };
+    let target_role =
+        |user: UserId| role_of(members, user).ok_or_else(|| ChatError::not_in_group(user, group));
+    Ok(match op {
+        GroupOp::Add { user, role } => {
+            match (actor_role, role) {
+                (_, Role::Owner) => {
+                    return Err(ChatError::invalid(
+                        "a group has one owner; add as member or admin",
+                    ))
+                }
+                (Role::Owner, _) | (Role::Admin, Role::Member) => {}
+                (Role::Admin, Role::Admin) => {
+                    return Err(ChatError::Forbidden("only the owner can add admins".into()))
+                }
+                (Role::Member, _) => {
+                    return Err(ChatError::Forbidden(
+                        "only the group's owner or an admin can add members".into(),
+                    ))
+                }
+            }
+            if members.len() >= MAX_GROUP_MEMBERS {
+                return Err(ChatError::group_full());
+            }
+            if !core.user_exists(*user).await? {
+                return Err(ChatError::no_such_user(user));
+            }
+            let mut system = record(SystemEvent::MemberAdded, Some(*user));
+            system.role = Some(*role);
+            (
+                GroupChange::Add {
+                    user: *user,
+                    role: *role,
+                },
+                system,
+            )
+        }
+        GroupOp::Remove { user } if *user == actor => {
+            if actor_role != Role::Owner {
+                (
+                    GroupChange::Remove { user: actor },
+                    record(SystemEvent::MemberLeft, Some(actor)),
+                )
+            } else if members.len() == 1 {
+                // The last member leaving: the group goes with them.
+                (GroupChange::Delete, record(SystemEvent::GroupDeleted, None))
+            } else {
+                return Err(ChatError::Conflict(format!(
+                    "the owner can leave only as the last member: hand ownership over first \
+                     (POST /api/groups/{group}/owner)"
+                )));
+            }
+        }
+        GroupOp::Remove { user } => {
             // A plain member may remove no one: refused before looking the
             // target up, so the answer is the same whoever it names.
             if actor_role == Role::Member {
@@ -130,36 +358,66 @@ impl Chat {
                     "only the owner or an admin may remove members".into(),
                 ));
             }
-            let target = members
-                .iter()
-                .find(|m| m.user_id == user.get())
-                .map(|m| m.role)
-                .ok_or_else(|| ChatError::not_in_group(user, group))?;
-            let allowed = match actor_role {
-                Role::Owner => true,
-                Role::Admin => target == Role::Member,
-                Role::Member => false,
+            let allowed = match (actor_role, target_role(*user)?) {
+                (Role::Owner, _) => true,
+                (Role::Admin, target) => target == Role::Member,
+                (Role::Member, _) => false,
             };
             if !allowed {
                 return Err(ChatError::Forbidden(
                     "not allowed to remove this member".into(),
                 ));
             }
+            (
+                GroupChange::Remove { user: *user },
+                record(SystemEvent::MemberRemoved, Some(*user)),
+            )
         }
-        let result = self.core.store.remove_member(group, user).await;
-        self.roster_changed(group).await;
-        result.map_err(|e| match e {
-            StoreError::NotFound => ChatError::not_in_group(user, group),
-            e => e.into(),
-        })
-    }
-
-    /// Drops the cached roster and tells the other nodes that `group`'s
-    /// members changed.
-    async fn roster_changed(&self, group: GroupId) {
-        self.core.directory.invalidate_roster(group);
-        if let Some(cluster) = self.cluster() {
-            cluster.roster_changed(group).await;
+        GroupOp::Rename(name) => {
+            if actor_role == Role::Member {
+                return Err(ChatError::Forbidden(
+                    "only the group's owner or an admin can rename it".into(),
+                ));
+            }
+            let mut system = record(SystemEvent::Renamed, None);
+            system.name = Some(name.as_str().to_string());
+            (GroupChange::Rename(name.as_str().to_string()), system)
         }
-    }
+        GroupOp::SetRole { user, role } => {
+            owner_only("give roles")?;
+            if *role == Role::Owner {
+                return Err(ChatError::invalid(format!(
+                    "role must be \"admin\" or \"member\"; to hand ownership over, \
+                     POST /api/groups/{group}/owner"
+                )));
+            }
+            if target_role(*user)? == Role::Owner {
+                return Err(ChatError::Conflict(format!(
+                    "the owner's role changes only by handing ownership over \
+                     (POST /api/groups/{group}/owner)"
+                )));
+            }
+            let mut system = record(SystemEvent::RoleChanged, Some(*user));
+            system.role = Some(*role);
+            (
+                GroupChange::SetRole {
+                    user: *user,
+                    role: *role,
+                },
+                system,
+            )
+        }
+        GroupOp::Owner { user } => {
+            owner_only("hand ownership over")?;
+            target_role(*user)?;
+            (
+                GroupChange::Owner { user: *user },
+                record(SystemEvent::OwnerChanged, Some(*user)),
+            )
+        }
+        GroupOp::Delete => {
+            owner_only("delete the group")?;
+            (GroupChange::Delete, record(SystemEvent::GroupDeleted, None))
+        }
+    })
 }

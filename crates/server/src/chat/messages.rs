@@ -44,7 +44,7 @@ impl Chat {
         }));
     }
 
-    fn enqueue(&self, item: Queued) {
+    pub(super) fn enqueue(&self, item: Queued) {
         let refused = if self.closing.load(Ordering::Acquire) {
             Some((item, "server is shutting down"))
         } else {
@@ -58,12 +58,13 @@ impl Chat {
         let Some((item, why)) = refused else {
             return;
         };
+        let e = ChatError::Unavailable(format!("{why}, nothing was stored; retry"));
         let respond = match item {
             Queued::Send(job) => job.respond,
             Queued::Change(job) => job.respond,
+            Queued::Group(job) => return job.refuse(e),
             Queued::Barrier(_) => return,
         };
-        let e = ChatError::Unavailable(format!("{why}, nothing was stored; retry"));
         tokio::spawn(respond.respond(Err(e)));
     }
 
@@ -84,7 +85,18 @@ impl Chat {
         target: Target,
         page: Page,
     ) -> Result<MessagePage, ChatError> {
-        self.core.participants(user, target).await?;
+        let page = match (self.core.participants(user, target).await, target) {
+            (Ok(_), _) => page,
+            // A member who left (or whose group was deleted) reads up to
+            // their departure.
+            (Err(e @ (ChatError::Forbidden(_) | ChatError::NotFound(_))), Target::Group(g)) => {
+                match self.core.store.departed_at(g, user).await? {
+                    Some(last) => page.up_to(last),
+                    None => return Err(e),
+                }
+            }
+            (Err(e), _) => return Err(e),
+        };
         let (messages, has_more) = self
             .core
             .store

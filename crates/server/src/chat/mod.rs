@@ -32,10 +32,10 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-pub use self::core::{OnlineLookup, Settings, SHARED_ROSTER_MAX_AGE};
+pub use self::core::{Deliver, OnlineLookup, Settings, SHARED_ROSTER_MAX_AGE};
 pub use directory::Roster;
 pub use error::ChatError;
-pub use groups::MAX_GROUP_MEMBERS;
+pub use groups::{GroupOp, MAX_GROUP_MEMBERS};
 pub use input::{
     ChangeRequest, GroupName, ListCursor, ListPage, Password, SendRequest, Target, Username,
 };
@@ -109,6 +109,7 @@ impl Chat {
             presence: presence::Presence::default(),
             settings,
             online: std::sync::OnceLock::new(),
+            deliverer: std::sync::OnceLock::new(),
         });
         let chores = Arc::new(Chores::start(&core));
         let (sends, rx) = mpsc::channel(SEND_QUEUE);
@@ -170,6 +171,11 @@ impl Chat {
             Announcement::Blocks(a, b) => self.core.directory.invalidate_blocks(a, b),
             Announcement::All => self.core.directory.forget_all(),
         }
+    }
+
+    /// Sets how system messages reach the sockets (once).
+    pub fn set_deliverer(&self, deliverer: Arc<dyn Deliver>) {
+        let _ = self.core.deliverer.set(deliverer);
     }
 
     /// Sets how online-ness is looked up across nodes (once).

@@ -36,12 +36,13 @@ use tokio::sync::mpsc;
 
 use super::changes;
 use super::core::{now_ms, Core};
+use super::groups::{self, GroupJob};
 use super::{ChangeRequest, ChatError, SendRequest, Target};
 use crate::ids::UserId;
 use crate::store::{NewMessage, SeqCache, Store, StoreError, MAX_BATCH};
 
 /// Attempts at a batch that hits a deadlock or serialization failure.
-const MAX_ATTEMPTS: u32 = 5;
+pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// Every send is answered within this long of being queued: when the
 /// database is down or hanging, the answer is `unavailable`, never a hang.
 pub const SEND_DEADLINE: Duration = Duration::from_millis(1800);
@@ -87,6 +88,9 @@ pub(crate) enum Queued {
     /// Applied after the sends queued before it are committed and
     /// delivered, on its own (see `changes.rs`).
     Change(ChangeJob),
+    /// A change to a group with its system message (see `groups.rs`),
+    /// applied like a `Change`.
+    Group(GroupJob),
     /// Signalled once every send queued before it has been answered.
     Barrier(tokio::sync::oneshot::Sender<()>),
 }
@@ -126,6 +130,10 @@ pub(crate) async fn run(
                 Queued::Change(change) => {
                     commit_batch(&core, store, &mut seqs, std::mem::take(&mut jobs)).await;
                     apply_change(&core, change).await;
+                }
+                Queued::Group(job) => {
+                    commit_batch(&core, store, &mut seqs, std::mem::take(&mut jobs)).await;
+                    groups::run_job(&core, store, &mut seqs, job).await;
                 }
             }
         }
@@ -196,6 +204,7 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
                     created_at_ms: now,
                     reply_to,
                     mentions: req.mentions,
+                    system: None,
                 });
                 accepted.push((respond, recipients));
             }

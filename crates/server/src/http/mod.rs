@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 
 use crate::app::App;
@@ -36,7 +36,17 @@ pub fn router(app: App) -> Router {
             post(users::block).delete(users::unblock),
         )
         .route("/api/groups", post(groups::create).get(groups::list))
-        .route("/api/groups/{id}", get(groups::get))
+        .route(
+            "/api/groups/{id}",
+            get(groups::get)
+                .patch(groups::rename)
+                .delete(groups::delete),
+        )
+        .route("/api/groups/{id}/owner", post(groups::hand_over))
+        .route(
+            "/api/groups/{id}/members/{user_id}/role",
+            put(groups::set_role),
+        )
         .route("/api/groups/{id}/members", post(groups::add_member))
         .route(
             "/api/groups/{id}/members/{user_id}",

@@ -22,17 +22,17 @@ mod registry;
 pub mod relay;
 mod typing;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use palaver_protocol::{events, Ack, ErrorCode};
+use palaver_protocol::{events, Ack, ErrorCode, Message};
 use palaver_sio::socketio::{self, packet};
 use palaver_sio::{Connect, DisconnectReason, Event, Frame, Handler};
 use serde_json::value::RawValue;
 
 use crate::app::App;
-use crate::chat::{ChatError, Target};
+use crate::chat::{ChatError, Deliver, Target};
 use crate::ids::UserId;
 use crate::limits::TypingBucket;
 pub use registry::Registry;
@@ -98,7 +98,21 @@ pub fn server(app: &App, relay: Option<Relay>) -> Server {
         relay.attach(&hub);
         app.chat.set_online_lookup(Arc::new(relay.clone()));
     }
+    app.chat
+        .set_deliverer(Arc::new(SystemDeliveries(Arc::downgrade(&hub.0))));
     palaver_sio::server(config(app.config.max_frame_bytes as usize), hub)
+}
+
+/// Delivers the chat's own messages (a group's system messages) to the
+/// sockets; holds the hub weakly, as the chat outlives nothing here.
+struct SystemDeliveries(Weak<HubInner>);
+
+impl Deliver for SystemDeliveries {
+    fn message(&self, users: &[UserId], message: &Message) {
+        if let Some(hub) = self.0.upgrade() {
+            Hub(hub).deliver(users, None, frame(events::MESSAGE, message));
+        }
+    }
 }
 
 impl Hub {

@@ -31,12 +31,14 @@ pub use pool::PoolOptions;
 pub use seqs::SeqCache;
 
 use async_trait::async_trait;
-use palaver_protocol::{ConversationSummary, Group, Member, Message, ReplyTo, Role, User};
+use palaver_protocol::{
+    ConversationSummary, Group, Member, Message, ReplyTo, Role, SystemChange, User,
+};
 
 use crate::ids::{ActivityKey, ConversationKey, ConversationsPage, GroupId, Page, UserId};
 
 /// Most messages committed in one batch: the writer's largest batch, and
-/// the rows of one multi-row statement (256 rows of 9 columns is 2,304
+/// the rows of one multi-row statement (256 rows of 10 columns is 2,560
 /// bound parameters, far below every backend's limit), so a batch's insert
 /// is one or two statements.
 pub const MAX_BATCH: usize = 256;
@@ -61,6 +63,8 @@ pub struct NewMessage {
     pub reply_to: Option<ReplyTo>,
     /// Group members it mentions, distinct, checked to be members (v1.2).
     pub mentions: Vec<UserId>,
+    /// For a system message, the group change it records (v1.2).
+    pub system: Option<SystemChange>,
 }
 
 /// The result of inserting one message of a batch.
@@ -197,7 +201,10 @@ pub trait UserStore: Send + Sync {
         -> Result<Vec<(UserId, UserId)>, StoreError>;
 }
 
-/// Groups and their members.
+/// Groups and their members. A member who left (or was removed) keeps a
+/// row with the seq of the system message of their departure, which
+/// bounds the history they may read; a deleted group keeps its row. Neither
+/// is a member or a group to any method but [`GroupStore::departed_at`].
 #[async_trait]
 pub trait GroupStore: Send + Sync {
     /// Creates a group owned by `owner` with `members` (users known to exist,
@@ -210,7 +217,7 @@ pub trait GroupStore: Send + Sync {
         now_ms: i64,
     ) -> Result<Group, StoreError>;
 
-    /// The group without members, or `None`.
+    /// The group without members, or `None` (also once deleted).
     async fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError>;
 
     /// The groups `user` belongs to, newest first.
@@ -219,20 +226,66 @@ pub trait GroupStore: Send + Sync {
     /// The members of a group, by join time; empty for an unknown group.
     async fn members(&self, group: GroupId) -> Result<Vec<Member>, StoreError>;
 
-    /// Adds a member, whose read position starts at the group's latest
-    /// message (earlier history is readable but not unread). `Conflict` if
-    /// already a member.
-    async fn add_member(
+    /// Where `user`'s membership of `group` ended (the seq of the system
+    /// message of their departure, or of the group's deletion), if they
+    /// were a member and are not.
+    async fn departed_at(&self, group: GroupId, user: UserId) -> Result<Option<i64>, StoreError>;
+
+    /// Applies a change to a group and inserts its system message `system`
+    /// with the conversation's next seq (from `seqs`, as a writer batch
+    /// does), in one transaction, unless the group is gone or the change
+    /// changes nothing ([`GroupOutcome`]). Whether it is allowed is the
+    /// caller's to decide beforehand. `Retryable` when another writer won
+    /// the seq.
+    async fn change_group(
         &self,
         group: GroupId,
+        change: &GroupChange,
+        system: &NewMessage,
+        seqs: &mut SeqCache,
+    ) -> Result<GroupOutcome, StoreError>;
+}
+
+/// A change to a group (v1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// Adds `user` (or adds them back) with `role`; their read position
+    /// starts before the system message.
+    Add {
         user: UserId,
         role: Role,
-        now_ms: i64,
-    ) -> Result<Member, StoreError>;
+    },
+    /// `user` leaves or is removed.
+    Remove {
+        user: UserId,
+    },
+    Rename(String),
+    /// Gives a member other than the owner a role.
+    SetRole {
+        user: UserId,
+        role: Role,
+    },
+    /// Makes member `user` the owner; the owner becomes an admin.
+    Owner {
+        user: UserId,
+    },
+    /// Deletes the group: every member departs at its system message.
+    Delete,
+}
 
-    /// Removes a member; `NotFound` if not a member. When the owner leaves,
-    /// ownership passes to the longest-standing admin, else member.
-    async fn remove_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError>;
+/// What [`GroupStore::change_group`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOutcome {
+    /// Applied; the system message inserted.
+    Changed(Box<Message>),
+    /// Nothing to change (the name, the role or the owner is already so).
+    Unchanged,
+    /// `Add` of a member.
+    AlreadyMember,
+    /// The user the change names is not a member.
+    NotMember,
+    /// No such group, or it is deleted.
+    Gone,
 }
 
 /// Messages: the writer's batches and a conversation's history.

@@ -90,6 +90,7 @@ async fn read_backs_and_returning_agree_with_the_stored_rows() {
                 created_at_ms: i,
                 reply_to: None,
                 mentions: Vec::new(),
+                system: None,
             })
             .collect();
         batch.push(NewMessage {
@@ -157,6 +158,7 @@ async fn a_writer_batch_is_committed_even_on_a_connection_left_in_a_transaction(
         created_at_ms: i,
         reply_to: None,
         mentions: Vec::new(),
+        system: None,
     };
     let mut seqs = SeqCache::new();
     let database = reset.trim_start_matches("DROP DATABASE IF EXISTS ");

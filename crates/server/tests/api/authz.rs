@@ -117,6 +117,14 @@ enum Op {
     DeleteGroup(Who),
     /// Socket `delete` of seq 1 of the conversation.
     DeletePrivate(UserRef),
+    /// PATCH /api/groups/{id} (v1.2).
+    Rename(GroupRef),
+    /// PUT /api/groups/{id}/members/{userId}/role (v1.2).
+    SetRole(GroupRef, UserRef, &'static str),
+    /// POST /api/groups/{id}/owner (v1.2).
+    HandOver(GroupRef, UserRef),
+    /// DELETE /api/groups/{id} (v1.2).
+    DeleteWhole(GroupRef),
 }
 
 impl fmt::Display for UserRef {
@@ -161,6 +169,10 @@ impl fmt::Display for Op {
             Op::ReactGroup(g) => write!(f, "react {g} seq 1"),
             Op::DeleteGroup(author) => write!(f, "delete {}'s group message", author.name()),
             Op::DeletePrivate(to) => write!(f, "delete private with {to} seq 1"),
+            Op::Rename(g) => write!(f, "PATCH {g} name"),
+            Op::SetRole(g, u, role) => write!(f, "PUT {g} member {u} role {role}"),
+            Op::HandOver(g, u) => write!(f, "POST {g} owner {u}"),
+            Op::DeleteWhole(g) => write!(f, "DELETE {g}"),
         }
     }
 }
@@ -192,6 +204,10 @@ fn forbidden() -> Outcome {
 
 fn not_found() -> Outcome {
     code("not_found")
+}
+
+fn conflict() -> Outcome {
+    code("conflict")
 }
 
 impl fmt::Display for Outcome {
@@ -313,7 +329,13 @@ fn matrix() -> Vec<Row> {
             TypingGroup(Known),
             ReadGroup(Known, 1),
         ] {
-            rows.push(row(*who, op, expect.clone()));
+            // A removed member still reads the history up to their
+            // removal (v1.2), the marker sent before it included.
+            let expect = match (who, op) {
+                (Removed, HistoryGroup(_)) => OK,
+                _ => expect.clone(),
+            };
+            rows.push(row(*who, op, expect));
         }
     }
     // The message life cycle (v1.2). Seq 1 of the group is the owner's;
@@ -414,12 +436,53 @@ fn matrix() -> Vec<Row> {
         row(Member, RemoveMember(Known, NoUser), forbidden()),
         row(Outsider, remove(Member), forbidden()),
         row(Removed, remove(Member), forbidden()),
-        row(Owner, remove(Owner), OK),
+        // The owner leaves only as the last member (v1.2).
+        row(Owner, remove(Owner), conflict()),
         row(Admin, remove(Admin), OK),
         row(Member, remove(Member), OK),
         row(Outsider, remove(Outsider), forbidden()),
         row(Removed, remove(Removed), forbidden()),
         row(Owner, RemoveMember(NoGroup, Is(Member)), not_found()),
+    ]);
+    // Running a group (v1.2): owner and admins rename; only the owner
+    // gives roles, hands the group over and deletes it.
+    let role = |who, r| SetRole(Known, Is(who), r);
+    let hand = |who| HandOver(Known, Is(who));
+    rows.extend([
+        row(Owner, Rename(Known), OK),
+        row(Admin, Rename(Known), OK),
+        row(Member, Rename(Known), forbidden()),
+        row(Removed, Rename(Known), forbidden()),
+        row(Outsider, Rename(Known), forbidden()),
+        row(Owner, Rename(NoGroup), not_found()),
+        row(Owner, role(Member, "admin"), OK),
+        row(Owner, role(Admin, "member"), OK),
+        row(Owner, role(Member, "member"), OK),
+        row(Owner, role(Owner, "admin"), conflict()),
+        row(Owner, role(Member, "owner"), code("invalid_payload")),
+        row(Owner, role(Outsider, "admin"), not_found()),
+        row(Owner, role(Removed, "admin"), not_found()),
+        row(Admin, role(Member, "admin"), forbidden()),
+        row(Admin, role(Admin2, "member"), forbidden()),
+        row(Member, role(Member2, "admin"), forbidden()),
+        row(Outsider, role(Member, "admin"), forbidden()),
+        row(Owner, SetRole(NoGroup, Is(Member), "admin"), not_found()),
+        row(Owner, hand(Admin), OK),
+        row(Owner, hand(Member), OK),
+        row(Owner, hand(Owner), OK),
+        row(Owner, hand(Outsider), not_found()),
+        row(Owner, hand(Removed), not_found()),
+        row(Owner, HandOver(Known, NoUser), not_found()),
+        row(Admin, hand(Member), forbidden()),
+        row(Member, hand(Member), forbidden()),
+        row(Removed, hand(Removed), forbidden()),
+        row(Owner, HandOver(NoGroup, Is(Member)), not_found()),
+        row(Owner, DeleteWhole(Known), OK),
+        row(Admin, DeleteWhole(Known), forbidden()),
+        row(Member, DeleteWhole(Known), forbidden()),
+        row(Removed, DeleteWhole(Known), forbidden()),
+        row(Outsider, DeleteWhole(Known), forbidden()),
+        row(Owner, DeleteWhole(NoGroup), not_found()),
     ]);
     rows
 }
@@ -461,9 +524,14 @@ impl Fixture {
         let (group, marker) = fx.build_group(app, true).await;
         fx.group = group;
         fx.group_marker = marker.expect("marker sent");
-        // The removed member did get the message sent while a member.
+        // The removed member did get the message sent while a member,
+        // then the system messages of the admins' arrival and of their
+        // own removal (v1.2), and nothing after.
         let seen = next_message(fx.socket_mut(Removed)).await;
         assert_eq!(seen.id, fx.group_marker);
+        next_system(fx.socket_mut(Removed), "member_added").await;
+        next_system(fx.socket_mut(Removed), "member_added").await;
+        next_system(fx.socket_mut(Removed), "member_removed").await;
         fx.pair_marker = send_ok(fx.socket(PeerA), private(fx.id(PeerB), "pair"))
             .await
             .id;
@@ -514,6 +582,12 @@ impl Fixture {
     async fn build_group(&self, app: &TestApp, warm: bool) -> (i64, Option<i64>) {
         let members = [self.id(Member), self.id(Member2), self.id(Removed)];
         let g = app.group(self.user(Owner), "matrix", &members).await;
+        // Seq 1, before the system messages of the admins' arrival.
+        let marker = if warm {
+            Some(send_ok(self.socket(Owner), group_msg(g, "before")).await.id)
+        } else {
+            None
+        };
         for admin in [Admin, Admin2] {
             let (s, body) = app
                 .post(
@@ -524,11 +598,6 @@ impl Fixture {
                 .await;
             assert_eq!(s, 201, "fixture: add {}: {body}", admin.name());
         }
-        let marker = if warm {
-            Some(send_ok(self.socket(Owner), group_msg(g, "before")).await.id)
-        } else {
-            None
-        };
         let (s, body) = app
             .delete(
                 &format!("/api/groups/{g}/members/{}", self.id(Removed)),
@@ -663,6 +732,31 @@ impl Fixture {
                                "seq": 1});
                 emit("delete", p).await
             }
+            Op::Rename(g) => {
+                let g = self.group_for(app, g, true).await;
+                let body = json!({"name": format!("renamed by {}", actor.name())});
+                let (s, body) = app.patch(&format!("/api/groups/{g}"), token, body).await;
+                http_outcome(200, s, &body)
+            }
+            Op::SetRole(g, user, role) => {
+                let g = self.group_for(app, g, true).await;
+                let path = format!("/api/groups/{g}/members/{}/role", self.user_id(user));
+                let (s, body) = app.put(&path, token, json!({"role": role})).await;
+                http_outcome(200, s, &body)
+            }
+            Op::HandOver(g, user) => {
+                let g = self.group_for(app, g, true).await;
+                let body = json!({"userId": self.user_id(user)});
+                let (s, body) = app
+                    .post(&format!("/api/groups/{g}/owner"), token, body)
+                    .await;
+                http_outcome(200, s, &body)
+            }
+            Op::DeleteWhole(g) => {
+                let g = self.group_for(app, g, true).await;
+                let (s, body) = app.delete(&format!("/api/groups/{g}"), token).await;
+                http_outcome(204, s, &body)
+            }
         }
     }
 
@@ -786,6 +880,14 @@ async fn removed_member_stops_receiving_on_every_socket_while_the_others_still_d
         .await;
     assert_eq!(s, 204, "{body}");
 
+    // Everyone, the removed member on both sockets too, is told.
+    let removed = next_system(&mut o2, "member_removed").await;
+    assert_eq!(removed.sender_id, owner.id());
+    assert_eq!(removed.system.as_ref().unwrap().user_id, Some(leaving.id()));
+    for s in [&mut ad, &mut m, &mut l1, &mut l2] {
+        assert_eq!(next_message(s).await, removed);
+    }
+
     // At once: the remaining members (and the sender's other socket) get
     // it, the removed member on neither socket.
     let after = send_ok(&o1, group_msg(g, "after")).await;
@@ -815,7 +917,13 @@ async fn removed_member_stops_receiving_on_every_socket_while_the_others_still_d
     let stored = app.history(&owner, "group", g, 0).await;
     assert_eq!(
         stored.iter().map(|m| m.id).collect::<Vec<_>>(),
-        vec![before.id, after.id, from_member.id]
+        vec![before.id, removed.id, after.id, from_member.id]
+    );
+    // The removed member reads up to their removal, and no further.
+    let theirs = app.history(&leaving, "group", g, 0).await;
+    assert_eq!(
+        theirs.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![before.id, removed.id]
     );
 }
 

@@ -160,7 +160,19 @@ async fn members_leave_and_owner_or_admin_remove(b: Backend) {
     let (s, _) = app.get(&format!("/api/groups/{g}"), Some(&m1.token)).await;
     assert_eq!(s, 403, "a former member cannot read the group");
 
-    // The owner leaves: the admin inherits the group.
+    // The owner cannot leave others behind (v1.2): ownership is handed
+    // over first, then the old owner, now an admin, leaves.
+    let (s, body) = app.delete(&del(owner.id()), Some(&owner.token)).await;
+    assert_eq!(s, 409, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+    let (s, body) = app
+        .post(
+            &format!("/api/groups/{g}/owner"),
+            Some(&owner.token),
+            json!({"userId": admin.id()}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
     let (s, _) = app.delete(&del(owner.id()), Some(&owner.token)).await;
     assert_eq!(s, 204);
     let (_, body) = app

@@ -141,6 +141,22 @@ impl TestApp {
         send(req).await
     }
 
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.http.patch(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        send(req).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.http.put(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        send(req).await
+    }
+
     pub async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = self.http.delete(self.url(path));
         if let Some(t) = token {
@@ -296,4 +312,18 @@ pub async fn no_message(client: &mut Client) {
     while let Some((name, data)) = client.next_event_timeout(QUIET).await {
         assert_ne!(name, "message", "unexpected message {data}");
     }
+}
+
+/// The next `message` event that is a system message (v1.2), checked to
+/// record `event`.
+pub async fn next_system(client: &mut Client, event: &str) -> Message {
+    let m = next_message(client).await;
+    assert_eq!(
+        m.system
+            .as_ref()
+            .map(|s| serde_json::to_value(s.event).unwrap()),
+        Some(json!(event)),
+        "expected a {event} system message, got {m:?}"
+    );
+    m
 }

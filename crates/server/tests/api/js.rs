@@ -65,7 +65,7 @@ async fn official_javascript_client_end_to_end() {
         "JavaScript end-to-end suite failed:\n{report}"
     );
     assert!(
-        report.contains("pass 6"),
-        "expected 6 passing JS tests:\n{report}"
+        report.contains("pass 7"),
+        "expected 7 passing JS tests:\n{report}"
     );
 }

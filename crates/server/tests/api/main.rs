@@ -25,6 +25,7 @@ mod limits;
 mod messaging;
 mod process;
 mod receipts;
+mod running;
 mod shutdown;
 mod store;
 
@@ -43,6 +44,7 @@ fn main() {
         messaging::trials(),
         process::trials(),
         receipts::trials(),
+        running::trials(),
         receipts::presence_tests::trials(),
         shutdown::trials(),
         store::trials(),

@@ -406,6 +406,9 @@ async fn member_added_can_send_at_once_and_removed_member_stops_receiving(b: Bac
         )
         .await;
     assert_eq!(status, 201);
+    // Both of bob's sockets are told he was added (v1.2).
+    next_system(&mut b1, "member_added").await;
+    next_system(&mut b2, "member_added").await;
     send_ok(&b1, group_msg(g, "hi, I'm bob")).await;
     let m = send_ok(&a, group_msg(g, "welcome")).await;
     assert_eq!(next_message(&mut b1).await, m);
@@ -419,6 +422,9 @@ async fn member_added_can_send_at_once_and_removed_member_stops_receiving(b: Bac
         )
         .await;
     assert_eq!(status, 204);
+    // Told of his removal, then nothing more.
+    next_system(&mut b1, "member_removed").await;
+    next_system(&mut b2, "member_removed").await;
     send_ok(&a, group_msg(g, "bob is gone")).await;
     no_message(&mut b1).await;
     no_message(&mut b2).await;

@@ -172,7 +172,8 @@ async fn group_unread_counts_follow_membership(b: Backend) {
     send_ok(&a, group_msg(g, "one")).await;
     send_ok(&a, group_msg(g, "two")).await;
     assert_eq!(conversation(&app, &bob, "group", g).await.unread_count, 2);
-    // A member added later starts at the latest message.
+    // A member added later starts at the latest message: the system
+    // message that adds them (v1.2) is their only unread one.
     app.post(
         &format!("/api/groups/{g}/members"),
         Some(&alice.token),
@@ -180,10 +181,14 @@ async fn group_unread_counts_follow_membership(b: Backend) {
     )
     .await;
     let c = conversation(&app, &carol, "group", g).await;
-    assert_eq!((c.read_seq, c.unread_count), (2, 0));
+    assert_eq!((c.read_seq, c.unread_count), (2, 1));
+    assert_eq!(
+        c.last_message.unwrap().system.unwrap().user_id,
+        Some(carol.id())
+    );
     send_ok(&a, group_msg(g, "three")).await;
-    assert_eq!(conversation(&app, &carol, "group", g).await.unread_count, 1);
-    assert_eq!(conversation(&app, &bob, "group", g).await.unread_count, 3);
+    assert_eq!(conversation(&app, &carol, "group", g).await.unread_count, 2);
+    assert_eq!(conversation(&app, &bob, "group", g).await.unread_count, 4);
     // A non-member cannot mark a group read.
     let outsider = app.register("dave").await;
     let d = app.connect(&outsider.token).await;

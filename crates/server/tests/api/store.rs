@@ -40,6 +40,7 @@ fn msg(sender: i64, peer: i64, content: &str, key: Option<&str>) -> NewMessage {
         created_at_ms: 1_795_665_600_000,
         reply_to: None,
         mentions: Vec::new(),
+        system: None,
     }
 }
 

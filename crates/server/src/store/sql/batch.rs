@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use palaver_protocol::Message;
+use palaver_protocol::{Message, MessageKind};
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
@@ -116,7 +116,7 @@ impl SqlStore {
     /// default (read committed) and SQLite's exclusive write transaction
     /// do; MySQL's default (repeatable read) does not, so the batch asks
     /// for read committed, in the same round trip as its `BEGIN`.
-    async fn begin_batch<'c>(
+    pub(super) async fn begin_batch<'c>(
         &self,
         conn: &'c mut AnyConnection,
     ) -> Result<Transaction<'c, Any>, StoreError> {
@@ -238,7 +238,7 @@ impl SqlStore {
     /// never wait on each other in a cycle) until the transaction ends.
     /// SQLite needs nothing: its write transaction already excludes every
     /// other writer.
-    async fn lock_conversations(
+    pub(super) async fn lock_conversations(
         &self,
         conn: &mut AnyConnection,
         sorted_ids: &[i64],
@@ -279,7 +279,7 @@ impl SqlStore {
     /// ids keyed by `(conversation id, seq)`, and the `writer_epoch`
     /// setting read by the same statement (`None` if nothing was inserted;
     /// see `seqs.rs`).
-    async fn insert_rows(
+    pub(super) async fn insert_rows(
         &self,
         conn: &mut AnyConnection,
         batch: &[NewMessage],
@@ -290,8 +290,9 @@ impl SqlStore {
         for &chunk in chunks {
             let mut sql = format!(
                 "INSERT INTO messages (conversation_id, seq, conversation_type, sender_id, \
-                 receiver_id, content, client_msg_id, created_at, reply_seq) VALUES {}",
-                tuples(chunk.len(), 9)
+                 receiver_id, content, client_msg_id, created_at, reply_seq, system_change) \
+                 VALUES {}",
+                tuples(chunk.len(), 10)
             );
             if self.returning {
                 sql.push_str(" RETURNING id, conversation_id, seq, ");
@@ -302,16 +303,20 @@ impl SqlStore {
             for &(i, conv, seq) in chunk {
                 let m = &batch[i];
                 let kind = m.conversation.kind();
-                query = query
-                    .bind(conv)
-                    .bind(seq)
-                    .bind(kind.as_str())
-                    .bind(m.sender_id)
-                    .bind(m.receiver_id)
-                    .bind(m.content.as_str())
-                    .bind(m.client_msg_id.as_deref())
-                    .bind(m.created_at_ms)
-                    .bind(m.reply_to.as_ref().map(|r| r.seq));
+                query =
+                    query
+                        .bind(conv)
+                        .bind(seq)
+                        .bind(kind.as_str())
+                        .bind(m.sender_id)
+                        .bind(m.receiver_id)
+                        .bind(m.content.as_str())
+                        .bind(m.client_msg_id.as_deref())
+                        .bind(m.created_at_ms)
+                        .bind(m.reply_to.as_ref().map(|r| r.seq))
+                        .bind(m.system.as_ref().map(|s| {
+                            serde_json::to_string(s).expect("a system change serializes")
+                        }));
             }
             let returned = if !self.returning {
                 query.execute(&mut *conn).await?;
@@ -378,7 +383,7 @@ impl SqlStore {
     /// outcome and what to remember once it commits. Without
     /// `look_up_keys` the batch's `client_msg_id`s are taken to be new, and
     /// one that is not fails the insert with `Conflict` (unique index).
-    async fn insert_batch(
+    pub(super) async fn insert_batch(
         &self,
         conn: &mut AnyConnection,
         batch: &[NewMessage],
@@ -504,24 +509,8 @@ impl SqlStore {
             let id = *ids.get(&(conv, seq)).ok_or_else(|| {
                 StoreError::Other(sqlx::Error::Protocol("inserted row not returned".into()))
             })?;
-            let m = &batch[i];
             out[i] = Some(Ok(Inserted {
-                message: Message {
-                    id,
-                    conversation_type: m.conversation.kind(),
-                    sender_id: m.sender_id.get(),
-                    receiver_id: m.receiver_id,
-                    seq,
-                    content: m.content.clone(),
-                    client_msg_id: m.client_msg_id.clone(),
-                    created_at: from_ms(m.created_at_ms),
-                    edited_at: None,
-                    deleted_at: None,
-                    reply_to: m.reply_to.clone(),
-                    change_seq: 0,
-                    reactions: Vec::new(),
-                    mentions: m.mentions.iter().map(|u| u.get()).collect(),
-                },
+                message: stored_message(&batch[i], id, seq),
                 fresh: true,
             }));
         }
@@ -567,6 +556,32 @@ impl SqlStore {
                 "a batch in a transaction was not run".into(),
             ))
         })
+    }
+}
+
+/// The message `m` became, inserted as row `id` at `seq`.
+fn stored_message(m: &NewMessage, id: i64, seq: i64) -> Message {
+    Message {
+        id,
+        conversation_type: m.conversation.kind(),
+        sender_id: m.sender_id.get(),
+        receiver_id: m.receiver_id,
+        seq,
+        content: m.content.clone(),
+        client_msg_id: m.client_msg_id.clone(),
+        created_at: from_ms(m.created_at_ms),
+        edited_at: None,
+        deleted_at: None,
+        reply_to: m.reply_to.clone(),
+        change_seq: 0,
+        reactions: Vec::new(),
+        mentions: m.mentions.iter().map(|u| u.get()).collect(),
+        kind: if m.system.is_some() {
+            MessageKind::System
+        } else {
+            MessageKind::Text
+        },
+        system: m.system.clone(),
     }
 }
 

@@ -212,13 +212,14 @@ impl ConversationStore for SqlStore {
              m.receiver_id AS m_receiver_id, m.seq AS m_seq, m.content AS m_content, \
              m.client_msg_id AS m_client_msg_id, m.created_at AS m_created_at, \
              m.edited_at AS m_edited_at, m.deleted_at AS m_deleted_at, m.reply_seq AS m_reply_seq, \
-             m.change_seq AS m_change_seq, c.last_change \
+             m.change_seq AS m_change_seq, m.system_change AS m_system_change, c.last_change \
              FROM (SELECT a.id, a.last_id FROM ( \
                  SELECT c.id, {LAST_ID} AS last_id FROM ( \
                    SELECT id FROM conversations WHERE user_lo = ? \
                    UNION SELECT id FROM conversations WHERE user_hi = ? \
                    UNION SELECT c2.id FROM conversations c2 \
-                     JOIN group_members gm ON gm.group_id = c2.group_id WHERE gm.user_id = ?) mine \
+                     JOIN group_members gm ON gm.group_id = c2.group_id \
+                     WHERE gm.user_id = ? AND gm.left_seq IS NULL) mine \
                  JOIN conversations c ON c.id = mine.id) a \
                WHERE (a.last_id, a.id) < (?, ?) \
                ORDER BY a.last_id DESC, a.id DESC LIMIT ?) k \

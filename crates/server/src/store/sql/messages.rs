@@ -15,15 +15,70 @@ use palaver_protocol::{ConversationType, Message, ReactionCount, ReplyTo, REPLY_
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::batch::Batch;
+use super::batch::{Batch, BatchConn};
 use super::dialect::tuple;
 use super::rows::{message_from_row, opt_text, text, MESSAGE_COLS};
 use super::SqlStore;
 use crate::ids::{ConversationKey, Page, UserId};
+use crate::store::seqs::Learned;
 use crate::store::{
     ChangeOutcome, Inserted, MessageChange, MessageStore, NewMessage, SeqCache, StoreError,
     MAX_REACTIONS,
 };
+
+impl SqlStore {
+    /// After one of the writer's transactions (a batch, or a group change
+    /// with its system message): keeps the connection, or closes it after
+    /// a failure; teaches the seq cache what committed, or forgets `convs`'
+    /// last seqs when it is unknown whether it did; and when another
+    /// writer won a race, tells the other writers and answers `Retryable`.
+    pub(super) async fn settle<T>(
+        &self,
+        conn: BatchConn,
+        result: Result<(T, Learned), StoreError>,
+        convs: impl IntoIterator<Item = ConversationKey>,
+        seqs: &mut SeqCache,
+    ) -> Result<T, StoreError> {
+        // After a batch that went through, the writer keeps its connection
+        // and any other store hands it back. After a failure it is closed
+        // (see `BatchConn`) before anything else runs: the writer's pool has
+        // only this one, and `bump_writer_epoch` below needs it.
+        if result.is_ok() {
+            let conn = conn.finish();
+            if self.writer {
+                *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some((conn, Instant::now()));
+            }
+        } else {
+            drop(conn);
+        }
+        match result {
+            Ok((out, learned)) => {
+                seqs.commit(learned, Instant::now());
+                Ok(out)
+            }
+            Err(e) => {
+                // It may or may not have committed: what it would have
+                // taught is unknown.
+                seqs.forget(convs);
+                match e {
+                    // Inside a batch a uniqueness failure means another
+                    // writer won a race, on a seq or a client_msg_id:
+                    // retrying (with locks, for a while) finds its rows.
+                    StoreError::Conflict(m) => {
+                        seqs.others_seen(Instant::now());
+                        // Tell the other writers too (see `seqs.rs`); if
+                        // this fails, the retry still locks on this side.
+                        if let Ok(value) = self.bump_writer_epoch().await {
+                            seqs.epoch_written(value);
+                        }
+                        Err(StoreError::Retryable(sqlx::Error::Protocol(m)))
+                    }
+                    e => Err(e),
+                }
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl MessageStore for SqlStore {
@@ -53,44 +108,8 @@ impl MessageStore for SqlStore {
             let redo = Batch::InTransaction { look_up_keys: true };
             result = self.attempt_batch(&mut conn, batch, known, redo).await;
         }
-        // After a batch that went through, the writer keeps its connection
-        // and any other store hands it back. After a failure it is closed
-        // (see `BatchConn`) before anything else runs: the writer's pool has
-        // only this one, and `bump_writer_epoch` below needs it.
-        if result.is_ok() {
-            let conn = conn.finish();
-            if self.writer {
-                *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some((conn, Instant::now()));
-            }
-        } else {
-            drop(conn);
-        }
-        match result {
-            Ok((out, learned)) => {
-                seqs.commit(learned, Instant::now());
-                Ok(out)
-            }
-            Err(e) => {
-                // The batch may or may not have committed: what it would
-                // have taught is unknown.
-                seqs.forget(batch.iter().map(|m| m.conversation));
-                match e {
-                    // Inside a batch a uniqueness failure means another
-                    // writer won a race, on a seq or a client_msg_id:
-                    // retrying (with locks, for a while) finds its rows.
-                    StoreError::Conflict(m) => {
-                        seqs.others_seen(Instant::now());
-                        // Tell the other writers too (see `seqs.rs`); if
-                        // this fails, the retry still locks on this side.
-                        if let Ok(value) = self.bump_writer_epoch().await {
-                            seqs.epoch_written(value);
-                        }
-                        Err(StoreError::Retryable(sqlx::Error::Protocol(m)))
-                    }
-                    e => Err(e),
-                }
-            }
-        }
+        self.settle(conn, result, batch.iter().map(|m| m.conversation), seqs)
+            .await
     }
 
     async fn message_at(
@@ -228,12 +247,13 @@ impl MessageStore for SqlStore {
         let order = if forward { "ASC" } else { "DESC" };
         let sql = self.d.q(format!(
             "SELECT {MESSAGE_COLS} FROM messages WHERE conversation_id = ? AND {col} > ? \
-             AND {col} < ? ORDER BY {col} {order} LIMIT ?"
+             AND {col} < ? AND seq <= ? ORDER BY {col} {order} LIMIT ?"
         ));
         let rows = sqlx::query(&sql)
             .bind(conv)
             .bind(after)
             .bind(before)
+            .bind(page.last_seq().unwrap_or(i64::MAX))
             .bind(i64::from(page.limit()) + 1)
             .fetch_all(&mut *conn)
             .await?;

@@ -8,7 +8,9 @@
 //! Ids ([`UserId`], [`GroupId`]) bind as the integers they are, and an id
 //! read from a row is taken as it is: only parsed ids are ever stored.
 
-use palaver_protocol::{ConversationType, Group, Member, Message, ReplyTo, Role, User};
+use palaver_protocol::{
+    ConversationType, Group, Member, Message, MessageKind, ReplyTo, Role, SystemChange, User,
+};
 use sqlx::any::{Any, AnyRow, AnyTypeInfo};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -55,7 +57,7 @@ sql_id!(GroupId);
 pub(super) const USER_COLS: &str = "id, username, created_at, last_seen";
 pub(super) const GROUP_COLS: &str = "id, name, owner_id, created_at";
 pub(super) const MESSAGE_COLS: &str = "id, conversation_type, sender_id, receiver_id, seq, \
-     content, client_msg_id, created_at, edited_at, deleted_at, reply_seq, change_seq";
+     content, client_msg_id, created_at, edited_at, deleted_at, reply_seq, change_seq, system_change";
 
 /// A text column. sqlx's `Any` driver reports MySQL `TEXT` columns as
 /// blobs, so those are read as bytes and checked to be UTF-8.
@@ -129,6 +131,10 @@ pub(super) fn message_from_row(
         Ok(r.try_get::<Option<i64>, _>(format!("{prefix}{c}").as_str())?)
     };
     let kind: String = r.try_get(format!("{prefix}conversation_type").as_str())?;
+    let system = opt_text(d, r, format!("{prefix}system_change").as_str())?
+        .map(|json| serde_json::from_str::<SystemChange>(&json))
+        .transpose()
+        .map_err(|e| StoreError::Other(sqlx::Error::Decode(e.into())))?;
     Ok(Message {
         id: get_i64("id")?,
         conversation_type: ConversationType::parse(&kind).unwrap_or(ConversationType::Private),
@@ -148,5 +154,11 @@ pub(super) fn message_from_row(
         change_seq: get_i64("change_seq")?,
         reactions: Vec::new(),
         mentions: Vec::new(),
+        kind: if system.is_some() {
+            MessageKind::System
+        } else {
+            MessageKind::Text
+        },
+        system,
     })
 }

@@ -195,7 +195,8 @@ impl UserStore for SqlStore {
             .q("SELECT user_hi AS id FROM conversations WHERE user_lo = ? \
              UNION SELECT user_lo FROM conversations WHERE user_hi = ? \
              UNION SELECT m2.user_id FROM group_members m1 \
-               JOIN group_members m2 ON m2.group_id = m1.group_id WHERE m1.user_id = ?");
+               JOIN group_members m2 ON m2.group_id = m1.group_id \
+               WHERE m1.user_id = ? AND m1.left_seq IS NULL AND m2.left_seq IS NULL");
         let rows = sqlx::query(&sql)
             .bind(user)
             .bind(user)
@@ -217,7 +218,8 @@ impl UserStore for SqlStore {
             "SELECT 1 FROM conversations WHERE user_lo = ? AND user_hi = ? \
              UNION ALL SELECT 1 FROM group_members m1 \
                JOIN group_members m2 ON m2.group_id = m1.group_id \
-               WHERE m1.user_id = ? AND m2.user_id = ? LIMIT 1",
+               WHERE m1.user_id = ? AND m2.user_id = ? \
+               AND m1.left_seq IS NULL AND m2.left_seq IS NULL LIMIT 1",
         );
         let row = sqlx::query(&sql)
             .bind(a.min(b))
