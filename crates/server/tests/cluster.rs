@@ -194,15 +194,21 @@ async fn membership_changes_hold_on_every_node(backend: Backend) {
     let o2 = n2.connect(&owner_t).await;
     let mut m3 = n3.connect(&member_t).await;
     let mut m2 = n2.connect(&member_t).await;
-    let l2 = n2.connect(&late_t).await;
+    let mut l2 = n2.connect(&late_t).await;
 
     // Nodes 2 and 3 cache the roster while delivering this.
     send_ok(&o2, group_msg(group, "before")).await;
     next(&mut m3, "message").await;
     next(&mut m2, "message").await;
 
-    // Added through node 1, sends through node 2 at once.
+    // Added through node 1, sends through node 2 at once; the system
+    // message of the change (v1.2) reaches the sockets on nodes 2 and 3.
     n1.add_member(&owner_t, group, late).await;
+    for client in [&mut m3, &mut m2, &mut l2] {
+        let added = next(client, "message").await;
+        assert_eq!(added["system"]["event"], "member_added", "{added}");
+        assert_eq!(added["system"]["user_id"], late, "{added}");
+    }
     send_ok(&l2, group_msg(group, "hello, I'm new")).await;
 
     // Removed through node 1: within a second, nodes 2 and 3 stop
