@@ -179,6 +179,13 @@ pub struct Config {
     #[arg(long, env = "PALAVER_ALLOWED_ORIGINS", default_value = "",
           value_parser = AllowedOrigins::parse)]
     pub allowed_origins: AllowedOrigins,
+
+    /// Serve the web client's files (`index.html`, `app.js`, `app.css`)
+    /// from this directory, read at each request, instead of the copy
+    /// built into the binary: for working on the client (`web/dist` after
+    /// `npm run build`, with `web/src`'s page and style beside it).
+    #[arg(long, env = "PALAVER_WEB_DIR")]
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 /// `--allowed-origins`.

@@ -9,6 +9,7 @@
 //!   them from here, none from `store`.
 //! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
 //! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
+//! - [`web`]: the web client's files at `/` (built from `web/` by `build.rs`).
 //! - [`realtime`]: the Socket.IO front door on Palaver's own layer
 //!   (`palaver-sio`): handshake, events and delivery; `registry.rs` this
 //!   node's sockets by user, `relay.rs` the other nodes through Redis.
@@ -45,6 +46,7 @@ pub mod limits;
 pub mod preflight;
 pub mod realtime;
 pub mod store;
+pub mod web;
 
 use std::future::Future;
 

@@ -55,6 +55,7 @@ pub fn router(app: App) -> Router {
         .route("/api/conversations", get(messages::conversations))
         .route("/api/messages", get(messages::history))
         .route("/healthz", get(healthz))
+        .merge(crate::web::routes(app.config.web_dir.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes as usize))

@@ -15,6 +15,7 @@ mod helpers;
 mod accounts;
 mod authz;
 mod blocks;
+mod browser;
 mod conversations;
 mod groups;
 mod handshake;
@@ -34,6 +35,7 @@ fn main() {
         accounts::trials(),
         authz::trials(),
         blocks::trials(),
+        browser::trials(),
         conversations::trials(),
         groups::trials(),
         handshake::trials(),

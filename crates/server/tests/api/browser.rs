@@ -1,0 +1,134 @@
+//! Runs the web client's browser tests (`web/test/`): headless Chromium
+//! driven by playwright-core against a server started here, on a fresh
+//! database. They save pictures of the main screens into
+//! `docs/screenshots/`. Skipped when Chromium or Node.js is missing,
+//! failed then if `PALAVER_REQUIRE_BROWSER` is set (CI installs Debian's
+//! `chromium`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::helpers::*;
+use crate::support::harness::{self, Missing, Trial};
+
+/// The browser: `CHROMIUM`, else Debian's.
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+fn runs(program: &Path) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// This module's tests.
+pub fn trials() -> Vec<Trial> {
+    let need = if !runs(Path::new("node")) {
+        Err("node is not installed".to_string())
+    } else if !runs(&chromium()) {
+        Err(format!(
+            "no Chromium at {} (apt-get install chromium, or set CHROMIUM)",
+            chromium().display()
+        ))
+    } else {
+        Ok(())
+    };
+    let need = need.map_err(|why| Missing {
+        what: "with Chromium".into(),
+        why,
+        required_by: Some("PALAVER_REQUIRE_BROWSER"),
+    });
+    vec![
+        harness::test(
+            "browser::the_client_is_served_at_the_root",
+            harness::on_tokio(the_client_is_served_at_the_root),
+        ),
+        harness::test_if(
+            need,
+            "browser::web_client_in_chromium",
+            harness::on_tokio(web_client_in_chromium),
+        ),
+    ]
+}
+
+async fn web_client_in_chromium() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let web = root.join("web");
+    // The build script installed the packages for the bundle; playwright-core
+    // comes from the same lock file.
+    if !web.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&web)
+            .status()
+            .expect("run npm ci");
+        assert!(status.success(), "npm ci failed in web/");
+    }
+    let app = spawn_app(Backend::Sqlite).await;
+    let url = app.url("");
+    let shots = root.join("docs/screenshots");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .args(["--test", "--test-reporter=spec", "--test-concurrency=1"])
+            .arg("test/")
+            .current_dir(web)
+            .env("PALAVER_URL", url)
+            .env("CHROMIUM", chromium())
+            .env("SCREENSHOTS", shots)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "browser tests failed:\n{report}");
+    assert!(
+        report.contains("pass 5"),
+        "expected 5 passing browser tests:\n{report}"
+    );
+}
+
+/// The client's three files are served at `/` with their types and a
+/// Content-Security-Policy; every other path keeps its meaning.
+async fn the_client_is_served_at_the_root() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let http = reqwest::Client::new();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+    ] {
+        let r = http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let headers = r.headers().clone();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert!(
+            header("content-security-policy").contains("script-src 'self'"),
+            "{path}"
+        );
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        let body = r.text().await.unwrap();
+        assert!(!body.is_empty(), "{path}");
+        if path == "/" {
+            assert!(body.contains("<title>Palaver</title>"), "{body}");
+        }
+    }
+    for path in ["/api/nope", "/nope", "/index.html"] {
+        let (status, body) = app.get(path, None).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+    }
+}
