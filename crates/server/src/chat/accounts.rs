@@ -199,8 +199,12 @@ impl Chat {
     ) -> Result<(Vec<UserId>, chrono::DateTime<chrono::Utc>), ChatError> {
         let at = self.chores.last_seen.submit(user).await?;
         let mut contacts = self.core.store.contacts(user).await?;
-        let blocks = self.core.blocks_involving(user).await?;
-        contacts.retain(|c| !blocks.contains(c));
+        // No one to tell, no block to look up: most connections of a
+        // reconnect storm or a new user's first one.
+        if !contacts.is_empty() {
+            let blocks = self.core.blocks_involving(user).await?;
+            contacts.retain(|c| !blocks.contains(c));
+        }
         Ok((contacts, crate::store::from_ms(at)))
     }
 

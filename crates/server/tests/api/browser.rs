@@ -1,7 +1,10 @@
 //! Runs the web client's browser tests (`web/test/`): headless Chromium
 //! driven by playwright-core against a server started here, on a fresh
 //! database. They save pictures of the main screens into
-//! `docs/screenshots/`. Skipped when Chromium or Node.js is missing,
+//! `target/screenshots/`, or where `PALAVER_SCREENSHOTS` says (the
+//! README's come from `PALAVER_SCREENSHOTS=docs/screenshots`, so that a
+//! test run does not rewrite tracked files). Skipped when Chromium or
+//! Node.js is missing,
 //! failed then if `PALAVER_REQUIRE_BROWSER` is set (CI installs Debian's
 //! `chromium`).
 
@@ -68,7 +71,8 @@ async fn web_client_in_chromium() {
     }
     let app = spawn_app(Backend::Sqlite).await;
     let url = app.url("");
-    let shots = root.join("docs/screenshots");
+    let shots = std::env::var_os("PALAVER_SCREENSHOTS")
+        .map_or_else(|| root.join("target/screenshots"), |dir| root.join(dir));
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .args(["--test", "--test-reporter=spec", "--test-concurrency=1"])
