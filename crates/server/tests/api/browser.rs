@@ -48,6 +48,10 @@ pub fn trials() -> Vec<Trial> {
             "browser::the_client_is_served_at_the_root",
             harness::on_tokio(the_client_is_served_at_the_root),
         ),
+        harness::test(
+            "browser::web_dir_serves_the_client_from_a_directory",
+            harness::on_tokio(web_dir_serves_the_client_from_a_directory),
+        ),
         harness::test_if(
             need,
             "browser::web_client_in_chromium",
@@ -135,4 +139,30 @@ async fn the_client_is_served_at_the_root() {
         assert_eq!(status, 404, "{path}");
         assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
     }
+}
+
+/// `--web-dir` serves the client's files from a directory, read at each
+/// request (for working on the client); a missing file is a 404.
+async fn web_dir_serves_the_client_from_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<title>dev build</title>").unwrap();
+    let path = dir.path().to_path_buf();
+    let app = spawn_configured(Backend::Sqlite, move |c| c.web_dir = Some(path)).await;
+    let page = reqwest::get(app.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page, "<title>dev build</title>");
+    std::fs::write(dir.path().join("index.html"), "<title>edited</title>").unwrap();
+    let page = reqwest::get(app.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page, "<title>edited</title>", "read again at each request");
+    let missing = reqwest::get(app.url("/app.js")).await.unwrap();
+    assert_eq!(missing.status(), 404);
 }
