@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::helpers::*;
+use crate::js::node_suite;
 use crate::support::harness::{self, Missing, Trial};
 
 /// The browser: `CHROMIUM`, else Debian's.
@@ -62,40 +63,22 @@ pub fn trials() -> Vec<Trial> {
 
 async fn web_client_in_chromium() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let web = root.join("web");
-    // The build script installed the packages for the bundle; playwright-core
-    // comes from the same lock file.
-    if !web.join("node_modules/playwright-core").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&web)
-            .status()
-            .expect("run npm ci");
-        assert!(status.success(), "npm ci failed in web/");
-    }
     let app = spawn_app(Backend::Sqlite).await;
-    let url = app.url("");
     let shots = std::env::var_os("PALAVER_SCREENSHOTS")
         .map_or_else(|| root.join("target/screenshots"), |dir| root.join(dir));
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .args(["--test", "--test-reporter=spec", "--test-concurrency=1"])
-            .arg("test/")
-            .current_dir(web)
-            .env("PALAVER_URL", url)
-            .env("CHROMIUM", chromium())
-            .env("SCREENSHOTS", shots)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "browser tests failed:\n{report}");
+    // The build script installed the packages for the bundle; playwright-core
+    // comes from the same lock file.
+    let report = node_suite(
+        root.join("web"),
+        "playwright-core",
+        &["--test-concurrency=1", "test/"],
+        vec![
+            ("PALAVER_URL", app.url("").into()),
+            ("CHROMIUM", chromium().into()),
+            ("SCREENSHOTS", shots.into()),
+        ],
+    )
+    .await;
     assert!(
         report.contains("pass 5"),
         "expected 5 passing browser tests:\n{report}"

@@ -35,21 +35,44 @@ pub fn trials() -> Vec<Trial> {
 
 async fn official_javascript_client_end_to_end() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../e2e");
-    if !dir.join("node_modules/socket.io-client").exists() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let report = node_suite(
+        dir,
+        "socket.io-client",
+        &[],
+        vec![("PALAVER_URL", app.url("").into())],
+    )
+    .await;
+    assert!(
+        report.contains("pass 7"),
+        "expected 7 passing JS tests:\n{report}"
+    );
+}
+
+/// Runs `node --test` in `dir` (after `npm ci` if `package` is not
+/// installed there) with `args` and `env`, and returns its report; panics
+/// with the report if a test failed.
+pub async fn node_suite(
+    dir: PathBuf,
+    package: &str,
+    args: &[&str],
+    env: Vec<(&'static str, std::ffi::OsString)>,
+) -> String {
+    if !dir.join("node_modules").join(package).exists() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(&dir)
             .status()
             .expect("run npm ci");
-        assert!(status.success(), "npm ci failed in e2e/");
+        assert!(status.success(), "npm ci failed in {}", dir.display());
     }
-    let app = spawn_app(Backend::Sqlite).await;
-    let url = app.url("");
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .args(["--test", "--test-reporter=spec"])
+            .args(args)
             .current_dir(dir)
-            .env("PALAVER_URL", url)
+            .envs(env)
             .output()
             .expect("run node")
     })
@@ -62,10 +85,7 @@ async fn official_javascript_client_end_to_end() {
     );
     assert!(
         out.status.success(),
-        "JavaScript end-to-end suite failed:\n{report}"
+        "the Node.js test suite failed:\n{report}"
     );
-    assert!(
-        report.contains("pass 7"),
-        "expected 7 passing JS tests:\n{report}"
-    );
+    report
 }
