@@ -170,28 +170,18 @@ fn role_of(members: &[Member], user: UserId) -> Option<Role> {
         .map(|m| m.role)
 }
 
-fn system_message(
-    actor: UserId,
-    conversation: ConversationKey,
-    change: SystemChange,
-) -> NewMessage {
+/// The system message recording `change` to `group`, sent by `actor`.
+fn system_message(actor: UserId, group: GroupId, change: SystemChange) -> NewMessage {
     NewMessage {
         sender_id: actor,
-        conversation,
-        receiver_id: conversation_group(conversation),
+        conversation: ConversationKey::Group(group),
+        receiver_id: group.get(),
         content: change.describe(),
         client_msg_id: None,
         created_at_ms: now_ms(),
         reply_to: None,
         mentions: Vec::new(),
         system: Some(change),
-    }
-}
-
-fn conversation_group(conversation: ConversationKey) -> i64 {
-    match conversation {
-        ConversationKey::Group(g) => g.get(),
-        ConversationKey::Private { hi, .. } => hi.get(),
     }
 }
 
@@ -228,8 +218,7 @@ async fn apply(
     let (_, members, actor_role) = membership(core, actor, group).await?;
     let (change, system) = authorize(core, actor, group, &members, actor_role, op).await?;
     let mut attempt = 1;
-    let conversation = ConversationKey::Group(group);
-    let message = system_message(actor, conversation, system);
+    let message = system_message(actor, group, system);
     let outcome = loop {
         match store.change_group(group, &change, &message, seqs).await {
             Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {

@@ -58,6 +58,11 @@ async fn renaming_roles_and_handing_over_are_system_messages_in_order(b: Backend
     assert_eq!(body["members"].as_array().unwrap().len(), 3);
     let renamed = next_system(&mut m, "renamed").await;
     assert_eq!(renamed.seq, hello.seq + 1, "in the group's own seq");
+    assert_eq!(
+        (renamed.conversation_type.as_str(), renamed.receiver_id),
+        ("group", g),
+        "a system message names its group as any group message does"
+    );
     assert_eq!(renamed.kind, MessageKind::System);
     assert_eq!(renamed.sender_id, owner.id());
     assert_eq!(
@@ -130,6 +135,15 @@ async fn renaming_roles_and_handing_over_are_system_messages_in_order(b: Backend
     assert_eq!(role_of(admin.id()), Some(json!("owner")));
     assert_eq!(role_of(owner.id()), Some(json!("admin")));
     let handed = next_system(&mut m, "owner_changed").await;
+    // Handing the group to its owner changes nothing and writes nothing.
+    let (s, body) = app
+        .post(
+            &format!("/api/groups/{g}/owner"),
+            Some(&admin.token),
+            json!({"userId": admin.id()}),
+        )
+        .await;
+    assert_eq!((s, &body["owner_id"]), (200, &json!(admin.id())), "{body}");
     assert_eq!(
         record(&handed),
         ("owner_changed".into(), owner.id(), Some(admin.id()))
