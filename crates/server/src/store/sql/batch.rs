@@ -20,17 +20,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use palaver_protocol::{Message, MessageKind};
+use palaver_protocol::Message;
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
 
 use super::dialect::{shaped_chunks, tuple, tuples, Dialect, CHUNK, LAST_SEQ};
-use super::rows::{message_from_row, opt_text, MESSAGE_COLS};
+use super::rows::{message_from_row, opt_text, stored_message, MESSAGE_COLS};
 use super::SqlStore;
 use crate::ids::{ConversationKey, UserId};
 use crate::store::seqs::{Learned, SeqCache};
-use crate::store::{from_ms, Inserted, NewMessage, StoreError};
+use crate::store::{Inserted, NewMessage, StoreError};
 
 /// The setting a writer changes when it meets another writer (`seqs.rs`);
 /// a macro so that the name is written once, here.
@@ -556,32 +556,6 @@ impl SqlStore {
                 "a batch in a transaction was not run".into(),
             ))
         })
-    }
-}
-
-/// The message `m` became, inserted as row `id` at `seq`.
-fn stored_message(m: &NewMessage, id: i64, seq: i64) -> Message {
-    Message {
-        id,
-        conversation_type: m.conversation.kind(),
-        sender_id: m.sender_id.get(),
-        receiver_id: m.receiver_id,
-        seq,
-        content: m.content.clone(),
-        client_msg_id: m.client_msg_id.clone(),
-        created_at: from_ms(m.created_at_ms),
-        edited_at: None,
-        deleted_at: None,
-        reply_to: m.reply_to.clone(),
-        change_seq: 0,
-        reactions: Vec::new(),
-        mentions: m.mentions.iter().map(|u| u.get()).collect(),
-        kind: if m.system.is_some() {
-            MessageKind::System
-        } else {
-            MessageKind::Text
-        },
-        system: m.system.clone(),
     }
 }
 

@@ -18,7 +18,7 @@ use sqlx::{Database, Decode, Encode, Row, Type};
 
 use super::dialect::Dialect;
 use crate::ids::{GroupId, UserId};
-use crate::store::{from_ms, StoreError};
+use crate::store::{from_ms, NewMessage, StoreError};
 
 /// `Type`, `Encode` and `Decode` on the `Any` driver for an id type, as
 /// its `i64`.
@@ -161,4 +161,30 @@ pub(super) fn message_from_row(
         },
         system,
     })
+}
+
+/// The message `m` became, inserted as row `id` at `seq`.
+pub(super) fn stored_message(m: &NewMessage, id: i64, seq: i64) -> Message {
+    Message {
+        id,
+        conversation_type: m.conversation.kind(),
+        sender_id: m.sender_id.get(),
+        receiver_id: m.receiver_id,
+        seq,
+        content: m.content.clone(),
+        client_msg_id: m.client_msg_id.clone(),
+        created_at: from_ms(m.created_at_ms),
+        edited_at: None,
+        deleted_at: None,
+        reply_to: m.reply_to.clone(),
+        change_seq: 0,
+        reactions: Vec::new(),
+        mentions: m.mentions.iter().map(|u| u.get()).collect(),
+        kind: if m.system.is_some() {
+            MessageKind::System
+        } else {
+            MessageKind::Text
+        },
+        system: m.system.clone(),
+    }
 }
