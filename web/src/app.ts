@@ -395,8 +395,6 @@ async function catchUp(): Promise<void> {
   }
 }
 
-// ---- groups: the members panel ------------------------------------------------------------
-
 // ---- wiring ------------------------------------------------------------------------------
 
 $('signin-form').addEventListener('submit', (e) => { e.preventDefault(); void signIn(false); });
