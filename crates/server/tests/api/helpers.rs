@@ -165,6 +165,14 @@ impl TestApp {
         send(req).await
     }
 
+    /// `POST /api/groups/{group}/members` by `actor`, adding `user` as a
+    /// plain member; the status and body.
+    pub async fn add_member(&self, actor: &TestUser, group: i64, user: i64) -> (u16, Value) {
+        let path = format!("/api/groups/{group}/members");
+        self.post(&path, Some(&actor.token), json!({"userId": user}))
+            .await
+    }
+
     /// Creates a group owned by `owner` with `members`; returns its id.
     pub async fn group(&self, owner: &TestUser, name: &str, members: &[i64]) -> i64 {
         let (status, body) = self

@@ -249,13 +249,7 @@ async fn a_departed_member_reads_up_to_their_departure_until_added_back(b: Backe
 
     // Added back: the whole history again, and unread from the message
     // that adds them.
-    let (s, body) = app
-        .post(
-            &format!("/api/groups/{g}/members"),
-            Some(&owner.token),
-            json!({"userId": leaver.id()}),
-        )
-        .await;
+    let (s, body) = app.add_member(&owner, g, leaver.id()).await;
     assert_eq!(s, 201, "{body}");
     let added = next_system(&mut l, "member_added").await;
     let all = app.history(&leaver, "group", g, 0).await;
@@ -264,13 +258,7 @@ async fn a_departed_member_reads_up_to_their_departure_until_added_back(b: Backe
     assert_eq!((row.read_seq, row.unread_count), (added.seq - 1, 1));
     assert_eq!(group_ids(&app, &leaver).await, [g]);
     // Adding a member twice is a conflict.
-    let (s, _) = app
-        .post(
-            &format!("/api/groups/{g}/members"),
-            Some(&owner.token),
-            json!({"userId": leaver.id()}),
-        )
-        .await;
+    let (s, _) = app.add_member(&owner, g, leaver.id()).await;
     assert_eq!(s, 409);
 }
 
@@ -303,13 +291,7 @@ async fn a_deleted_group_answers_404_and_its_members_keep_its_history(b: Backend
         assert_eq!(history, [last.clone(), deleted.clone()]);
     }
     assert_eq!(send_err(&o, group_msg(g, "anyone?")).await, "not_found");
-    let (s, _) = app
-        .post(
-            &format!("/api/groups/{g}/members"),
-            Some(&owner.token),
-            json!({"userId": member.id()}),
-        )
-        .await;
+    let (s, _) = app.add_member(&owner, g, member.id()).await;
     assert_eq!(s, 404);
     let (s, _) = app
         .patch(
