@@ -33,6 +33,9 @@ pub mod events {
     pub const REACT: &str = "react";
     /// Server → client: a reaction was added or removed (v1.2).
     pub const REACTION: &str = "reaction";
+    /// Server → client, just before the server ends the socket (v1.3):
+    /// `{code, message}`, e.g. `unauthorized: token revoked`.
+    pub const SESSION_ENDED: &str = "session_ended";
 }
 
 /// Timestamps on the wire: RFC 3339, UTC, always with milliseconds.

@@ -333,6 +333,34 @@ async fn membership_changes_hold_on_a_node_sharing_the_database(backend: Backend
     );
 }
 
+/// Logging out everywhere through node 1 ends the socket on node 2 and
+/// refuses the token there within a second or so (node 2 reads the log of
+/// credential changes every half second; no Redis).
+async fn a_revocation_on_one_node_holds_on_the_other(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let secret = palaver::auth::random_secret();
+    let n1 = Node::start(&db.url, &secret).await;
+    let n2 = Node::start(&db.url, &secret).await;
+    let (_, token) = n1.register("alice").await;
+    // Node 2 has checked (and cached) the token before the revocation.
+    assert_eq!(n2.get("/api/me", &token).await.0, 200);
+    let mut socket = n2.connect(&token).await;
+
+    let (status, body) = n1
+        .post("/api/auth/logout-all", Some(&token), json!({}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (name, body) = socket
+        .next_event_timeout(Duration::from_secs(3))
+        .await
+        .expect("node 2 ends the socket");
+    assert_eq!(name, "session_ended", "{body}");
+    assert_eq!(body["message"], "unauthorized: token revoked");
+    let (status, body) = n2.get("/api/me", &token).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["message"], "unauthorized: token revoked");
+}
+
 /// Outage tests stop the machine's database server: only when asked.
 fn outages_allowed() -> Result<(), Missing> {
     match std::env::var_os("PALAVER_TEST_OUTAGES") {
@@ -372,6 +400,11 @@ fn main() {
         on_both(
             "membership_changes_hold_on_a_node_sharing_the_database",
             |b| Box::pin(membership_changes_hold_on_a_node_sharing_the_database(b)),
+            always,
+        ),
+        on_both(
+            "a_revocation_on_one_node_holds_on_the_other",
+            |b| Box::pin(a_revocation_on_one_node_holds_on_the_other(b)),
             always,
         ),
         on_both(

@@ -40,6 +40,10 @@ pub(crate) struct Core {
     /// Hands messages the server writes itself (system messages) to the
     /// sockets (set by the Socket.IO side).
     pub deliverer: std::sync::OnceLock<Arc<dyn Deliver>>,
+    /// The users' token states this node has read (v1.3).
+    pub tokens: super::credentials::TokenStates,
+    /// Ends sockets whose token is revoked (set by the Socket.IO side).
+    pub sessions: std::sync::OnceLock<Arc<dyn super::credentials::Sessions>>,
 }
 
 /// How the chat service runs.

@@ -8,7 +8,8 @@
 //!
 //! This file is the face: [`Chat`], [`Chat::start`] and what the rest of
 //! the crate may name. Behind it: `accounts` (users, logins, presence
-//! look-ups), `groups` (groups and their members), `messages` (sends,
+//! look-ups), `credentials` (whether a token still holds, logging out,
+//! passwords, disabled accounts), `groups` (groups and their members), `messages` (sends,
 //! edits and deletes, history, read positions, conversations), `core` (what the request paths
 //! and the writer share: the store and the roster cache), `writer` (the
 //! batching message writer), `changes` (who may edit or delete), and the helpers `coalesce`, `directory`,
@@ -18,6 +19,7 @@ mod accounts;
 mod changes;
 mod coalesce;
 mod core;
+mod credentials;
 mod directory;
 mod error;
 mod groups;
@@ -33,6 +35,8 @@ use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
 pub use self::core::{Deliver, OnlineLookup, Settings, SHARED_ROSTER_MAX_AGE};
+pub use crate::store::{CredentialChange, TokenState};
+pub use credentials::{refusal, Sessions, ACCOUNT_DISABLED, TOKEN_REVOKED};
 pub use directory::Roster;
 pub use error::ChatError;
 pub use groups::{GroupOp, MAX_GROUP_MEMBERS};
@@ -110,7 +114,10 @@ impl Chat {
             settings,
             online: std::sync::OnceLock::new(),
             deliverer: std::sync::OnceLock::new(),
+            tokens: Default::default(),
+            sessions: std::sync::OnceLock::new(),
         });
+        credentials::spawn_watch(&core);
         let chores = Arc::new(Chores::start(&core));
         let (sends, rx) = mpsc::channel(SEND_QUEUE);
         let (opened, ready) = tokio::sync::oneshot::channel();

@@ -1,4 +1,5 @@
-//! `POST /api/auth/register` and `/api/auth/login`.
+//! `POST /api/auth/register`, `/api/auth/login`, `/api/auth/logout`,
+//! `/api/auth/logout-all` and `/api/me/password`.
 
 use std::net::SocketAddr;
 
@@ -8,9 +9,10 @@ use axum::Json;
 use palaver_protocol::AuthResponse;
 use serde::Deserialize;
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, AuthToken, AuthUser};
 use super::ApiError;
 use crate::app::App;
+use crate::chat::CredentialChange;
 use crate::chat::{ChatError, Password, Username};
 use crate::ids::UserId;
 use crate::limits::login::bounded;
@@ -52,13 +54,84 @@ pub async fn login(
     match result {
         Ok(user) => {
             guard.succeeded(&body.username, ip).await;
-            let token = app.tokens.issue(UserId::from_stored(user.id));
+            let id = UserId::from_stored(user.id);
+            // Refuses a disabled account, once the password is known right.
+            let generation = app.chat.token_generation(id).await?;
+            let token = app.tokens.issue_for(id, generation, app.tokens.ttl());
             Ok(Json(AuthResponse { user, token }))
         }
         Err(e) => {
             if let ChatError::Unauthorized(_) = e {
                 tracing::info!(username = ?bounded(&body.username), peer = %ip, "login failed");
                 guard.failed(&body.username, ip).await;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// `POST /api/auth/logout`: this token fails from now on (204).
+pub async fn logout(
+    State(app): State<App>,
+    AuthToken(token): AuthToken,
+) -> Result<StatusCode, ApiError> {
+    app.chat.logout(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/auth/logout-all`: every token of the caller issued so far
+/// fails from now on, this one included (204).
+pub async fn logout_all(
+    State(app): State<App>,
+    AuthUser(user): AuthUser,
+) -> Result<StatusCode, ApiError> {
+    app.chat
+        .change_credentials(user, &CredentialChange::RevokeAll)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChange {
+    #[serde(alias = "current_password")]
+    current_password: String,
+    #[serde(alias = "new_password")]
+    new_password: String,
+}
+
+/// `POST /api/me/password`: a new password given the current one; every
+/// earlier token fails from now on, and the answer carries a new one.
+/// A wrong current password counts as a failed login of the caller's
+/// username from this address.
+pub async fn change_password(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<Json<AuthResponse>, ApiError> {
+    let new = Password::parse(&body.new_password).map_err(|e| match e {
+        ChatError::InvalidPayload(m) => {
+            ChatError::InvalidPayload(m.replace("password", "newPassword"))
+        }
+        e => e,
+    })?;
+    let username = app.chat.user(user).await?.username;
+    let (guard, ip) = (&app.limits.login, peer.ip());
+    guard.check(&username, ip).await?;
+    let current = Password::parse(&body.current_password)
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    match app.chat.change_password(user, &current, new).await {
+        Ok((user, generation)) => {
+            guard.succeeded(&username, ip).await;
+            let id = UserId::from_stored(user.id);
+            let token = app.tokens.issue_for(id, generation, app.tokens.ttl());
+            Ok(Json(AuthResponse { user, token }))
+        }
+        Err(e) => {
+            if let ChatError::Forbidden(_) = e {
+                guard.failed(&username, ip).await;
             }
             Err(e.into())
         }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::ApiError;
 use crate::app::App;
-use crate::auth::TokenError;
+use crate::auth::{TokenError, Verified};
 use crate::chat::ChatError;
 use crate::ids::UserId;
 
@@ -18,7 +18,12 @@ use crate::ids::UserId;
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser(pub UserId);
 
-impl FromRequestParts<App> for AuthUser {
+/// The caller's token itself, checked as [`AuthUser`] is (for logging
+/// that token out).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthToken(pub Verified);
+
+impl FromRequestParts<App> for AuthToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
@@ -28,11 +33,22 @@ impl FromRequestParts<App> for AuthUser {
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token)
             .ok_or(TokenError::Missing);
-        let user = token
-            .and_then(|t| app.tokens.verify(t))
+        let token = token
+            .and_then(|t| app.tokens.verify_claims(t))
             .map_err(|e| ChatError::Unauthorized(format!("unauthorized: {e}")))?;
-        app.chat.ensure_user(user).await?;
-        Ok(AuthUser(user))
+        // Revoked tokens and disabled accounts, from this node's cache.
+        app.chat.check_token(&token).await?;
+        app.chat.ensure_user(token.user).await?;
+        Ok(AuthToken(token))
+    }
+}
+
+impl FromRequestParts<App> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let AuthToken(token) = AuthToken::from_request_parts(parts, app).await?;
+        Ok(AuthUser(token.user))
     }
 }
 

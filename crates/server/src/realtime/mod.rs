@@ -26,13 +26,13 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use palaver_protocol::{events, Ack, ErrorCode, Message};
+use palaver_protocol::{events, Ack, ErrorBody, ErrorCode, Message};
 use palaver_sio::socketio::{self, packet};
 use palaver_sio::{Connect, DisconnectReason, Event, Frame, Handler};
 use serde_json::value::RawValue;
 
 use crate::app::App;
-use crate::chat::{ChatError, Deliver, Target};
+use crate::chat::{refusal, ChatError, Deliver, Sessions, Target, TokenState};
 use crate::ids::UserId;
 use crate::limits::TypingBucket;
 pub use registry::Registry;
@@ -49,6 +49,10 @@ pub const SOCKET_QUEUE_BYTES: usize = 4 << 20;
 /// What Palaver keeps with each socket.
 pub struct Conn {
     pub user: UserId,
+    /// The token's generation and id (0: none), for ending the socket
+    /// when the token is revoked (v1.3).
+    token_generation: i64,
+    token_id: i64,
     /// Made at the socket's first typing event: idle sockets hold none.
     typing: OnceLock<TypingBucket>,
 }
@@ -100,12 +104,40 @@ pub fn server(app: &App, relay: Option<Relay>) -> Server {
     }
     app.chat
         .set_deliverer(Arc::new(SystemDeliveries(Arc::downgrade(&hub.0))));
+    app.chat
+        .set_sessions(Arc::new(SystemDeliveries(Arc::downgrade(&hub.0))));
     palaver_sio::server(config(app.config.max_frame_bytes as usize), hub)
 }
 
 /// Delivers the chat's own messages (a group's system messages) to the
-/// sockets; holds the hub weakly, as the chat outlives nothing here.
+/// sockets, and ends those whose token is revoked; holds the hub weakly,
+/// as the chat outlives nothing here.
 struct SystemDeliveries(Weak<HubInner>);
+
+impl Sessions for SystemDeliveries {
+    fn has_sockets(&self, user: UserId) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|hub| hub.registry.count(user) > 0)
+    }
+
+    fn end_revoked(&self, user: UserId, state: &TokenState) {
+        let Some(hub) = self.0.upgrade() else { return };
+        hub.registry.each(user, |s| {
+            let conn = s.data();
+            let token_id = (conn.token_id != 0).then_some(conn.token_id);
+            if let Some(reason) = refusal(state, conn.token_generation, token_id) {
+                tracing::info!(sid = %s.id(), user = user.get(), reason, "socket ended: its token no longer holds");
+                let body = ErrorBody {
+                    code: ErrorCode::Unauthorized,
+                    message: format!("unauthorized: {reason}"),
+                };
+                let _ = s.emit(events::SESSION_ENDED, &body);
+                s.disconnect();
+            }
+        });
+    }
+}
 
 impl Deliver for SystemDeliveries {
     fn message(&self, users: &[UserId], message: &Message) {
@@ -167,10 +199,14 @@ impl Hub {
         let Some(token) = token else {
             return Err("unauthorized: missing token".into());
         };
-        let user = app
+        let token = app
             .tokens
-            .verify(&token)
+            .verify_claims(&token)
             .map_err(|e| format!("unauthorized: {e}"))?;
+        if let Err(e) = app.chat.check_token(&token).await {
+            return Err(e.to_string());
+        }
+        let user = token.user;
         if let Err(e) = app.chat.ensure_user(user).await {
             return Err(format!("{}: {e}", e.code()));
         }
@@ -186,6 +222,8 @@ impl Hub {
         }
         Ok(Conn {
             user,
+            token_generation: token.generation,
+            token_id: token.jti.unwrap_or(0),
             typing: OnceLock::new(),
         })
     }

@@ -46,7 +46,9 @@ pub const MAX_BATCH: usize = 256;
 /// Every storage trait, to call their methods on a concrete store (a
 /// `dyn Store` needs no import: a trait object has its supertraits' methods).
 pub mod prelude {
-    pub use super::{ConversationStore, GroupStore, MessageStore, Store, UserStore};
+    pub use super::{
+        ConversationStore, CredentialStore, GroupStore, MessageStore, Store, UserStore,
+    };
 }
 
 /// A message to insert. Authorization has already happened.
@@ -123,7 +125,7 @@ pub enum ReadOutcome {
 /// methods on it; each backend's implementation is one file per trait.
 #[async_trait]
 pub trait Store:
-    UserStore + GroupStore + MessageStore + ConversationStore + Send + Sync + 'static
+    UserStore + CredentialStore + GroupStore + MessageStore + ConversationStore + Send + Sync + 'static
 {
     /// `sqlite`, `mysql` or `postgres`, for the start-up line and `/healthz`.
     fn backend(&self) -> &'static str;
@@ -134,6 +136,80 @@ pub trait Store:
     /// Returns the stored value of `key`, storing `candidate` first if the
     /// key is unset. Every node sharing the database gets the same answer.
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+}
+
+/// What every token of a user is checked against (v1.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenState {
+    /// Tokens issued at an earlier generation are revoked.
+    pub generation: i64,
+    pub disabled: bool,
+    /// Ids of the user's tokens logged out one by one, not yet expired.
+    pub revoked: Vec<i64>,
+}
+
+/// A change to a user's credentials; each revokes every token issued
+/// before it (bumps the token generation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialChange {
+    /// Logs out everywhere.
+    RevokeAll,
+    /// A new password hash.
+    Password(String),
+    /// Disables (`true`) or enables the account.
+    Disabled(bool),
+}
+
+/// Token generations, revoked tokens, disabled accounts, and the log of
+/// their changes that every node polls (v1.3).
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// `None`: no such user.
+    async fn token_state(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> Result<Option<TokenState>, StoreError>;
+
+    /// The user's password hash (`Some(None)`: a user without one).
+    async fn password_hash(&self, user: UserId) -> Result<Option<Option<String>>, StoreError>;
+
+    /// Revokes the token `jti` of `user` until `expires_at_ms`.
+    async fn revoke_token(
+        &self,
+        user: UserId,
+        jti: i64,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Applies `change` and bumps the token generation in one transaction;
+    /// the new generation, or `None` for an unknown user.
+    async fn change_credentials(
+        &self,
+        user: UserId,
+        change: &CredentialChange,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// The log of credential changes after position `after`, oldest first
+    /// (at most `limit`): `(position, user)`.
+    async fn credential_changes(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, UserId)>, StoreError>;
+
+    /// The last position of that log (0 when empty).
+    async fn last_credential_change(&self) -> Result<i64, StoreError>;
+
+    /// Forgets log entries from before `changes_before_ms` and revoked
+    /// tokens that have expired by `now_ms`.
+    async fn prune_credentials(
+        &self,
+        changes_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Users: accounts, lookups and who shares a conversation with whom.

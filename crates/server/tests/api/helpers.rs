@@ -24,6 +24,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub secret: String,
+    /// The server's state: for what no route does (disabling an account).
+    pub app: palaver::App,
     db: Option<TestDb>,
     tokens: Tokens,
     shutdown: Option<oneshot::Sender<()>>,
@@ -69,6 +71,7 @@ pub async fn spawn_with(db: TestDb, config: Config) -> TestApp {
     let ttl = config.token_ttl();
     let secret = config.jwt_secret.clone().unwrap_or_default();
     let server = Server::build(config).await.expect("server builds");
+    let app = server.app().clone();
     let tokens = Tokens::new(secret.as_bytes(), ttl);
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -83,6 +86,7 @@ pub async fn spawn_with(db: TestDb, config: Config) -> TestApp {
         addr,
         http: reqwest::Client::new(),
         secret,
+        app,
         db: Some(db),
         tokens,
         shutdown: Some(tx),

@@ -27,6 +27,7 @@ mod messaging;
 mod process;
 mod receipts;
 mod running;
+mod sessions;
 mod shutdown;
 mod store;
 
@@ -47,6 +48,7 @@ fn main() {
         process::trials(),
         receipts::trials(),
         running::trials(),
+        sessions::trials(),
         receipts::presence_tests::trials(),
         shutdown::trials(),
         store::trials(),

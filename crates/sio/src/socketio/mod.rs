@@ -254,6 +254,15 @@ impl<D> Socket<D> {
             .send_all(std::iter::once(head).chain(attachments.into_iter().map(Frame::Binary)))
     }
 
+    /// Disconnects the socket from its namespace (a Socket.IO DISCONNECT:
+    /// the client's `disconnect` reason is `io server disconnect`, and it
+    /// does not reconnect by itself), then ends the session; what was
+    /// queued before still goes out.
+    pub fn disconnect(&self) {
+        let _ = self.send(packet::disconnect(self.nsp()));
+        self.close(CloseReason::ServerClose);
+    }
+
     /// Ends the whole session (the client sees its transport close and
     /// reconnects).
     pub fn close(&self, reason: CloseReason) {

@@ -7,13 +7,15 @@
 //! - `dialect.rs`: where the SQL differs, and the builders of SQL text;
 //! - `rows.rs`: rows into wire types;
 //! - `batch.rs`: the batch insert and the writer's own connection;
-//! - `users.rs`, `groups.rs`, `messages.rs`, `conversations.rs`: each
+//! - `users.rs`, `credentials.rs`, `groups.rs`, `messages.rs`,
+//!   `conversations.rs`: each
 //!   resource's queries, as the implementation of its trait;
 //! - here: the store itself, its transactions, and the [`Store`] methods
 //!   that belong to no resource.
 
 mod batch;
 mod conversations;
+mod credentials;
 mod dialect;
 mod groups;
 mod messages;

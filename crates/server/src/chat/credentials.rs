@@ -1,0 +1,342 @@
+//! Credentials (v1.3): whether a token still holds, logging out (one token
+//! or all), changing a password, disabling an account; and the watch that
+//! applies such changes made by any node (or `palaver admin`) here within
+//! a second.
+//!
+//! Every token carries its user's token generation at issue; a change
+//! bumps the generation in the database and appends to a log of changes.
+//! Each node keeps the users' token states it has read ([`TokenStates`]),
+//! so a request or a handshake costs no query, and polls the log every
+//! [`WATCH_EVERY`]: for each change it drops the cached state and ends
+//! that user's sockets here whose token no longer holds
+//! ([`Sessions::end_revoked`]). Events on an open socket are never
+//! re-checked: the socket is ended instead.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use palaver_protocol::User;
+
+use super::core::{now_ms, Core};
+use super::{Chat, ChatError, Password};
+use crate::auth::{self, Verified};
+use crate::ids::UserId;
+use crate::store::{CredentialChange, TokenState};
+
+/// How often each node reads the log of credential changes.
+pub const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Log entries read per query.
+const WATCH_PAGE: u32 = 1000;
+
+/// Positions of the log below the last one seen that are read again: a
+/// change whose transaction took its position earlier but committed later
+/// than others is still seen.
+const REORDER_WINDOW: i64 = 64;
+
+/// How often the log and expired revocations are pruned, and how long log
+/// entries are kept.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+const KEEP_CHANGES: Duration = Duration::from_secs(24 * 3600);
+
+/// Most users whose token state a node keeps; beyond, the cache starts
+/// over (each state is read again on its user's next request).
+pub const CACHED_STATES: usize = 65_536;
+
+/// The message that ends a socket or refuses a request of a revoked token.
+pub const TOKEN_REVOKED: &str = "token revoked";
+/// The same for a disabled account.
+pub const ACCOUNT_DISABLED: &str = "account disabled";
+
+/// Ends sockets whose token no longer holds (set by the Socket.IO side).
+pub trait Sessions: Send + Sync {
+    /// Whether `user` has a socket on this node.
+    fn has_sockets(&self, user: UserId) -> bool;
+    /// Ends each socket of `user` on this node that `state` refuses (see
+    /// [`refusal`]).
+    fn end_revoked(&self, user: UserId, state: &TokenState);
+}
+
+/// Why `state` refuses a token of `generation` with id `jti`, if it does.
+pub fn refusal(state: &TokenState, generation: i64, jti: Option<i64>) -> Option<&'static str> {
+    if state.disabled {
+        Some(ACCOUNT_DISABLED)
+    } else if generation < state.generation
+        || jti.is_some_and(|j| state.revoked.binary_search(&j).is_ok())
+    {
+        Some(TOKEN_REVOKED)
+    } else {
+        None
+    }
+}
+
+/// The token states this node has read, by user.
+#[derive(Default)]
+pub(crate) struct TokenStates {
+    states: Mutex<HashMap<UserId, Arc<TokenState>>>,
+    /// Bumped by every [`TokenStates::forget`]: a state read before it
+    /// may be stale and is not kept.
+    forgotten: AtomicU64,
+}
+
+impl TokenStates {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Arc<TokenState>>> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, user: UserId) -> Option<Arc<TokenState>> {
+        self.lock().get(&user).cloned()
+    }
+
+    fn mark(&self) -> u64 {
+        self.forgotten.load(Ordering::Acquire)
+    }
+
+    /// Keeps `state`, read after [`TokenStates::mark`] answered `mark`.
+    fn put(&self, user: UserId, state: Arc<TokenState>, mark: u64) {
+        let mut states = self.lock();
+        if self.forgotten.load(Ordering::Acquire) != mark {
+            return;
+        }
+        if states.len() >= CACHED_STATES {
+            states.clear();
+        }
+        states.insert(user, state);
+    }
+
+    fn forget(&self, user: UserId) {
+        let mut states = self.lock();
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
+        states.remove(&user);
+    }
+}
+
+impl Core {
+    /// `user`'s token state (cached), `None` for an unknown user.
+    async fn token_state(&self, user: UserId) -> Result<Option<Arc<TokenState>>, ChatError> {
+        if let Some(state) = self.tokens.get(user) {
+            return Ok(Some(state));
+        }
+        let mark = self.tokens.mark();
+        let Some(state) = self.store.token_state(user, now_ms()).await? else {
+            return Ok(None);
+        };
+        let state = Arc::new(state);
+        self.tokens.put(user, state.clone(), mark);
+        Ok(Some(state))
+    }
+
+    /// Applies a change of `user`'s credentials on this node: drops the
+    /// cached state and ends the sockets it revokes.
+    async fn credentials_changed(&self, user: UserId) {
+        self.tokens.forget(user);
+        let Some(sessions) = self.sessions.get() else {
+            return;
+        };
+        if !sessions.has_sockets(user) {
+            return;
+        }
+        match self.token_state(user).await {
+            Ok(Some(state)) => sessions.end_revoked(user, &state),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(user = user.get(), error = %e, "cannot re-check the sockets of a user whose credentials changed");
+            }
+        }
+    }
+}
+
+impl Chat {
+    /// Whether a token that verified still holds: not revoked, its
+    /// account not disabled. A user that does not exist yet (named by an
+    /// application's token) has nothing revoked.
+    pub async fn check_token(&self, token: &Verified) -> Result<(), ChatError> {
+        let Some(state) = self.core.token_state(token.user).await? else {
+            return Ok(());
+        };
+        match refusal(&state, token.generation, token.jti) {
+            Some(reason) => Err(ChatError::Unauthorized(format!("unauthorized: {reason}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The generation to issue `user` a token at, read afresh; refuses a
+    /// disabled account.
+    pub async fn token_generation(&self, user: UserId) -> Result<i64, ChatError> {
+        let state = self
+            .core
+            .store
+            .token_state(user, now_ms())
+            .await?
+            .ok_or_else(|| ChatError::no_such_user(user))?;
+        if state.disabled {
+            return Err(ChatError::Forbidden("this account is disabled".into()));
+        }
+        Ok(state.generation)
+    }
+
+    /// Logs one token out: it fails from now on, everywhere.
+    pub async fn logout(&self, token: &Verified) -> Result<(), ChatError> {
+        let jti = token.jti.ok_or_else(|| {
+            ChatError::invalid(
+                "this token has no id (`jti`) to log out alone: log out everywhere with POST /api/auth/logout-all",
+            )
+        })?;
+        let expires_at_ms =
+            i64::try_from(token.expires_at.saturating_mul(1000)).unwrap_or(i64::MAX);
+        self.core
+            .store
+            .revoke_token(token.user, jti, expires_at_ms, now_ms())
+            .await?;
+        self.core.credentials_changed(token.user).await;
+        Ok(())
+    }
+
+    /// Applies `change` to `user`'s credentials, revoking every token
+    /// issued before; the new token generation.
+    pub async fn change_credentials(
+        &self,
+        user: UserId,
+        change: &CredentialChange,
+    ) -> Result<i64, ChatError> {
+        let generation = self
+            .core
+            .store
+            .change_credentials(user, change, now_ms())
+            .await?
+            .ok_or_else(|| ChatError::no_such_user(user))?;
+        self.core.credentials_changed(user).await;
+        Ok(generation)
+    }
+
+    /// Sets a new password given the current one; every earlier token is
+    /// revoked. The user and the new token generation.
+    pub async fn change_password(
+        &self,
+        user: UserId,
+        current: &str,
+        new: Password,
+    ) -> Result<(User, i64), ChatError> {
+        let hash = self
+            .core
+            .store
+            .password_hash(user)
+            .await?
+            .ok_or_else(|| ChatError::no_such_user(user))?;
+        if !auth::verify_password(hash, current.to_string()).await {
+            return Err(ChatError::Forbidden("the current password is wrong".into()));
+        }
+        let hash = auth::hash_password(new.as_str().to_string()).await;
+        let generation = self
+            .change_credentials(user, &CredentialChange::Password(hash))
+            .await?;
+        Ok((self.user(user).await?, generation))
+    }
+
+    /// Sets how revoked sockets are ended (once).
+    pub fn set_sessions(&self, sessions: Arc<dyn Sessions>) {
+        let _ = self.core.sessions.set(sessions);
+    }
+}
+
+/// Starts the watch over the log of credential changes; it stops when the
+/// chat service is dropped.
+pub(super) fn spawn_watch(core: &Arc<Core>) {
+    let weak = Arc::downgrade(core);
+    tokio::spawn(async move {
+        let mut last = match weak.upgrade() {
+            Some(core) => core.store.last_credential_change().await.unwrap_or(0),
+            None => return,
+        };
+        let mut seen = BTreeSet::new();
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned = tokio::time::Instant::now();
+        loop {
+            tick.tick().await;
+            let Some(core) = weak.upgrade() else { return };
+            while watch_once(&core, &mut last, &mut seen).await {}
+            if pruned.elapsed() >= PRUNE_EVERY {
+                pruned = tokio::time::Instant::now();
+                let now = now_ms();
+                let before = now - KEEP_CHANGES.as_millis() as i64;
+                if let Err(e) = core.store.prune_credentials(before, now).await {
+                    tracing::debug!(error = %e, "cannot prune the log of credential changes");
+                }
+            }
+        }
+    });
+}
+
+/// Reads one page of the log and applies what was not seen; whether a
+/// full page came back (read again at once).
+async fn watch_once(core: &Core, last: &mut i64, seen: &mut BTreeSet<i64>) -> bool {
+    let changes = match core
+        .store
+        .credential_changes(*last - REORDER_WINDOW, WATCH_PAGE)
+        .await
+    {
+        Ok(changes) => changes,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the log of credential changes");
+            return false;
+        }
+    };
+    let full = changes.len() == WATCH_PAGE as usize;
+    let mut users = Vec::new();
+    for (position, user) in changes {
+        if seen.insert(position) {
+            users.push(user);
+        }
+        *last = (*last).max(position);
+    }
+    // Positions below the window are never read again.
+    *seen = seen.split_off(&(*last - REORDER_WINDOW));
+    users.sort_unstable();
+    users.dedup();
+    for user in users {
+        core.credentials_changed(user).await;
+    }
+    full
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(generation: i64, disabled: bool, revoked: Vec<i64>) -> TokenState {
+        TokenState {
+            generation,
+            disabled,
+            revoked,
+        }
+    }
+
+    #[test]
+    fn a_token_holds_unless_older_than_the_generation_logged_out_or_disabled() {
+        let s = state(2, false, vec![5, 9]);
+        assert_eq!(refusal(&s, 2, None), None);
+        assert_eq!(refusal(&s, 3, Some(7)), None, "a later generation holds");
+        assert_eq!(refusal(&s, 1, None), Some(TOKEN_REVOKED));
+        assert_eq!(refusal(&s, 2, Some(9)), Some(TOKEN_REVOKED));
+        assert_eq!(refusal(&s, 2, Some(5)), Some(TOKEN_REVOKED));
+        assert_eq!(refusal(&s, 2, Some(6)), None);
+        let d = state(0, true, vec![]);
+        assert_eq!(refusal(&d, 5, None), Some(ACCOUNT_DISABLED));
+    }
+
+    #[test]
+    fn a_state_read_before_a_change_is_not_kept() {
+        let states = TokenStates::default();
+        let user = UserId::parse(7).unwrap();
+        let mark = states.mark();
+        states.forget(user);
+        states.put(user, Arc::new(state(1, false, vec![])), mark);
+        assert!(states.get(user).is_none(), "read before the change");
+        let mark = states.mark();
+        states.put(user, Arc::new(state(1, false, vec![])), mark);
+        assert_eq!(states.get(user).unwrap().generation, 1);
+    }
+}

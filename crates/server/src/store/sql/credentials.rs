@@ -1,0 +1,179 @@
+//! Credentials (v1.3): token generations, revoked tokens, disabled
+//! accounts, and the log of their changes that every node polls.
+
+use async_trait::async_trait;
+use sqlx::{Any, Row, Transaction};
+
+use super::rows::opt_text;
+use super::SqlStore;
+use crate::ids::UserId;
+use crate::store::{CredentialChange, CredentialStore, StoreError, TokenState};
+
+impl SqlStore {
+    /// Records in the log that `user`'s credentials changed.
+    async fn log_change(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        user: UserId,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = self
+            .d
+            .q("INSERT INTO credential_changes (user_id, changed_at) VALUES (?, ?)");
+        sqlx::query(&sql)
+            .bind(user)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CredentialStore for SqlStore {
+    async fn token_state(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> Result<Option<TokenState>, StoreError> {
+        let sql = self
+            .d
+            .q("SELECT token_generation, disabled_at FROM users WHERE id = ?");
+        let Some(row) = sqlx::query(&sql)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let generation: i64 = row.try_get(0)?;
+        let disabled: Option<i64> = row.try_get(1)?;
+        let sql = self
+            .d
+            .q("SELECT jti FROM revoked_tokens WHERE user_id = ? AND expires_at > ? ORDER BY jti");
+        let revoked = sqlx::query(&sql)
+            .bind(user)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(TokenState {
+            generation,
+            disabled: disabled.is_some(),
+            revoked,
+        }))
+    }
+
+    async fn password_hash(&self, user: UserId) -> Result<Option<Option<String>>, StoreError> {
+        let sql = self.d.q("SELECT password_hash FROM users WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| opt_text(self.d, &r, "password_hash"))
+            .transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        user: UserId,
+        jti: i64,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let sql = self
+            .d
+            .insert_ignore("revoked_tokens (jti, user_id, expires_at) VALUES (?, ?, ?)");
+        sqlx::query(&self.d.q(&sql))
+            .bind(jti)
+            .bind(user)
+            .bind(expires_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        self.log_change(&mut tx, user, now_ms).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn change_credentials(
+        &self,
+        user: UserId,
+        change: &CredentialChange,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let set = match change {
+            CredentialChange::RevokeAll => "",
+            CredentialChange::Password(_) => ", password_hash = ?",
+            CredentialChange::Disabled(true) => ", disabled_at = ?",
+            CredentialChange::Disabled(false) => ", disabled_at = NULL",
+        };
+        let sql = self.d.q(format!(
+            "UPDATE users SET token_generation = token_generation + 1{set} WHERE id = ?"
+        ));
+        let mut tx = self.begin_write().await?;
+        let mut query = sqlx::query(&sql);
+        match change {
+            CredentialChange::Password(hash) => query = query.bind(hash.as_str()),
+            CredentialChange::Disabled(true) => query = query.bind(now_ms),
+            _ => {}
+        }
+        let done = query.bind(user).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let sql = self.d.q("SELECT token_generation FROM users WHERE id = ?");
+        let generation: i64 = sqlx::query(&sql)
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        self.log_change(&mut tx, user, now_ms).await?;
+        tx.commit().await?;
+        Ok(Some(generation))
+    }
+
+    async fn credential_changes(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, UserId)>, StoreError> {
+        let sql = self
+            .d
+            .q("SELECT id, user_id FROM credential_changes WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn last_credential_change(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(id), 0) FROM credential_changes";
+        let row = sqlx::query(sql).fetch_one(&self.pool).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn prune_credentials(
+        &self,
+        changes_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = self
+            .d
+            .q("DELETE FROM credential_changes WHERE changed_at < ?");
+        sqlx::query(&sql)
+            .bind(changes_before_ms)
+            .execute(&self.pool)
+            .await?;
+        let sql = self.d.q("DELETE FROM revoked_tokens WHERE expires_at <= ?");
+        sqlx::query(&sql).bind(now_ms).execute(&self.pool).await?;
+        Ok(())
+    }
+}
