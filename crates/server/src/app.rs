@@ -16,6 +16,8 @@ pub struct Inner {
     pub tokens: Tokens,
     pub config: Config,
     pub limits: Arc<Limits>,
+    /// Set when a graceful shutdown starts (`/readyz` answers 503).
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -36,7 +38,19 @@ impl App {
             tokens,
             config,
             limits,
+            shutting_down: Default::default(),
         }))
+    }
+
+    /// Marks the server as shutting down: no longer ready for traffic.
+    pub fn start_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -180,12 +180,34 @@ pub struct Config {
           value_parser = AllowedOrigins::parse)]
     pub allowed_origins: AllowedOrigins,
 
+    /// Log format on stdout: `text` (one line per event, for people) or
+    /// `json` (one JSON object per line: timestamp, level, target, fields,
+    /// and the request or socket span with its id and user).
+    #[arg(long, env = "PALAVER_LOG_FORMAT", default_value = "text", value_enum)]
+    pub log_format: LogFormat,
+
+    /// Seconds between a shutdown signal and the server closing its
+    /// listener and sockets: `/readyz` answers 503 meanwhile, while
+    /// everything else is still served, so that a load balancer that
+    /// polls it moves traffic away first. Set it above the balancer's
+    /// check interval times its failure threshold.
+    #[arg(long, env = "PALAVER_SHUTDOWN_DELAY_SECS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=300))]
+    pub shutdown_delay_secs: u32,
+
     /// Serve the web client's files (`index.html`, `app.js`, `app.css`)
     /// from this directory, read at each request, instead of the copy
     /// built into the binary: for working on the client (`web/dist` after
     /// `npm run build`, with `web/src`'s page and style beside it).
     #[arg(long, env = "PALAVER_WEB_DIR")]
     pub web_dir: Option<std::path::PathBuf>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `--allowed-origins`.

@@ -187,6 +187,17 @@ impl Server {
         let header_timeout = std::time::Duration::from_secs(app.config.header_timeout_secs.into());
         accept::serve(listener, router, header_timeout, async move {
             shutdown.await;
+            // Not ready from here on; keep serving meanwhile so that a
+            // load balancer polling `/readyz` moves traffic away first.
+            app.start_shutdown();
+            let delay = std::time::Duration::from_secs(app.config.shutdown_delay_secs.into());
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "shutdown: /readyz answers 503; still serving meanwhile"
+                );
+                tokio::time::sleep(delay).await;
+            }
             // Answer every send already queued (after its commit), then
             // disconnect the sockets; bounded, so a dead database
             // cannot hold the process up.

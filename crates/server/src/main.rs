@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use palaver::config::LogFormat;
 use palaver::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -22,7 +23,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let Command::Serve(config) = cli.command;
+    init_logging(config.log_format);
     // Many connections need many descriptors: raise the soft limit to the hard one.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
@@ -34,7 +36,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Command::Serve(config) = cli.command;
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
 /// whether to log each statement without logging one: the writer's next
 /// event on that thread was then dropped whatever `RUST_LOG` said
 /// (tokio-rs/tracing#2519; test: `hardening.rs`).
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
 
@@ -68,14 +69,26 @@ fn init_logging() {
                 .iter()
                 .any(|c| meta.target() == *c || meta.target().starts_with(&format!("{c}::")))
     });
-    // Colour only for a person at a terminal, never in a file or a pipe.
-    use std::io::IsTerminal;
-    let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
-    tracing_subscriber::registry()
+    let registry = tracing_subscriber::registry()
         .with(env)
-        .with(no_wire_detail)
-        .with(fmt)
-        .init();
+        .with(no_wire_detail);
+    match format {
+        LogFormat::Text => {
+            // Colour only for a person at a terminal, never in a file or a pipe.
+            use std::io::IsTerminal;
+            let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
+            registry.with(fmt).init();
+        }
+        LogFormat::Json => {
+            // One object per line: timestamp, level, target, fields, the
+            // innermost span (`request` or `socket`) and the list of spans.
+            let fmt = tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true);
+            registry.with(fmt).init();
+        }
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

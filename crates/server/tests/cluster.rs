@@ -510,9 +510,13 @@ impl Drop for OwnRedis {
 }
 
 async fn health(node: &Node) -> (u16, Value) {
+    probe(node, "/healthz").await
+}
+
+async fn probe(node: &Node, path: &str) -> (u16, Value) {
     let r = node
         .http
-        .get(format!("http://{}/healthz", node.addr))
+        .get(format!("http://{}{path}", node.addr))
         .send()
         .await
         .unwrap();
@@ -554,6 +558,9 @@ async fn redis_outage_degrades_to_local_delivery_and_recovers(backend: Backend) 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Not ready without Redis (v1.3): a balancer sends clients elsewhere.
+    let (s, r) = probe(&n1, "/readyz").await;
+    assert_eq!((s, &r["redis"]), (503, &json!("unavailable")), "{r}");
     // Same-node delivery goes on; cross-node sends are stored and acked.
     let during = send_ok(&a1, private(carol, "local")).await;
     let got: Message = serde_json::from_value(next(&mut c1, "message").await).unwrap();
@@ -588,6 +595,8 @@ async fn redis_outage_degrades_to_local_delivery_and_recovers(backend: Backend) 
             assert!(started.elapsed() < WAIT, "healthz still reports redis: {h}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let (s, r) = probe(node, "/readyz").await;
+        assert_eq!(s, 200, "ready again with Redis back: {r}");
     }
     // What bob missed live is in his history.
     let all = history(&n2, &bob_t, "private", alice).await;

@@ -97,11 +97,13 @@ async fn oversize_frames_close_their_connection_and_memory_stays_bounded() {
     );
 }
 
-async fn tokens_passwords_and_contents_never_reach_the_logs() {
+/// In both log formats (`--log-format text|json`).
+async fn tokens_passwords_and_contents_never_reach_the_logs(format: &'static str) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("p.db").display());
     let log = dir.path().join("server.log");
-    let node = Node::start_with(&db, "secret", &[], "trace", Some(&log)).await;
+    let args = ["--log-format", format];
+    let node = Node::start_with(&db, "secret", &args, "trace", Some(&log)).await;
     let password = "hunter2-but-longer";
     let wrong_password = "not-hunter2-9e3a";
     let (s, body) = node
@@ -159,6 +161,22 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
     assert_eq!(s, 401);
     let (s, _) = node.get("/api/me", &token).await;
     assert_eq!(s, 200);
+    // Changing the password (v1.3): neither password is logged, nor the
+    // new token; then logging the new token out.
+    let new_password = "correct-staple-77b1";
+    let (s, body) = node
+        .post(
+            "/api/me/password",
+            Some(&token),
+            json!({"currentPassword": password, "newPassword": new_password}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let new_token = body["token"].as_str().unwrap().to_string();
+    let (s, _) = node
+        .post("/api/auth/logout", Some(&new_token), json!({}))
+        .await;
+    assert_eq!(s, 204);
     drop(client);
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(node);
@@ -176,6 +194,8 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
         ("other token", other_token.rsplit('.').next().unwrap()),
         ("password", password),
         ("wrong password", wrong_password),
+        ("new password", new_password),
+        ("new token", new_token.rsplit('.').next().unwrap()),
         ("message content", content),
     ] {
         let lines: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
@@ -185,6 +205,45 @@ async fn tokens_passwords_and_contents_never_reach_the_logs() {
             lines.join("\n")
         );
     }
+    if format == "json" {
+        json_lines_carry_their_spans(&logs, alice);
+    }
+}
+
+/// Every line is one JSON object with a timestamp, level, target and
+/// fields; what a request or a socket logs carries its span: the request's
+/// id and user, the socket's session id and user.
+fn json_lines_carry_their_spans(logs: &str, alice: i64) {
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for line in &lines {
+        for key in ["timestamp", "level", "target", "fields"] {
+            assert!(line.get(key).is_some(), "no {key}: {line}");
+        }
+    }
+    let in_span = |name: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter_map(|l| l.get("span"))
+            .filter(|s| s["name"] == name)
+            .collect()
+    };
+    let requests = in_span("request");
+    assert!(
+        requests
+            .iter()
+            .any(|s| s["user"] == alice && s["id"].is_u64() && s["path"] == "/api/me"),
+        "no line of alice's request in its span: {requests:?}"
+    );
+    let sockets = in_span("socket");
+    assert!(
+        sockets
+            .iter()
+            .any(|s| s["user"] == alice && s["sid"].as_str().is_some_and(|s| !s.is_empty())),
+        "no line of alice's socket in its span: {sockets:?}"
+    );
 }
 
 /// At the default level an operator sees one line per refused handshake
@@ -326,7 +385,11 @@ fn main() {
         ),
         harness::test(
             "tokens_passwords_and_contents_never_reach_the_logs",
-            harness::on_tokio(tokens_passwords_and_contents_never_reach_the_logs),
+            harness::on_tokio(|| tokens_passwords_and_contents_never_reach_the_logs("text")),
+        ),
+        harness::test(
+            "tokens_passwords_and_contents_never_reach_json_logs",
+            harness::on_tokio(|| tokens_passwords_and_contents_never_reach_the_logs("json")),
         ),
         harness::test(
             "refusals_are_logged_at_the_default_level_without_secrets",

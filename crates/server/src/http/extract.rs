@@ -36,6 +36,7 @@ impl FromRequestParts<App> for AuthToken {
         let token = token
             .and_then(|t| app.tokens.verify_claims(t))
             .map_err(|e| ChatError::Unauthorized(format!("unauthorized: {e}")))?;
+        tracing::Span::current().record("user", token.user.get());
         // Revoked tokens and disabled accounts, from this node's cache.
         app.chat.check_token(&token).await?;
         app.chat.ensure_user(token.user).await?;

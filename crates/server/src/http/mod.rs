@@ -7,16 +7,14 @@ mod auth;
 mod error;
 mod extract;
 mod groups;
+mod health;
 mod messages;
 pub mod origin;
 mod users;
 
-use std::time::Duration;
-
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Router;
 
 use crate::app::App;
 use crate::chat::ChatError;
@@ -57,20 +55,21 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/conversations", get(messages::conversations))
         .route("/api/messages", get(messages::history))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .merge(crate::web::routes(app.config.web_dir.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes as usize))
-        // Each request at debug: method and path only (no query string, no
-        // headers, so no token), status and latency. Failures at debug too:
-        // a database outage is logged once by the health watch, not once
-        // per 503.
+        // A span per request (`request`: a per-process id, method, path
+        // without the query string, and the user once authenticated), so
+        // that the lines one request logs can be followed. The request
+        // and its answer are logged at debug: status and latency, no
+        // headers, so no token. Failures at debug too: a database outage
+        // is logged once by the health watch, not once per 503.
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
-                    tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
-                })
+                .make_span_with(request_span)
                 .on_failure(
                     tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
                 ),
@@ -80,6 +79,20 @@ pub fn router(app: App) -> Router {
             refuse_declared_oversize,
         ))
         .with_state(app)
+}
+
+/// The span of one HTTP request; `user` is recorded by the extractor
+/// that authenticates it.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::info_span!(
+        "request",
+        id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        user = tracing::field::Empty,
+    )
 }
 
 /// A body whose `Content-Length` is already over the limit is refused
@@ -102,31 +115,6 @@ async fn refuse_declared_oversize(
         }
         _ => next.run(req).await,
     }
-}
-
-/// 200 when the database answers within 2 s, else 503; in a cluster,
-/// `redis` says whether Redis answers (without changing the status).
-async fn healthz(State(app): State<App>) -> (StatusCode, Json<serde_json::Value>) {
-    let store = app.chat.store();
-    let ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), store.ping()).await,
-        Ok(Ok(()))
-    );
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let mut body = serde_json::json!({
-        "status": if ok { "ok" } else { "unavailable" },
-        "database": store.backend(),
-    });
-    // Redis trouble is reported, not failed on: the node still serves its
-    // own clients and stores every message.
-    if let Some(cluster) = app.chat.cluster() {
-        body["redis"] = if cluster.is_up() { "ok" } else { "unavailable" }.into();
-    }
-    (status, Json(body))
 }
 
 async fn not_found() -> ApiError {

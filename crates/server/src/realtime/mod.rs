@@ -253,6 +253,7 @@ impl Handler for Hub {
     }
 
     fn connected(&self, socket: &Sock) {
+        let _span = socket_span(socket).entered();
         let user = socket.data().user;
         let here = self.0.registry.add(user, socket.clone());
         if let Some(relay) = &self.0.relay {
@@ -263,6 +264,7 @@ impl Handler for Hub {
     }
 
     fn event(&self, socket: &Sock, event: Event<'_>) {
+        let _span = socket_span(socket).entered();
         match &*event.name {
             events::MESSAGE => message::on_send(self, socket, event),
             events::EDIT | events::DELETE | events::REACT => {
@@ -285,6 +287,7 @@ impl Handler for Hub {
     }
 
     fn disconnected(&self, socket: &Sock, reason: DisconnectReason) {
+        let _span = socket_span(socket).entered();
         let user = socket.data().user;
         tracing::debug!(sid = %socket.id(), user = user.get(), ?reason, "socket disconnected");
         let left = self.0.registry.remove(user, socket);
@@ -294,6 +297,12 @@ impl Handler for Hub {
         self.0.app.limits.disconnected(user);
         presence::disconnected(self, user);
     }
+}
+
+/// The span of what one socket does: its session id and user, so that
+/// one user's trouble can be followed through the logs.
+fn socket_span(socket: &Sock) -> tracing::Span {
+    tracing::info_span!("socket", sid = %socket.id(), user = socket.data().user.get())
 }
 
 /// Answers an event, if the client asked for an answer.

@@ -114,7 +114,39 @@ async fn a_stopped_server_lets_go_of_its_sockets_and_its_database(b: Backend) {
     );
 }
 
+/// With `--shutdown-delay-secs`, a shutdown first turns `/readyz` to 503
+/// while the node still serves everything, then stops.
+async fn readiness_turns_first_while_the_node_still_serves(b: Backend) {
+    let mut app = spawn_configured(b, |c| c.shutdown_delay_secs = 2).await;
+    let alice = app.register("alice").await;
+    let socket = app.connect(&alice.token).await;
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["shutting_down"], false);
+
+    app.signal_stop();
+    let started = std::time::Instant::now();
+    let body = loop {
+        let (status, body) = app.get("/readyz", None).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(started.elapsed() < WAIT, "/readyz stayed 200: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["shutting_down"], true, "{body}");
+    assert_eq!(body["status"], "not ready");
+    // Still served meanwhile: health, the API and sockets.
+    assert_eq!(app.get("/healthz", None).await.0, 200);
+    assert_eq!(app.get("/api/me", Some(&alice.token)).await.0, 200);
+    send_ok(&socket, private(alice.id(), "draining")).await;
+    app.stop().await;
+}
+
 backend_tests!(
+    readiness_turns_first_while_the_node_still_serves,
     shutdown_answers_every_queued_send_and_keeps_every_acked_one,
     a_stopped_server_lets_go_of_its_sockets_and_its_database,
 );
