@@ -1,7 +1,9 @@
 //! Palaver: a real-time chat server speaking Socket.IO and HTTP.
 //!
 //! # Layout
-//! - [`config`]: flags and environment variables.
+//! - [`config`]: flags, environment variables and the TOML file (`file.rs`).
+//! - [`admin`]: the operator's commands (`palaver admin`, `migrate`,
+//!   `config check`) on the configured database, through the domain.
 //! - [`accept`]: the accept loop (hyper HTTP/1 with upgrades) serving both.
 //! - [`app`]: the shared state handed to both front doors.
 //! - [`ids`]: user and group ids (made only by parsing at the edge, or by the
@@ -35,6 +37,7 @@
 //! port 0.
 
 pub mod accept;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod chat;
@@ -81,6 +84,65 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
+/// The domain over the configured database (migrations applied), its
+/// token issuer, and the link to Redis when configured: what a server
+/// serves, and what `palaver admin` acts through.
+pub struct Opened {
+    pub chat: chat::Chat,
+    pub tokens: auth::Tokens,
+    pub connected: Option<cluster::Connected>,
+}
+
+/// Checks what lies outside the process, connects to Redis and the
+/// database (applying migrations), and starts the domain.
+pub async fn open(config: &Config) -> Result<Opened, StartError> {
+    // Everything outside the process is checked before anything is
+    // written: Redis before the database, whose connect applies the
+    // migrations (and may then store a generated secret).
+    preflight::check_database_url(&config.database_url)?;
+    if let Some(url) = &config.redis_url {
+        preflight::check_redis(url).await?;
+    }
+    let connected = match &config.redis_url {
+        Some(url) => Some(cluster::connect(url, &config.redis_prefix).await?),
+        None => None,
+    };
+    let pool = store::PoolOptions {
+        max_connections: config.db_max_connections,
+        acquire_timeout: config.db_acquire_timeout(),
+    };
+    let store = store::connect(&config.database_url, &pool).await?;
+    let secret = match &config.jwt_secret {
+        Some(s) => s.clone(),
+        None => store
+            .setting_or_insert(JWT_SECRET_KEY, &auth::random_secret())
+            .await
+            .map_err(StartError::Secret)?,
+    };
+    let tokens = auth::Tokens::new(secret.as_bytes(), config.token_ttl());
+    let writer_url = config.database_url.clone();
+    let writer_timeout = config.db_acquire_timeout();
+    let cluster = connected.as_ref().map(|c| c.cluster.clone());
+    let chat = chat::Chat::start(
+        store,
+        Box::pin(async move { store::connect_writer(&writer_url, writer_timeout).await }),
+        chat::Settings {
+            max_message_chars: config.max_message_chars as usize,
+            batch_interval: std::time::Duration::from_millis(config.batch_interval_ms.into()),
+            delete_window: (config.delete_window_secs > 0)
+                .then(|| std::time::Duration::from_secs(config.delete_window_secs.into())),
+            cluster: cluster.clone(),
+            limits: std::sync::Arc::new(limits::Limits::new(config, cluster)),
+        },
+    )
+    .await?;
+    Ok(Opened {
+        chat,
+        tokens,
+        connected,
+    })
+}
+
 /// A built server, ready to serve on a listener.
 pub struct Server {
     app: App,
@@ -91,46 +153,11 @@ pub struct Server {
 impl Server {
     /// Connects to the database, applies migrations and builds the routes.
     pub async fn build(config: Config) -> Result<Server, StartError> {
-        // Everything outside the process is checked before anything is
-        // written: Redis before the database, whose connect applies the
-        // migrations (and may then store a generated secret).
-        preflight::check_database_url(&config.database_url)?;
-        if let Some(url) = &config.redis_url {
-            preflight::check_redis(url).await?;
-        }
-        let connected = match &config.redis_url {
-            Some(url) => Some(cluster::connect(url, &config.redis_prefix).await?),
-            None => None,
-        };
-        let pool = store::PoolOptions {
-            max_connections: config.db_max_connections,
-            acquire_timeout: config.db_acquire_timeout(),
-        };
-        let store = store::connect(&config.database_url, &pool).await?;
-        let secret = match &config.jwt_secret {
-            Some(s) => s.clone(),
-            None => store
-                .setting_or_insert(JWT_SECRET_KEY, &auth::random_secret())
-                .await
-                .map_err(StartError::Secret)?,
-        };
-        let tokens = auth::Tokens::new(secret.as_bytes(), config.token_ttl());
-        let writer_url = config.database_url.clone();
-        let writer_timeout = config.db_acquire_timeout();
-        let cluster = connected.as_ref().map(|c| c.cluster.clone());
-        let chat = chat::Chat::start(
-            store,
-            Box::pin(async move { store::connect_writer(&writer_url, writer_timeout).await }),
-            chat::Settings {
-                max_message_chars: config.max_message_chars as usize,
-                batch_interval: std::time::Duration::from_millis(config.batch_interval_ms.into()),
-                delete_window: (config.delete_window_secs > 0)
-                    .then(|| std::time::Duration::from_secs(config.delete_window_secs.into())),
-                cluster: cluster.clone(),
-                limits: std::sync::Arc::new(limits::Limits::new(&config, cluster)),
-            },
-        )
-        .await?;
+        let Opened {
+            chat,
+            tokens,
+            connected,
+        } = open(&config).await?;
         let app = App::new(chat, tokens, config);
 
         let relay = connected.map(|connected| {

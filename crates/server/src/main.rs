@@ -1,9 +1,12 @@
-//! `palaver serve`: parse flags, set up logging, bind, run.
+//! `palaver serve|migrate|config check|admin`: read the config file,
+//! parse flags, set up logging, run the command in the library.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use palaver::config::LogFormat;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use palaver::admin::AdminArgs;
+use palaver::config::{file, LogFormat};
 use palaver::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -19,16 +22,45 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(Config),
+    /// Apply the database migrations and exit.
+    Migrate(Config),
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Operator commands on the configured database (users, groups, tokens).
+    Admin(AdminArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every setting and where it came from (secrets masked), and
+    /// check that the database and Redis answer; changes nothing.
+    Check(Config),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Serve(config) = cli.command;
-    init_logging(config.log_format);
-    // Many connections need many descriptors: raise the soft limit to the hard one.
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // The config file's settings become the flags' defaults: flags and
+    // variables still win (config/file.rs).
+    let mut command = Cli::command();
+    let mut from_file = Vec::new();
+    if let Some(path) = file::path_from(&args) {
+        let applied = file::read(&path).and_then(|settings| {
+            from_file = settings.iter().map(|(k, _)| k.clone()).collect();
+            file::apply(command, &path, &settings)
+        });
+        command = match applied {
+            Ok(command) => command,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     }
+    let matches = command.get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Many connections need many descriptors: raise the soft limit to the hard one.
+    let raised = rlimit::increase_nofile_limit(u64::MAX);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -36,7 +68,41 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    let result = match cli.command {
+        Command::Serve(config) => {
+            init_logging(config.log_format, false);
+            if let Err(e) = raised {
+                tracing::warn!(error = %e, "cannot raise the open-file limit");
+            }
+            runtime.block_on(serve(config))
+        }
+        Command::Migrate(config) => {
+            init_logging(config.log_format, true);
+            runtime
+                .block_on(palaver::admin::migrate(&config))
+                .map_err(Into::into)
+        }
+        Command::Config(ConfigCommand::Check(config)) => {
+            init_logging(config.log_format, true);
+            let Some(("config", m)) = matches.subcommand() else {
+                unreachable!("parsed as config")
+            };
+            let Some(("check", m)) = m.subcommand() else {
+                unreachable!("parsed as config check")
+            };
+            let settings = Config::describe(m, &from_file);
+            runtime
+                .block_on(palaver::admin::check_config(&config, settings))
+                .map_err(Into::into)
+        }
+        Command::Admin(args) => {
+            init_logging(args.config.log_format, true);
+            runtime
+                .block_on(palaver::admin::run(args))
+                .map_err(Into::into)
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -57,12 +123,15 @@ fn main() -> ExitCode {
 /// whether to log each statement without logging one: the writer's next
 /// event on that thread was then dropped whatever `RUST_LOG` said
 /// (tokio-rs/tracing#2519; test: `hardening.rs`).
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, command: bool) {
     use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::prelude::*;
 
     const WIRE: [&str; 3] = ["tungstenite", "tokio_tungstenite", "hyper"];
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A one-off command prints its answer on stdout: its logs go to
+    // stderr, warnings and errors only unless RUST_LOG says otherwise.
+    let default = if command { "warn" } else { "info" };
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let no_wire_detail = filter_fn(|meta| {
         *meta.level() <= tracing::Level::INFO
             || !WIRE
@@ -76,8 +145,19 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => {
             // Colour only for a person at a terminal, never in a file or a pipe.
             use std::io::IsTerminal;
-            let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
-            registry.with(fmt).init();
+            let fmt = tracing_subscriber::fmt::layer();
+            if command {
+                registry
+                    .with(
+                        fmt.with_writer(std::io::stderr)
+                            .with_ansi(std::io::stderr().is_terminal()),
+                    )
+                    .init();
+            } else {
+                registry
+                    .with(fmt.with_ansi(std::io::stdout().is_terminal()))
+                    .init();
+            }
         }
         LogFormat::Json => {
             // One object per line: timestamp, level, target, fields, the
@@ -86,7 +166,11 @@ fn init_logging(format: LogFormat) {
                 .json()
                 .with_current_span(true)
                 .with_span_list(true);
-            registry.with(fmt).init();
+            if command {
+                registry.with(fmt.with_writer(std::io::stderr)).init();
+            } else {
+                registry.with(fmt).init();
+            }
         }
     }
 }

@@ -2,9 +2,11 @@
 -- of its user when it was issued; logging out everywhere, changing the
 -- password or disabling the account bumps it, and every older token fails.
 -- One token logged out is kept in revoked_tokens (by its jti) until it
--- would have expired anyway. credential_changes is the log every node
--- polls to drop its cached token state and close the sockets whose token
--- no longer holds; rows older than a day are pruned.
+-- would have expired anyway. change_log is what every node polls: a
+-- user's credentials changed (drop the cached token state, end the
+-- sockets whose token no longer holds), or a group's members changed
+-- outside a server (`palaver admin`: drop the cached roster). Rows older
+-- than a day are pruned.
 ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN disabled_at BIGINT NULL;
 
@@ -16,8 +18,9 @@ CREATE TABLE revoked_tokens (
     CONSTRAINT revoked_tokens_user FOREIGN KEY (user_id) REFERENCES users (id)
 ) ENGINE = InnoDB;
 
-CREATE TABLE credential_changes (
+CREATE TABLE change_log (
     id         BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    user_id    BIGINT NOT NULL,
+    user_id    BIGINT NULL,
+    group_id   BIGINT NULL,
     changed_at BIGINT NOT NULL
 ) ENGINE = InnoDB;

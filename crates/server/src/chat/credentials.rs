@@ -1,7 +1,8 @@
 //! Credentials (v1.3): whether a token still holds, logging out (one token
-//! or all), changing a password, disabling an account; and the watch that
-//! applies such changes made by any node (or `palaver admin`) here within
-//! a second.
+//! or all), changing a password, disabling an account; and the watch over
+//! the change log that applies such changes made by any node (or
+//! `palaver admin`) here within a second, along with the group changes
+//! `palaver admin` makes.
 //!
 //! Every token carries its user's token generation at issue; a change
 //! bumps the generation in the database and appends to a log of changes.
@@ -23,7 +24,7 @@ use super::core::{now_ms, Core};
 use super::{Chat, ChatError, Password};
 use crate::auth::{self, Verified};
 use crate::ids::UserId;
-use crate::store::{CredentialChange, TokenState};
+use crate::store::{CredentialChange, LoggedChange, TokenState};
 
 /// How often each node reads the log of credential changes.
 pub const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -177,6 +178,12 @@ impl Chat {
         Ok(state.generation)
     }
 
+    /// Whether `user`'s account is disabled, read afresh.
+    pub async fn account_disabled(&self, user: UserId) -> Result<bool, ChatError> {
+        let state = self.core.store.token_state(user, now_ms()).await?;
+        Ok(state.ok_or_else(|| ChatError::no_such_user(user))?.disabled)
+    }
+
     /// Logs one token out: it fails from now on, everywhere.
     pub async fn logout(&self, token: &Verified) -> Result<(), ChatError> {
         let jti = token.jti.ok_or_else(|| {
@@ -241,13 +248,13 @@ impl Chat {
     }
 }
 
-/// Starts the watch over the log of credential changes; it stops when the
-/// chat service is dropped.
+/// Starts the watch over the change log; it stops when the chat service is
+/// dropped.
 pub(super) fn spawn_watch(core: &Arc<Core>) {
     let weak = Arc::downgrade(core);
     tokio::spawn(async move {
         let mut last = match weak.upgrade() {
-            Some(core) => core.store.last_credential_change().await.unwrap_or(0),
+            Some(core) => core.store.last_logged_change().await.unwrap_or(0),
             None => return,
         };
         let mut seen = BTreeSet::new();
@@ -263,7 +270,7 @@ pub(super) fn spawn_watch(core: &Arc<Core>) {
                 let now = now_ms();
                 let before = now - KEEP_CHANGES.as_millis() as i64;
                 if let Err(e) = core.store.prune_credentials(before, now).await {
-                    tracing::debug!(error = %e, "cannot prune the log of credential changes");
+                    tracing::debug!(error = %e, "cannot prune the change log");
                 }
             }
         }
@@ -275,20 +282,23 @@ pub(super) fn spawn_watch(core: &Arc<Core>) {
 async fn watch_once(core: &Core, last: &mut i64, seen: &mut BTreeSet<i64>) -> bool {
     let changes = match core
         .store
-        .credential_changes(*last - REORDER_WINDOW, WATCH_PAGE)
+        .logged_changes(*last - REORDER_WINDOW, WATCH_PAGE)
         .await
     {
         Ok(changes) => changes,
         Err(e) => {
-            tracing::debug!(error = %e, "cannot read the log of credential changes");
+            tracing::debug!(error = %e, "cannot read the change log");
             return false;
         }
     };
     let full = changes.len() == WATCH_PAGE as usize;
     let mut users = Vec::new();
-    for (position, user) in changes {
+    for (position, change) in changes {
         if seen.insert(position) {
-            users.push(user);
+            match change {
+                LoggedChange::Credentials(user) => users.push(user),
+                LoggedChange::Roster(group) => core.directory.invalidate_roster(group),
+            }
         }
         *last = (*last).max(position);
     }

@@ -25,6 +25,7 @@ mod error;
 mod groups;
 pub mod input;
 mod messages;
+mod operator;
 pub mod presence;
 mod writer;
 

@@ -74,3 +74,73 @@ pub async fn connect_writer(
     let store = connect_sql(&url, &pool).await?.for_writer();
     Ok(Some(Box::new(store)))
 }
+
+/// What `palaver config check` and `palaver migrate` say of a database.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub backend: &'static str,
+    /// False for an SQLite file not created yet (the server creates it).
+    pub exists: bool,
+    /// Migrations applied, and those this build carries.
+    pub applied: usize,
+    pub known: usize,
+}
+
+/// Connects to the database `url` names and counts the migrations applied,
+/// changing nothing: a missing SQLite file is not created.
+pub async fn probe(url: &str, timeout: Duration) -> Result<Probe, ConnectError> {
+    sqlx::any::install_default_drivers();
+    let scheme = url.split(':').next().unwrap_or_default();
+    let (backend, migrator) = match scheme {
+        "sqlite" => ("sqlite", &sqlite::MIGRATOR),
+        "mysql" | "mariadb" => ("mysql", &mysql::MIGRATOR),
+        "postgres" | "postgresql" => ("postgres", &postgres::MIGRATOR),
+        _ => return Err(ConnectError::Unsupported(format!(
+            "unknown database URL scheme {scheme:?}; expected sqlite://, mysql:// or postgres://"
+        ))),
+    };
+    let known = migrator.iter().count();
+    let url = if backend == "sqlite" {
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:")
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        if !std::path::Path::new(path).exists() {
+            return Ok(Probe {
+                backend,
+                exists: false,
+                applied: 0,
+                known,
+            });
+        }
+        format!("sqlite://{path}?mode=ro")
+    } else {
+        url.to_string()
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(timeout)
+        .connect(&url)
+        .await
+        .map_err(|e| ConnectError::connect(&url, e))?;
+    sqlx::query("SELECT 1")
+        .execute(&pool)
+        .await
+        .map_err(|e| ConnectError::connect(&url, e))?;
+    // No table yet: nothing applied.
+    let applied = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .ok()
+        .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 0).ok())
+        .unwrap_or(0);
+    pool.close().await;
+    Ok(Probe {
+        backend,
+        exists: true,
+        applied: usize::try_from(applied).unwrap_or(0),
+        known,
+    })
+}

@@ -25,7 +25,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-pub use connect::{connect, connect_writer, WRITER_STATEMENT_CACHE};
+pub use connect::{connect, connect_writer, probe, Probe, WRITER_STATEMENT_CACHE};
 pub use error::{ConnectError, StoreError};
 pub use pool::PoolOptions;
 pub use seqs::SeqCache;
@@ -160,8 +160,17 @@ pub enum CredentialChange {
     Disabled(bool),
 }
 
-/// Token generations, revoked tokens, disabled accounts, and the log of
-/// their changes that every node polls (v1.3).
+/// What the change log says changed (every node polls it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoggedChange {
+    /// A user's credentials: drop their token state, re-check their sockets.
+    Credentials(UserId),
+    /// A group's members, changed outside a server (`palaver admin`).
+    Roster(GroupId),
+}
+
+/// Token generations, revoked tokens, disabled accounts, and the change
+/// log that every node polls (v1.3).
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
     /// `None`: no such user.
@@ -192,16 +201,19 @@ pub trait CredentialStore: Send + Sync {
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError>;
 
-    /// The log of credential changes after position `after`, oldest first
-    /// (at most `limit`): `(position, user)`.
-    async fn credential_changes(
+    /// The change log after position `after`, oldest first (at most
+    /// `limit`): `(position, change)`.
+    async fn logged_changes(
         &self,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<(i64, UserId)>, StoreError>;
+    ) -> Result<Vec<(i64, LoggedChange)>, StoreError>;
 
-    /// The last position of that log (0 when empty).
-    async fn last_credential_change(&self) -> Result<i64, StoreError>;
+    /// The last position of the change log (0 when empty).
+    async fn last_logged_change(&self) -> Result<i64, StoreError>;
+
+    /// Records in the change log that `group`'s members changed.
+    async fn log_roster_change(&self, group: GroupId, now_ms: i64) -> Result<(), StoreError>;
 
     /// Forgets log entries from before `changes_before_ms` and revoked
     /// tokens that have expired by `now_ms`.
@@ -240,6 +252,10 @@ pub trait UserStore: Send + Sync {
         &self,
         username: &str,
     ) -> Result<Option<(User, Option<String>)>, StoreError>;
+
+    /// Users by id after `after`, at most `limit` (`palaver admin`), each
+    /// with whether it is disabled.
+    async fn list_users(&self, after: i64, limit: u32) -> Result<Vec<(User, bool)>, StoreError>;
 
     /// Users whose username starts with `prefix` (case-insensitive), by username.
     async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>, StoreError>;
@@ -295,6 +311,10 @@ pub trait GroupStore: Send + Sync {
 
     /// The group without members, or `None` (also once deleted).
     async fn group(&self, id: GroupId) -> Result<Option<Group>, StoreError>;
+
+    /// Groups by id after `after`, at most `limit`, deleted ones too, each
+    /// with its number of members (`palaver admin`).
+    async fn list_groups(&self, after: i64, limit: u32) -> Result<Vec<(Group, i64)>, StoreError>;
 
     /// The groups `user` belongs to, newest first.
     async fn groups_of(&self, user: UserId) -> Result<Vec<Group>, StoreError>;

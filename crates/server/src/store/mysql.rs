@@ -19,10 +19,7 @@ pub(super) async fn connect(
 /// A pool with the migrations applied.
 pub(super) async fn open(url: &str, pool: &PoolOptions) -> Result<sqlx::AnyPool, ConnectError> {
     let pool = open_pool(url, pool).await?;
-    sqlx::migrate!("./migrations/mysql")
-        .run(&pool)
-        .await
-        .map_err(ConnectError::Migrate)?;
+    MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
     Ok(pool)
 }
 
@@ -57,6 +54,9 @@ fn has_returning(version: &str) -> bool {
     let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     (major, minor) >= (10, 5)
 }
+
+/// The migrations this build carries.
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 
 #[cfg(test)]
 mod tests {

@@ -6,9 +6,9 @@ use super::pool::{open_pool, PoolOptions};
 /// Connects and applies migrations.
 pub(super) async fn connect(url: &str, pool: &PoolOptions) -> Result<sqlx::AnyPool, ConnectError> {
     let pool = open_pool(url, pool).await?;
-    sqlx::migrate!("./migrations/postgres")
-        .run(&pool)
-        .await
-        .map_err(ConnectError::Migrate)?;
+    MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
     Ok(pool)
 }
+
+/// The migrations this build carries.
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -39,9 +39,9 @@ pub(super) async fn connect(url: &str, pool: &PoolOptions) -> Result<AnyPool, Co
         .connect(&url)
         .await
         .map_err(|e| ConnectError::connect(&url, e))?;
-    sqlx::migrate!("./migrations/sqlite")
-        .run(&pool)
-        .await
-        .map_err(ConnectError::Migrate)?;
+    MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
     Ok(pool)
 }
+
+/// The migrations this build carries.
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -211,6 +211,11 @@ impl TestApp {
     }
 
     /// Stops the server and waits for it to finish.
+    /// The URL of the server's database.
+    pub fn db_url(&self) -> &str {
+        &self.db.as_ref().expect("database").url
+    }
+
     /// Sends the shutdown signal without waiting for the server to stop.
     pub fn signal_stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -13,6 +13,7 @@ mod support;
 mod helpers;
 
 mod accounts;
+mod admin;
 mod authz;
 mod blocks;
 mod browser;
@@ -24,6 +25,7 @@ mod js;
 mod lifecycle;
 mod limits;
 mod messaging;
+mod operating;
 mod process;
 mod receipts;
 mod running;
@@ -34,6 +36,7 @@ mod store;
 fn main() {
     let trials = [
         accounts::trials(),
+        admin::trials(),
         authz::trials(),
         blocks::trials(),
         browser::trials(),
@@ -45,6 +48,7 @@ fn main() {
         lifecycle::trials(),
         limits::trials(),
         messaging::trials(),
+        operating::trials(),
         process::trials(),
         receipts::trials(),
         running::trials(),

@@ -28,7 +28,8 @@ pub fn palaver() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_palaver"));
     cmd.env_remove("PALAVER_DATABASE_URL")
         .env_remove("PALAVER_LISTEN")
-        .env_remove("PALAVER_REDIS_URL");
+        .env_remove("PALAVER_REDIS_URL")
+        .env_remove("PALAVER_CONFIG");
     cmd
 }
 

@@ -1,16 +1,16 @@
 //! Credentials (v1.3): token generations, revoked tokens, disabled
-//! accounts, and the log of their changes that every node polls.
+//! accounts, and the change log that every node polls.
 
 use async_trait::async_trait;
 use sqlx::{Any, Row, Transaction};
 
 use super::rows::opt_text;
 use super::SqlStore;
-use crate::ids::UserId;
-use crate::store::{CredentialChange, CredentialStore, StoreError, TokenState};
+use crate::ids::{GroupId, UserId};
+use crate::store::{CredentialChange, CredentialStore, LoggedChange, StoreError, TokenState};
 
 impl SqlStore {
-    /// Records in the log that `user`'s credentials changed.
+    /// Records in the change log that `user`'s credentials changed.
     async fn log_change(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -19,7 +19,7 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let sql = self
             .d
-            .q("INSERT INTO credential_changes (user_id, changed_at) VALUES (?, ?)");
+            .q("INSERT INTO change_log (user_id, changed_at) VALUES (?, ?)");
         sqlx::query(&sql)
             .bind(user)
             .bind(now_ms)
@@ -136,28 +136,49 @@ impl CredentialStore for SqlStore {
         Ok(Some(generation))
     }
 
-    async fn credential_changes(
+    async fn logged_changes(
         &self,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<(i64, UserId)>, StoreError> {
+    ) -> Result<Vec<(i64, LoggedChange)>, StoreError> {
         let sql = self
             .d
-            .q("SELECT id, user_id FROM credential_changes WHERE id > ? ORDER BY id LIMIT ?");
+            .q("SELECT id, user_id, group_id FROM change_log WHERE id > ? ORDER BY id LIMIT ?");
         let rows = sqlx::query(&sql)
             .bind(after)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        let mut changes = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let user: Option<UserId> = r.try_get(1)?;
+            let group: Option<GroupId> = r.try_get(2)?;
+            let change = match (user, group) {
+                (Some(u), _) => LoggedChange::Credentials(u),
+                (None, Some(g)) => LoggedChange::Roster(g),
+                (None, None) => continue,
+            };
+            changes.push((r.try_get(0)?, change));
+        }
+        Ok(changes)
     }
 
-    async fn last_credential_change(&self) -> Result<i64, StoreError> {
-        let sql = "SELECT COALESCE(MAX(id), 0) FROM credential_changes";
+    async fn last_logged_change(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(id), 0) FROM change_log";
         let row = sqlx::query(sql).fetch_one(&self.pool).await?;
         Ok(row.try_get(0)?)
+    }
+
+    async fn log_roster_change(&self, group: GroupId, now_ms: i64) -> Result<(), StoreError> {
+        let sql = self
+            .d
+            .q("INSERT INTO change_log (group_id, changed_at) VALUES (?, ?)");
+        sqlx::query(&sql)
+            .bind(group)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn prune_credentials(
@@ -165,9 +186,7 @@ impl CredentialStore for SqlStore {
         changes_before_ms: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let sql = self
-            .d
-            .q("DELETE FROM credential_changes WHERE changed_at < ?");
+        let sql = self.d.q("DELETE FROM change_log WHERE changed_at < ?");
         sqlx::query(&sql)
             .bind(changes_before_ms)
             .execute(&self.pool)

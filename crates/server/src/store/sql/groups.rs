@@ -104,6 +104,22 @@ impl GroupStore for SqlStore {
         rows.iter().map(group_from_row).collect()
     }
 
+    async fn list_groups(&self, after: i64, limit: u32) -> Result<Vec<(Group, i64)>, StoreError> {
+        let sql = self.d.q(
+            "SELECT g.id, g.name, g.owner_id, g.created_at, \
+             (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id AND m.left_seq IS NULL) AS member_count \
+             FROM chat_groups g WHERE g.id > ? ORDER BY g.id LIMIT ?",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((group_from_row(r)?, r.try_get("member_count")?)))
+            .collect()
+    }
+
     async fn members(&self, group: GroupId) -> Result<Vec<Member>, StoreError> {
         let sql = self
             .d

@@ -140,6 +140,23 @@ impl UserStore for SqlStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    async fn list_users(&self, after: i64, limit: u32) -> Result<Vec<(User, bool)>, StoreError> {
+        let sql = self.d.q(format!(
+            "SELECT {USER_COLS}, disabled_at FROM users WHERE id > ? ORDER BY id LIMIT ?"
+        ));
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let disabled: Option<i64> = r.try_get("disabled_at")?;
+                Ok((user_from_row(r)?, disabled.is_some()))
+            })
+            .collect()
+    }
+
     async fn credentials(
         &self,
         username: &str,

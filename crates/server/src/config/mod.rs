@@ -1,4 +1,7 @@
-//! Configuration: every flag is also an environment variable.
+//! Configuration: every flag is also an environment variable, and may be
+//! set in a TOML file (`--config`, see [`file`]).
+
+pub mod file;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,6 +11,12 @@ use clap::Args;
 /// `palaver serve` settings.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// A TOML file of settings, keys named as these flags without the
+    /// dashes (docs/palaver.example.toml): flags and environment
+    /// variables take precedence over it, and it over the defaults.
+    #[arg(long, env = "PALAVER_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address to listen on for HTTP and Socket.IO.
     /// HOST:PORT, a host name with a port (localhost:3000) or a port
     /// alone (3000: every address).
@@ -245,7 +254,59 @@ impl AllowedOrigins {
     }
 }
 
+/// Where a setting's value came from, for `palaver config check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Environment,
+    File,
+    Default,
+}
+
 impl Config {
+    /// Every setting as `(flag name, value, source)`, secrets masked (the
+    /// JWT secret entirely, passwords inside URLs), from the matches of a
+    /// command that flattens `Config`; `from_file` are the keys the
+    /// config file set.
+    pub fn describe(
+        matches: &clap::ArgMatches,
+        from_file: &[String],
+    ) -> Vec<(String, String, Source)> {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let command = <Wrapper as clap::CommandFactory>::command();
+        let mut settings = Vec::new();
+        for arg in command.get_arguments() {
+            let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+                continue;
+            };
+            let value = matches
+                .get_raw(id)
+                .map(|vs| {
+                    vs.map(|v| v.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let source = match matches.value_source(id) {
+                Some(clap::parser::ValueSource::CommandLine) => Source::Flag,
+                Some(clap::parser::ValueSource::EnvVariable) => Source::Environment,
+                _ if from_file.iter().any(|k| k == long) => Source::File,
+                _ => Source::Default,
+            };
+            let value = match long {
+                "jwt-secret" if !value.is_empty() => "***".to_string(),
+                "database-url" | "redis-url" => crate::preflight::redact(&value),
+                _ => value,
+            };
+            settings.push((long.to_string(), value, source));
+        }
+        settings
+    }
+
     /// The defaults (and whatever `PALAVER_*` variables are set), as
     /// `palaver serve` with no flags would see them.
     pub fn from_env() -> Result<Self, clap::Error> {
@@ -272,7 +333,7 @@ mod tests {
 
     /// The README's configuration tables, as `(flag, variable, default)`.
     fn readme_rows() -> Vec<(String, String, String)> {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../README.md");
         readme
             .lines()
             .filter(|l| l.starts_with("| `--"))
