@@ -22,7 +22,7 @@ let typingStop: number | undefined;
 // ---- signing in -----------------------------------------------------------
 
 function showSignIn(message = ''): void {
-  client.logout();
+  client.forget();
   sessionStorage.removeItem(TOKEN_KEY);
   S.me = null;
   $('app').hidden = true;
@@ -362,7 +362,11 @@ window.addEventListener('offline', () => { if (S.me) $('banner').hidden = false;
 
 client.on('online', () => { $('banner').hidden = true; void catchUp(); });
 
-client.on('unauthorized', () => { if (S.me) showSignIn('Your session has ended: please sign in again.'); });
+client.on('unauthorized', (reason?: string) => {
+  if (!S.me) return;
+  const why = reason?.replace(/^unauthorized: /, '');
+  showSignIn(`Your session has ended${why ? ` (${why})` : ''}: please sign in again.`);
+});
 
 /** After a reconnect: the list again, and for every opened conversation
  * what was sent and changed meanwhile. Messages are keyed by seq, so
@@ -401,12 +405,21 @@ $('signin-form').addEventListener('submit', (e) => { e.preventDefault(); void si
 
 $('register').addEventListener('click', () => void signIn(true));
 
-$('logout').addEventListener('click', () => {
+function signedOut(): void {
   opened.clear();
   summaries.clear();
   S.current = null;
   $('chat').hidden = true;
   showSignIn();
+}
+
+// Signing out revokes the token on the server, so a copy of it is no use.
+$('logout').addEventListener('click', () => { S.me = null; void client.logout().then(signedOut); });
+
+$('logout-all').addEventListener('click', () => {
+  if (!confirm('Sign out on every device?')) return;
+  S.me = null;
+  void client.logoutEverywhere().then(signedOut, (e) => alert(e instanceof Error ? e.message : String(e)));
 });
 
 $('back').addEventListener('click', () => { $('app').classList.remove('chat-open'); S.current = null; renderList(); });

@@ -113,8 +113,9 @@ export interface Events {
   online: () => void;
   /** The socket lost its connection; it reconnects by itself. */
   offline: () => void;
-  /** The server refused the token: sign in again. */
-  unauthorized: () => void;
+  /** The server refused the token, or ended the session (logged out
+   * elsewhere, password changed, account disabled): sign in again. */
+  unauthorized: (reason?: string) => void;
 }
 
 /** An error answer, over HTTP or in an ack: `code` is the contract's. */
@@ -166,7 +167,22 @@ export class Palaver {
     return r;
   }
 
-  logout(): void {
+  /** Logs this token out on the server (best effort), then forgets it. */
+  async logout(): Promise<void> {
+    if (this.token) {
+      await this.api('POST', '/api/auth/logout').catch(() => undefined);
+    }
+    this.forget();
+  }
+
+  /** Logs out every session of this user, on every device, then forgets the token. */
+  async logoutEverywhere(): Promise<void> {
+    await this.api('POST', '/api/auth/logout-all');
+    this.forget();
+  }
+
+  /** Forgets the token here, without telling the server. */
+  forget(): void {
     this.disconnect();
     this.token = null;
   }
@@ -250,10 +266,12 @@ export class Palaver {
     socket.on('disconnect', () => this.fire('offline'));
     socket.on('connect_error', (e: Error) => {
       if (/unauthorized|token/i.test(e.message)) {
-        this.fire('unauthorized');
+        this.fire('unauthorized', e.message);
         socket.disconnect();
       }
     });
+    // The server ends the socket of a revoked token (v1.3), saying why.
+    socket.on('session_ended', (e: { message?: string }) => this.fire('unauthorized', e?.message));
     for (const name of ['message', 'message_updated', 'reaction', 'read', 'typing', 'presence'] as const) {
       socket.on(name, (data: unknown) => this.fire(name, data));
     }
@@ -332,7 +350,7 @@ export class Palaver {
     const text = await res.text();
     const data = text ? JSON.parse(text) : undefined;
     if (!res.ok) {
-      if (res.status === 401) this.fire('unauthorized');
+      if (res.status === 401) this.fire('unauthorized', data?.error?.message);
       throw new PalaverError(data?.error?.code ?? 'internal', data?.error?.message ?? res.statusText, res.status);
     }
     return data as T;

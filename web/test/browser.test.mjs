@@ -184,13 +184,35 @@ test('a group: create, talk, rename (a system message), and the phone layout', a
   assert.deepEqual([...alice.errors, ...bob.errors], []);
 });
 
-test('a reload keeps the user signed in (the token is in session storage); signing out forgets it', async () => {
+test('a session ended elsewhere (logged out everywhere) shows the sign-in page with the reason', async () => {
+  // Alice signs in a second time in another browser, then signs out
+  // everywhere from there: the first page is told at once.
+  const second = await user('alice');
+  second.name = alice.name;
+  await second.page.getByLabel('Username', { exact: true }).fill(alice.name);
+  await second.page.getByLabel('Password', { exact: true }).fill('correct horse battery');
+  await second.page.getByRole('button', { name: 'Sign in' }).click();
+  await second.page.locator('#me').filter({ hasText: alice.name }).waitFor(WAIT);
+  await second.page.getByRole('button', { name: 'Everywhere' }).click();
+  await second.page.getByRole('button', { name: 'Sign in' }).waitFor(WAIT);
+  await alice.page.locator('#signin-error', { hasText: 'token revoked' }).waitFor(WAIT);
+  assert.equal(await alice.page.evaluate(() => sessionStorage.getItem('palaver.token')), null);
+  await second.context.close();
+  assert.deepEqual([...alice.errors, ...second.errors], []);
+});
+
+test('a reload keeps the user signed in (the token is in session storage); signing out revokes and forgets it', async () => {
   await bob.page.reload();
   await bob.page.locator('#me', { hasText: bob.name }).waitFor(WAIT);
   await bob.page.locator('#conversations button.conv', { hasText: 'team two' }).waitFor(WAIT);
+  const token = await bob.page.evaluate(() => sessionStorage.getItem('palaver.token'));
   await bob.page.getByRole('button', { name: 'Sign out' }).click();
   await bob.page.getByRole('button', { name: 'Sign in' }).waitFor(WAIT);
   await bob.page.reload();
   await bob.page.getByRole('button', { name: 'Sign in' }).waitFor(WAIT);
   assert.equal(await bob.page.evaluate(() => sessionStorage.getItem('palaver.token')), null);
+  // The token is revoked on the server, not only forgotten here.
+  const res = await fetch(`${URL}/api/me`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(res.status, 401);
+  assert.match((await res.json()).error.message, /token revoked/);
 });

@@ -80,8 +80,8 @@ async fn web_client_in_chromium() {
     )
     .await;
     assert!(
-        report.contains("pass 5"),
-        "expected 5 passing browser tests:\n{report}"
+        report.contains("pass 6"),
+        "expected 6 passing browser tests:\n{report}"
     );
 }
 
