@@ -7,24 +7,52 @@ use axum::http::StatusCode;
 use axum::Json;
 use palaver_protocol::AuthResponse;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::extract::ApiJson;
+use super::openapi::{Conflict, InvalidPayload, RateLimited, TooLarge, Unauthorized, Unavailable};
 use super::ApiError;
 use crate::app::App;
 use crate::chat::{ChatError, Password, Username};
 use crate::ids::UserId;
 use crate::limits::login::bounded;
 
-#[derive(Deserialize)]
+/// A new account's name and password.
+#[derive(Deserialize, ToSchema)]
+pub struct Registration {
+    #[schema(schema_with = palaver_protocol::openapi::username)]
+    username: String,
+    #[schema(schema_with = palaver_protocol::openapi::password)]
+    password: String,
+}
+
+/// An account's name and password. Anything is accepted here: what is
+/// not an account's answers 401.
+#[derive(Deserialize, ToSchema)]
 pub struct Credentials {
     username: String,
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    operation_id = "register",
+    tag = "auth",
+    request_body = Registration,
+    responses(
+        (status = 201, description = "The new user and a token", body = AuthResponse),
+        (status = 400, response = InvalidPayload),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn register(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiJson(body): ApiJson<Credentials>,
+    ApiJson(body): ApiJson<Registration>,
 ) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
     // Counted before any work, like a login: each costs a password hash.
     app.limits.register(peer.ip())?;
@@ -35,6 +63,21 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(AuthResponse { user, token })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "The user and a token", body = AuthResponse),
+        (status = 400, response = InvalidPayload),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn login(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -1,5 +1,6 @@
 //! The HTTP API (see PROTOCOL.md, "HTTP API"): every route is listed in
-//! [`router`]. Handlers parse input into typed values, call the `chat`
+//! [`api`], and described from the same list at `GET /api/openapi.json`
+//! (`openapi.rs`). Handlers parse input into typed values, call the `chat`
 //! domain and translate its answer; errors become `{"error": {code,
 //! message}}` with the matching status.
 
@@ -7,54 +8,51 @@ mod auth;
 mod error;
 mod extract;
 mod groups;
+mod health;
 mod messages;
+pub mod openapi;
 pub mod origin;
 mod users;
 
-use std::time::Duration;
-
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::chat::ChatError;
 pub use error::ApiError;
 
-/// All routes.
+/// Every route of the API, each with its description: a handler's
+/// `#[utoipa::path]` gives both its method and path here and its
+/// operation in `/api/openapi.json`, so the two cannot disagree.
+fn api() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(users::me))
+        .routes(routes!(users::search))
+        .routes(routes!(users::get))
+        .routes(routes!(users::blocks))
+        .routes(routes!(users::block, users::unblock))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::get, groups::rename, groups::delete))
+        .routes(routes!(groups::hand_over))
+        .routes(routes!(groups::set_role))
+        .routes(routes!(groups::add_member))
+        .routes(routes!(groups::remove_member))
+        .routes(routes!(messages::conversations))
+        .routes(routes!(messages::history))
+        .routes(routes!(health::healthz))
+        .routes(routes!(openapi::openapi_json))
+}
+
+/// All routes: the API, and the web client (`/`, `/app.js`, `/app.css`),
+/// which the document leaves out.
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/api/auth/register", post(auth::register))
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/me", get(users::me))
-        .route("/api/users", get(users::search))
-        .route("/api/users/{id}", get(users::get))
-        .route("/api/blocks", get(users::blocks))
-        .route(
-            "/api/blocks/{id}",
-            post(users::block).delete(users::unblock),
-        )
-        .route("/api/groups", post(groups::create).get(groups::list))
-        .route(
-            "/api/groups/{id}",
-            get(groups::get)
-                .patch(groups::rename)
-                .delete(groups::delete),
-        )
-        .route("/api/groups/{id}/owner", post(groups::hand_over))
-        .route(
-            "/api/groups/{id}/members/{user_id}/role",
-            put(groups::set_role),
-        )
-        .route("/api/groups/{id}/members", post(groups::add_member))
-        .route(
-            "/api/groups/{id}/members/{user_id}",
-            delete(groups::remove_member),
-        )
-        .route("/api/conversations", get(messages::conversations))
-        .route("/api/messages", get(messages::history))
-        .route("/healthz", get(healthz))
+    let (api, _) = api().split_for_parts();
+    api
         .merge(crate::web::routes(app.config.web_dir.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -99,31 +97,6 @@ async fn refuse_declared_oversize(
         }
         _ => next.run(req).await,
     }
-}
-
-/// 200 when the database answers within 2 s, else 503; in a cluster,
-/// `redis` says whether Redis answers (without changing the status).
-async fn healthz(State(app): State<App>) -> (StatusCode, Json<serde_json::Value>) {
-    let store = app.chat.store();
-    let ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), store.ping()).await,
-        Ok(Ok(()))
-    );
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let mut body = serde_json::json!({
-        "status": if ok { "ok" } else { "unavailable" },
-        "database": store.backend(),
-    });
-    // Redis trouble is reported, not failed on: the node still serves its
-    // own clients and stores every message.
-    if let Some(cluster) = app.chat.cluster() {
-        body["redis"] = if cluster.is_up() { "ok" } else { "unavailable" }.into();
-    }
-    (status, Json(body))
 }
 
 async fn not_found() -> ApiError {

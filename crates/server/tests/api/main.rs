@@ -24,9 +24,11 @@ mod js;
 mod lifecycle;
 mod limits;
 mod messaging;
+mod openapi;
 mod process;
 mod receipts;
 mod running;
+mod schemathesis;
 mod shutdown;
 mod store;
 
@@ -44,10 +46,12 @@ fn main() {
         lifecycle::trials(),
         limits::trials(),
         messaging::trials(),
+        openapi::trials(),
         process::trials(),
         receipts::trials(),
         running::trials(),
         receipts::presence_tests::trials(),
+        schemathesis::trials(),
         shutdown::trials(),
         store::trials(),
     ];
