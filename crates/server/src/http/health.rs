@@ -14,7 +14,7 @@ use crate::app::App;
 /// Whether a dependency answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub enum HealthStatus {
     Ok,
     Unavailable,
 }
@@ -24,7 +24,7 @@ pub enum Status {
 pub struct Health {
     /// Whether the database answered within 2 s; the status code says
     /// the same (200 or 503).
-    pub status: Status,
+    pub status: HealthStatus,
     /// The database backend.
     #[schema(value_type = String, examples("sqlite", "mysql", "postgres"))]
     pub database: &'static str,
@@ -33,7 +33,7 @@ pub struct Health {
     /// stores every message.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    pub redis: Option<Status>,
+    pub redis: Option<HealthStatus>,
 }
 
 /// 200 when the database answers within 2 s, else 503; in a cluster,
@@ -54,7 +54,13 @@ pub async fn healthz(State(app): State<App>) -> (StatusCode, Json<Health>) {
         tokio::time::timeout(Duration::from_secs(2), store.ping()).await,
         Ok(Ok(()))
     );
-    let up = |ok: bool| if ok { Status::Ok } else { Status::Unavailable };
+    let up = |ok: bool| {
+        if ok {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Unavailable
+        }
+    };
     let status = if ok {
         StatusCode::OK
     } else {
