@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::helpers::*;
 use crate::support::harness::{self, Missing, Trial};
 
@@ -90,12 +92,14 @@ async fn every_answer_matches_the_document() {
     .await;
     // Something real for the routes with ids to hit: the caller, two other
     // users, a group the caller owns with both in it and one where the
-    // caller is a plain member. Half the ids schemathesis sends are these.
+    // caller is a plain member, and messages in two conversations. Half
+    // the ids schemathesis sends (in paths, and `receiverId`) are these.
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     let carol = app.register("carol").await;
     let owned = app.group(&alice, "owned", &[bob.id(), carol.id()]).await;
     let joined = app.group(&bob, "joined", &[alice.id()]).await;
+    talk(&app, &alice, bob.id(), owned).await;
     let ids = [alice.id(), bob.id(), carol.id(), owned, joined];
     let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
 
@@ -106,7 +110,8 @@ async fn every_answer_matches_the_document() {
         format!(
             "[dictionaries]\nids = {{ values = [{}] }}\n\n[parameters]\n\
              \"path.id\" = {{ dictionary = \"ids\", probability = 0.5 }}\n\
-             \"path.user_id\" = {{ dictionary = \"ids\", probability = 0.5 }}\n",
+             \"path.user_id\" = {{ dictionary = \"ids\", probability = 0.5 }}\n\
+             \"query.receiverId\" = {{ dictionary = \"ids\", probability = 0.5 }}\n",
             ids.join(", ")
         ),
     )
@@ -149,4 +154,29 @@ async fn every_answer_matches_the_document() {
         report.contains(&format!("Tested: {operations}\n")),
         "expected {operations} operations tested:\n{report}"
     );
+}
+
+/// Messages for history and the conversation list to answer with, in
+/// every shape the document describes: a reply, a mention, a reaction,
+/// an edit and a delete, in a private conversation and a group.
+async fn talk(app: &TestApp, alice: &TestUser, bob: i64, group: i64) {
+    let a = app.connect(&alice.token).await;
+    let first = send_ok(&a, private(bob, "hello")).await;
+    let mut reply = private(bob, "and again");
+    reply["replyToSeq"] = json!(first.seq);
+    reply["clientMsgId"] = json!("c-1");
+    send_ok(&a, reply).await;
+    let mut mention = group_msg(group, "hi all");
+    mention["mentions"] = json!([bob]);
+    let said = send_ok(&a, mention).await;
+    let at = |seq: i64| json!({"conversationType": "group", "receiverId": group, "seq": seq});
+    let mut react = at(said.seq);
+    react["emoji"] = json!("👍");
+    let mut edit = at(said.seq);
+    edit["content"] = json!("hi, all");
+    let gone = send_ok(&a, group_msg(group, "oops")).await;
+    for (event, payload) in [("react", react), ("edit", edit), ("delete", at(gone.seq))] {
+        let ack = a.emit_ack(event, &payload).await.expect("ack");
+        assert_eq!(ack["ok"], true, "{event}: {ack}");
+    }
 }
