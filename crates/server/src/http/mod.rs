@@ -10,7 +10,7 @@ mod extract;
 mod groups;
 mod health;
 mod messages;
-pub mod openapi;
+mod openapi;
 pub mod origin;
 mod users;
 
