@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 mod lifecycle;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub use lifecycle::{
     ChangeInput, MessageKind, NewOwner, Reaction, ReactionBody, ReactionCount, RenameGroup,
     ReplyTo, SetRole, SystemChange, SystemEvent, REPLY_EXCERPT_CHARS,
@@ -56,6 +58,7 @@ pub mod time_millis {
 }
 
 /// Private (two users) or group conversation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConversationType {
@@ -81,6 +84,7 @@ impl ConversationType {
 }
 
 /// A stored message, as acked to its sender and delivered to recipients.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: i64,
@@ -91,20 +95,25 @@ pub struct Message {
     /// 1, 2, 3, … per conversation, gap-free, in commit order.
     pub seq: i64,
     pub content: String,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub client_msg_id: Option<String>,
     #[serde(with = "time_millis")]
     pub created_at: DateTime<Utc>,
     /// When the content was last edited (v1.2).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default, with = "opt_time_millis")]
     pub edited_at: Option<DateTime<Utc>>,
     /// When the message was deleted; its content is then `""` (v1.2).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default, with = "opt_time_millis")]
     pub deleted_at: Option<DateTime<Utc>>,
     /// The earlier message of the conversation this one answers (v1.2).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub reply_to: Option<ReplyTo>,
     /// The conversation's change position of this message's last edit,
     /// delete or reaction; 0 if it never changed (v1.2).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub change_seq: i64,
     /// The reactions, most reacted first, as the user reading them sees
@@ -122,20 +131,24 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "MessageKind::is_text")]
     pub kind: MessageKind,
     /// For a system message, the change it records (v1.2).
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<SystemChange>,
 }
 
 /// A user as the API shows it. `online` and `last_seen` are filled where
 /// the API says so (`GET /api/users/{id}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: i64,
     pub username: String,
     #[serde(with = "time_millis")]
     pub created_at: DateTime<Utc>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(
         default,
         with = "opt_time_millis",
@@ -173,6 +186,7 @@ pub struct Presence {
 }
 
 /// A member's role in a group.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -201,6 +215,7 @@ impl Role {
 }
 
 /// One member of a group.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub user_id: i64,
@@ -210,6 +225,7 @@ pub struct Member {
 }
 
 /// A group; `members` is present where the API says so.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub id: i64,
@@ -217,11 +233,13 @@ pub struct Group {
     pub owner_id: i64,
     #[serde(with = "time_millis")]
     pub created_at: DateTime<Utc>,
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<Member>>,
 }
 
 /// `POST /api/auth/register` and `/login` answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthResponse {
     pub user: User,
@@ -229,17 +247,21 @@ pub struct AuthResponse {
 }
 
 /// One row of `GET /api/conversations`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationSummary {
     pub conversation_type: ConversationType,
     /// The other user (private) or the group id (group).
     pub receiver_id: i64,
     /// Private conversations: the other user's username (v1.1).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub username: Option<String>,
     /// Group conversations: the group's name (v1.1).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub name: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last_message: Option<Message>,
     pub last_seq: i64,
     /// The caller's read position in this conversation: the larger of the
@@ -249,15 +271,19 @@ pub struct ConversationSummary {
     pub unread_count: i64,
     /// The conversation's latest change position (v1.2): the highest
     /// `change_seq` of its messages, 0 if none changed.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub last_change: i64,
     /// Messages after `read_seq` that mention the caller (v1.2).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub mention_count: i64,
     /// Private conversations: whether the other user is online now.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default)]
     pub online: Option<bool>,
     /// Private conversations: when the other user was last seen online.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     #[serde(default, with = "opt_time_millis")]
     pub last_seen: Option<DateTime<Utc>>,
 }
@@ -265,15 +291,18 @@ pub struct ConversationSummary {
 /// `GET /api/conversations` answer when it is asked for a page (`limit`
 /// or `cursor` given; v1.1). Without either the answer is a bare array of
 /// rows, as in v1.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationPage {
     pub conversations: Vec<ConversationSummary>,
     pub has_more: bool,
     /// The `cursor` of the next page; `None` when `has_more` is false.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
 
 /// `GET /api/messages` answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessagePage {
     pub messages: Vec<Message>,
@@ -281,6 +310,7 @@ pub struct MessagePage {
 }
 
 /// Error codes, the same over HTTP and in acks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -322,6 +352,7 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// `{code, message}`: every error, over HTTP or in an ack.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,
@@ -329,6 +360,7 @@ pub struct ErrorBody {
 }
 
 /// HTTP error body: `{"error": {code, message}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HttpError {
     pub error: ErrorBody,

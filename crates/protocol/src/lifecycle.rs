@@ -7,6 +7,7 @@ use crate::{ConversationType, Message};
 
 /// How many users react to a message with one emoji, and whether the
 /// reader is one of them (v1.2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReactionCount {
     pub emoji: String,
@@ -39,12 +40,14 @@ pub struct ReactionBody<R = Reaction> {
 }
 
 /// What a reply shows of the message it answers (v1.2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyTo {
     pub seq: i64,
     pub sender_id: i64,
     /// The first [`REPLY_EXCERPT_CHARS`] characters of its current
     /// content; `None` once it is deleted.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub excerpt: Option<String>,
 }
 
@@ -89,6 +92,7 @@ pub struct ChangeInput {
 /// What a message is (v1.2): what a user sent, or a group change the
 /// server wrote. Text is left out of a message on the wire, so a v1
 /// message reads as it did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {
@@ -104,6 +108,7 @@ impl MessageKind {
 }
 
 /// The group change a system message records (v1.2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SystemEvent {
@@ -117,17 +122,21 @@ pub enum SystemEvent {
 }
 
 /// A system message's `system` field: who changed what (v1.2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SystemChange {
     pub event: SystemEvent,
     pub actor_id: i64,
     /// The member added, removed, leaving, given a role, or made owner.
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i64>,
     /// The new name (`renamed`).
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The role given (`role_changed`, `member_added`).
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<crate::Role>,
 }
@@ -155,21 +164,27 @@ impl SystemChange {
 }
 
 /// `PATCH /api/groups/{id}` body (v1.2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenameGroup {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::group_name))]
     pub name: String,
 }
 
 /// `PUT /api/groups/{id}/members/{userId}/role` body (v1.2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetRole {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::assignable_role))]
     pub role: String,
 }
 
 /// `POST /api/groups/{id}/owner` body (v1.2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewOwner {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::id))]
     #[serde(alias = "user_id")]
     pub user_id: i64,
 }

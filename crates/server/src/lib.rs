@@ -10,7 +10,8 @@
 //!   store from its rows), conversation keys and pages; every layer takes
 //!   them from here, none from `store`.
 //! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
-//! - [`http`]: the HTTP API; one file per resource, every route in `http::router`.
+//! - [`http`]: the HTTP API; one file per resource, every route in `http::api`,
+//!   which also describes each one in the OpenAPI document (`http/openapi.rs`).
 //! - [`web`]: the web client's files at `/` (built from `web/` by `build.rs`).
 //! - [`realtime`]: the Socket.IO front door on Palaver's own layer
 //!   (`palaver-sio`): handshake, events and delivery; `registry.rs` this

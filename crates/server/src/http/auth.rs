@@ -8,8 +8,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use palaver_protocol::AuthResponse;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::extract::{ApiJson, AuthToken, AuthUser};
+use super::openapi::{
+    Conflict, Forbidden, InvalidPayload, RateLimited, TooLarge, Unauthorized, Unavailable,
+};
 use super::ApiError;
 use crate::app::App;
 use crate::chat::CredentialChange;
@@ -17,16 +21,42 @@ use crate::chat::{ChatError, Password, Username};
 use crate::ids::UserId;
 use crate::limits::login::bounded;
 
-#[derive(Deserialize)]
+/// A new account's name and password.
+#[derive(Deserialize, ToSchema)]
+pub struct Registration {
+    #[schema(schema_with = palaver_protocol::openapi::username)]
+    username: String,
+    #[schema(schema_with = palaver_protocol::openapi::password)]
+    password: String,
+}
+
+/// An account's name and password. Anything is accepted here: what is
+/// not an account's answers 401.
+#[derive(Deserialize, ToSchema)]
 pub struct Credentials {
     username: String,
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    operation_id = "register",
+    tag = "auth",
+    request_body = Registration,
+    responses(
+        (status = 201, description = "The new user and a token", body = AuthResponse),
+        (status = 400, response = InvalidPayload),
+        (status = 409, response = Conflict),
+        (status = 413, response = TooLarge),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn register(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiJson(body): ApiJson<Credentials>,
+    ApiJson(body): ApiJson<Registration>,
 ) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
     // Counted before any work, like a login: each costs a password hash.
     app.limits.register(peer.ip())?;
@@ -37,6 +67,21 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(AuthResponse { user, token })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    operation_id = "login",
+    tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "The user and a token", body = AuthResponse),
+        (status = 400, response = InvalidPayload),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = TooLarge),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn login(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -71,6 +116,19 @@ pub async fn login(
 }
 
 /// `POST /api/auth/logout`: this token fails from now on (204).
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    operation_id = "logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "This token is revoked: it fails from now on, on every node"),
+        (status = 400, response = InvalidPayload),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn logout(
     State(app): State<App>,
     AuthToken(token): AuthToken,
@@ -81,6 +139,18 @@ pub async fn logout(
 
 /// `POST /api/auth/logout-all`: every token of the caller issued so far
 /// fails from now on, this one included (204).
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout-all",
+    operation_id = "logoutAll",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every token of the caller issued so far is revoked, this one included"),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn logout_all(
     State(app): State<App>,
     AuthUser(user): AuthUser,
@@ -91,12 +161,15 @@ pub async fn logout_all(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// The current password and the new one.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PasswordChange {
+    /// Checked against the account's; a wrong one counts as a failed login.
     #[serde(alias = "current_password")]
     current_password: String,
     #[serde(alias = "new_password")]
+    #[schema(schema_with = palaver_protocol::openapi::password)]
     new_password: String,
 }
 
@@ -104,6 +177,23 @@ pub struct PasswordChange {
 /// earlier token fails from now on, and the answer carries a new one.
 /// A wrong current password counts as a failed login of the caller's
 /// username from this address.
+#[utoipa::path(
+    post,
+    path = "/api/me/password",
+    operation_id = "changePassword",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "The user and a new token; every earlier token is revoked", body = AuthResponse),
+        (status = 400, response = InvalidPayload),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = TooLarge),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn change_password(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

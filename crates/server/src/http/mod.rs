@@ -1,5 +1,6 @@
 //! The HTTP API (see PROTOCOL.md, "HTTP API"): every route is listed in
-//! [`router`]. Handlers parse input into typed values, call the `chat`
+//! [`api`], and described from the same list at `GET /api/openapi.json`
+//! (`openapi.rs`). Handlers parse input into typed values, call the `chat`
 //! domain and translate its answer; errors become `{"error": {code,
 //! message}}` with the matching status.
 
@@ -9,55 +10,53 @@ mod extract;
 mod groups;
 mod health;
 mod messages;
+mod openapi;
 pub mod origin;
 mod users;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{delete, get, post, put};
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::chat::ChatError;
 pub use error::ApiError;
 
-/// All routes.
+/// Every route of the API, each with its description: a handler's
+/// `#[utoipa::path]` gives both its method and path here and its
+/// operation in `/api/openapi.json`, so the two cannot disagree.
+fn api() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+        .routes(routes!(users::me))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(users::search))
+        .routes(routes!(users::get))
+        .routes(routes!(users::blocks))
+        .routes(routes!(users::block, users::unblock))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::get, groups::rename, groups::delete))
+        .routes(routes!(groups::hand_over))
+        .routes(routes!(groups::set_role))
+        .routes(routes!(groups::add_member))
+        .routes(routes!(groups::remove_member))
+        .routes(routes!(messages::conversations))
+        .routes(routes!(messages::history))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::openapi_json))
+}
+
+/// All routes: the API, and the web client (`/`, `/app.js`, `/app.css`),
+/// which the document leaves out.
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/api/auth/register", post(auth::register))
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/auth/logout", post(auth::logout))
-        .route("/api/auth/logout-all", post(auth::logout_all))
-        .route("/api/me", get(users::me))
-        .route("/api/me/password", post(auth::change_password))
-        .route("/api/users", get(users::search))
-        .route("/api/users/{id}", get(users::get))
-        .route("/api/blocks", get(users::blocks))
-        .route(
-            "/api/blocks/{id}",
-            post(users::block).delete(users::unblock),
-        )
-        .route("/api/groups", post(groups::create).get(groups::list))
-        .route(
-            "/api/groups/{id}",
-            get(groups::get)
-                .patch(groups::rename)
-                .delete(groups::delete),
-        )
-        .route("/api/groups/{id}/owner", post(groups::hand_over))
-        .route(
-            "/api/groups/{id}/members/{user_id}/role",
-            put(groups::set_role),
-        )
-        .route("/api/groups/{id}/members", post(groups::add_member))
-        .route(
-            "/api/groups/{id}/members/{user_id}",
-            delete(groups::remove_member),
-        )
-        .route("/api/conversations", get(messages::conversations))
-        .route("/api/messages", get(messages::history))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .merge(crate::web::routes(app.config.web_dir.clone()))
+    let (api, _) = api().split_for_parts();
+    api.merge(crate::web::routes(app.config.web_dir.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes as usize))

@@ -95,9 +95,11 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<Probe, ConnectError> 
         "sqlite" => ("sqlite", &sqlite::MIGRATOR),
         "mysql" | "mariadb" => ("mysql", &mysql::MIGRATOR),
         "postgres" | "postgresql" => ("postgres", &postgres::MIGRATOR),
-        _ => return Err(ConnectError::Unsupported(format!(
+        _ => {
+            return Err(ConnectError::Unsupported(format!(
             "unknown database URL scheme {scheme:?}; expected sqlite://, mysql:// or postgres://"
-        ))),
+        )))
+        }
     };
     let known = migrator.iter().count();
     let url = if backend == "sqlite" {

@@ -25,10 +25,12 @@ mod js;
 mod lifecycle;
 mod limits;
 mod messaging;
+mod openapi;
 mod operating;
 mod process;
 mod receipts;
 mod running;
+mod schemathesis;
 mod sessions;
 mod shutdown;
 mod store;
@@ -48,12 +50,14 @@ fn main() {
         lifecycle::trials(),
         limits::trials(),
         messaging::trials(),
+        openapi::trials(),
         operating::trials(),
         process::trials(),
         receipts::trials(),
         running::trials(),
         sessions::trials(),
         receipts::presence_tests::trials(),
+        schemathesis::trials(),
         shutdown::trials(),
         store::trials(),
     ];
