@@ -124,7 +124,15 @@ impl Core {
         let Some(state) = self.store.token_state(user, now_ms()).await? else {
             return Ok(None);
         };
-        let state = Arc::new(state);
+        // Almost every user has never logged out or been disabled: they
+        // share one state, so each costs the cache only its map entry.
+        static UNTOUCHED: std::sync::LazyLock<Arc<TokenState>> =
+            std::sync::LazyLock::new(|| Arc::new(TokenState::default()));
+        let state = if state == TokenState::default() {
+            UNTOUCHED.clone()
+        } else {
+            Arc::new(state)
+        };
         self.tokens.put(user, state.clone(), mark);
         Ok(Some(state))
     }
