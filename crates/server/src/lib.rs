@@ -29,9 +29,14 @@
 //!   the per-socket typing bucket.
 //! - [`cluster`]: running as one of several nodes (Redis).
 //! - [`preflight`]: start-up checks that run before anything is changed.
+//! - [`metrics`]: what the server counts for Prometheus, one registry per
+//!   server, served at `/metrics` on `--metrics-listen` (never the public
+//!   listener); `http.rs` the HTTP middleware, `process.rs` the `process_*`
+//!   figures from `/proc`.
 //!
 //! The binary (`main.rs`) parses flags, sets up logging, binds the listener
-//! and calls [`run`]; tests call [`Server::build`] and [`Server::serve`] on
+//! (and the metrics listener) and calls [`run`]; tests call
+//! [`Server::build`], [`Server::with_metrics`] and [`Server::serve`] on
 //! port 0.
 
 pub mod accept;
@@ -43,6 +48,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod preflight;
 pub mod realtime;
 pub mod store;
@@ -86,6 +92,8 @@ pub struct Server {
     app: App,
     router: Router,
     sockets: realtime::Server,
+    /// Where `GET /metrics` is served, if anywhere.
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
@@ -95,11 +103,15 @@ impl Server {
         // written: Redis before the database, whose connect applies the
         // migrations (and may then store a generated secret).
         preflight::check_database_url(&config.database_url)?;
+        preflight::check_metrics_listen(config.listen, config.metrics_listen)?;
         if let Some(url) = &config.redis_url {
             preflight::check_redis(url).await?;
         }
+        let metrics = std::sync::Arc::new(metrics::Metrics::new(config.redis_url.is_some()));
         let connected = match &config.redis_url {
-            Some(url) => Some(cluster::connect(url, &config.redis_prefix).await?),
+            Some(url) => {
+                Some(cluster::connect(url, &config.redis_prefix, metrics.cluster.clone()).await?)
+            }
             None => None,
         };
         let pool = store::PoolOptions {
@@ -127,7 +139,12 @@ impl Server {
                 delete_window: (config.delete_window_secs > 0)
                     .then(|| std::time::Duration::from_secs(config.delete_window_secs.into())),
                 cluster: cluster.clone(),
-                limits: std::sync::Arc::new(limits::Limits::new(&config, cluster)),
+                limits: std::sync::Arc::new(limits::Limits::new(
+                    &config,
+                    cluster,
+                    metrics.refused.clone(),
+                )),
+                metrics,
             },
         )
         .await?;
@@ -159,7 +176,15 @@ impl Server {
             app,
             router,
             sockets,
+            metrics: None,
         })
+    }
+
+    /// Serves the metrics (`GET /metrics`, nothing else) on `listener`
+    /// too, from [`Server::serve`] until it returns.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Self {
+        self.metrics = Some(listener);
+        self
     }
 
     /// The storage backend's name.
@@ -183,8 +208,18 @@ impl Server {
             router,
             sockets,
             app,
+            metrics,
         } = self;
         let header_timeout = std::time::Duration::from_secs(app.config.header_timeout_secs.into());
+        let stop_metrics = tokio_util::sync::CancellationToken::new();
+        let metrics = metrics.map(|listener| {
+            tokio::spawn(accept::serve(
+                listener,
+                metrics::router(app.clone()),
+                header_timeout,
+                stop_metrics.clone().cancelled_owned(),
+            ))
+        });
         accept::serve(listener, router, header_timeout, async move {
             shutdown.await;
             // Answer every send already queued (after its commit), then
@@ -201,6 +236,10 @@ impl Server {
             sockets.shutdown().await;
         })
         .await;
+        stop_metrics.cancel();
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         Ok(())
     }
 }
@@ -258,10 +297,12 @@ fn socket_io_routes(api: Router, sockets: &realtime::Server) -> Router {
         .route("/socket.io", axum::routing::any(handler))
 }
 
-/// Builds and serves: what `palaver serve` does.
+/// Builds and serves: what `palaver serve` does; `metrics` is the
+/// `--metrics-listen` listener, if one is set.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     // Content is counted in characters; JSON may spend 6 bytes on one.
@@ -274,11 +315,15 @@ pub async fn run(
              raise --max-frame-bytes to at least {largest}"
         );
     }
-    let server = Server::build(config).await?;
+    let mut server = Server::build(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
         backend = server.backend(),
         "palaver listening"
     );
+    if let Some(metrics) = metrics {
+        tracing::info!(addr = %metrics.local_addr()?, "metrics at /metrics");
+        server = server.with_metrics(metrics);
+    }
     server.serve(listener, shutdown).await
 }

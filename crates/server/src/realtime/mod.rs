@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use palaver_protocol::{events, Ack, ErrorCode, Message};
+use palaver_protocol::{events, Ack, Message};
 use palaver_sio::socketio::{self, packet};
 use palaver_sio::{Connect, DisconnectReason, Event, Frame, Handler};
 use serde_json::value::RawValue;
@@ -35,6 +35,7 @@ use crate::app::App;
 use crate::chat::{ChatError, Deliver, Target};
 use crate::ids::UserId;
 use crate::limits::TypingBucket;
+use crate::metrics::Transport;
 pub use registry::Registry;
 pub use relay::Relay;
 
@@ -139,14 +140,20 @@ impl Hub {
 
     /// The same, on this node only.
     pub fn deliver_here(&self, users: &[UserId], except: Option<&Sock>, frame: &Frame) {
+        let mut queued = 0;
         for &user in users {
             self.0.registry.each(user, |s| {
                 if except.is_none_or(|e| !e.same(s)) {
                     // A socket too far behind is disconnected by its queue;
                     // its client catches up through history.
-                    let _ = s.send(frame.clone());
+                    if s.send(frame.clone()).is_ok() {
+                        queued += 1;
+                    }
                 }
             });
+        }
+        if queued > 0 {
+            self.0.app.metrics.deliveries.inc_by(queued);
         }
     }
 
@@ -217,6 +224,11 @@ impl Handler for Hub {
     fn connected(&self, socket: &Sock) {
         let user = socket.data().user;
         let here = self.0.registry.add(user, socket.clone());
+        let metrics = &self.0.app.metrics;
+        metrics.sockets.inc();
+        if here == 1 {
+            metrics.users_online.inc();
+        }
         if let Some(relay) = &self.0.relay {
             relay.count_changed(user, here);
         }
@@ -225,6 +237,7 @@ impl Handler for Hub {
     }
 
     fn event(&self, socket: &Sock, event: Event<'_>) {
+        self.0.app.metrics.event(&event.name).inc();
         match &*event.name {
             events::MESSAGE => message::on_send(self, socket, event),
             events::EDIT | events::DELETE | events::REACT => {
@@ -237,10 +250,11 @@ impl Handler for Hub {
                 if name.len() < other.len() {
                     name.push('…');
                 }
-                answer(
+                answer_error(
+                    self,
                     socket,
                     event.ack,
-                    &Ack::<()>::err(ErrorCode::InvalidPayload, format!("unknown event {name:?}")),
+                    ChatError::invalid(format!("unknown event {name:?}")),
                 );
             }
         }
@@ -250,6 +264,11 @@ impl Handler for Hub {
         let user = socket.data().user;
         tracing::debug!(sid = %socket.id(), user = user.get(), ?reason, "socket disconnected");
         let left = self.0.registry.remove(user, socket);
+        let metrics = &self.0.app.metrics;
+        metrics.sockets.dec();
+        if left == 0 {
+            metrics.users_online.dec();
+        }
         if let Some(relay) = &self.0.relay {
             relay.count_changed(user, left);
         }
@@ -266,8 +285,10 @@ fn answer<T: serde::Serialize>(socket: &Sock, ack: Option<u64>, body: &T) {
     }
 }
 
-/// Answers an event with an error.
-fn answer_error(socket: &Sock, ack: Option<u64>, e: ChatError) {
+/// Answers an event with an error (counted whether or not the client
+/// asked for an answer).
+fn answer_error(hub: &Hub, socket: &Sock, ack: Option<u64>, e: ChatError) {
+    hub.app().metrics.error(Transport::SocketIo, e.code());
     answer(socket, ack, &Ack::<()>::err(e.code(), e.to_string()));
 }
 
