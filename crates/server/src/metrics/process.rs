@@ -66,6 +66,8 @@ fn sample() -> Option<Sample> {
     }
     let boot = parse_boot_time(&std::fs::read_to_string("/proc/stat").ok()?)?;
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // `c_long` is narrower than i64 on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
     let mut sample = parse_stat(&stat, ticks as f64, page as i64, boot)?;
     sample.open_fds = std::fs::read_dir("/proc/self/fd")
         .ok()

@@ -24,7 +24,9 @@ mod js;
 mod lifecycle;
 mod limits;
 mod messaging;
+mod metrics;
 mod process;
+mod prometheus;
 mod receipts;
 mod running;
 mod shutdown;
@@ -44,6 +46,8 @@ fn main() {
         lifecycle::trials(),
         limits::trials(),
         messaging::trials(),
+        metrics::trials(),
+        prometheus::trials(),
         process::trials(),
         receipts::trials(),
         running::trials(),
