@@ -6,6 +6,7 @@ use crate::auth::Tokens;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 
 /// Cheap to clone: one `Arc` inside.
 #[derive(Clone)]
@@ -16,6 +17,7 @@ pub struct Inner {
     pub tokens: Tokens,
     pub config: Config,
     pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
     /// Set when a graceful shutdown starts (`/readyz` answers 503).
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -33,11 +35,13 @@ impl App {
 
     pub fn new(chat: Chat, tokens: Tokens, config: Config) -> Self {
         let limits = chat.limits().clone();
+        let metrics = chat.metrics().clone();
         App(Arc::new(Inner {
             chat,
             tokens,
             config,
             limits,
+            metrics,
             shutting_down: Default::default(),
         }))
     }

@@ -30,6 +30,7 @@ use fred::types::config::{Config as RedisConfig, ReconnectPolicy};
 use fred::types::{Builder, RespVersion};
 
 use crate::ids::{GroupId, UserId};
+use crate::metrics::ClusterCounters;
 
 /// Longest a node trusts a cached block set in a cluster, where block
 /// changes are announced (a lost announcement is healed by this).
@@ -119,6 +120,8 @@ pub struct Cluster {
     client: Client,
     up: AtomicBool,
     prefix: String,
+    /// Messages to and from the other nodes, and `palaver_redis_up`.
+    pub counters: ClusterCounters,
 }
 
 /// What [`connect`] hands back: the link, and a subscriber client for
@@ -153,8 +156,13 @@ fn builder(url: &str) -> Result<Builder, fred::error::Error> {
 }
 
 /// Connects to Redis at `url` (it must answer now; later outages are
-/// survived). Every channel and key starts with `prefix`.
-pub async fn connect(url: &str, prefix: &str) -> Result<Connected, ClusterError> {
+/// survived). Every channel and key starts with `prefix`; what goes
+/// through Redis is counted in `counters`.
+pub async fn connect(
+    url: &str,
+    prefix: &str,
+    counters: ClusterCounters,
+) -> Result<Connected, ClusterError> {
     let fail = |source| ClusterError {
         url: redacted(url),
         source,
@@ -176,6 +184,7 @@ pub async fn connect(url: &str, prefix: &str) -> Result<Connected, ClusterError>
         client,
         up: AtomicBool::new(true),
         prefix: prefix.to_string(),
+        counters,
     });
     Ok(Connected {
         cluster,
@@ -257,14 +266,16 @@ impl Connected {
         let forget = Arc::new(forget);
         let mut messages = self.rosters.message_rx();
         let on_message = forget.clone();
+        let received = self.cluster.counters.announcements_received.clone();
         tokio::spawn(async move {
             loop {
                 match messages.recv().await {
-                    Ok(m) => on_message(
+                    Ok(m) => on_message({
+                        received.inc();
                         m.value
                             .as_str()
-                            .map_or(Announcement::All, |s| parse_announcement(&s)),
-                    ),
+                            .map_or(Announcement::All, |s| parse_announcement(&s))
+                    }),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         on_message(Announcement::All)
                     }
@@ -310,6 +321,7 @@ impl Cluster {
 
     /// Records a failed (or successful) use of Redis.
     pub fn set_up(&self, up: bool) {
+        self.counters.up.set(i64::from(up));
         let was = self.up.swap(up, Ordering::AcqRel);
         if was != up {
             if up {
@@ -338,7 +350,9 @@ impl Cluster {
         }
         let channel = format!("{}:rosters", self.prefix);
         let publish = self.client.publish::<i64, _, _>(channel, message);
-        if !matches!(tokio::time::timeout(CALL_TIMEOUT, publish).await, Ok(Ok(_))) {
+        if matches!(tokio::time::timeout(CALL_TIMEOUT, publish).await, Ok(Ok(_))) {
+            self.counters.announcements_published.inc();
+        } else {
             self.set_up(false);
         }
     }

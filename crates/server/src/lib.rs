@@ -32,9 +32,14 @@
 //!   the per-socket typing bucket.
 //! - [`cluster`]: running as one of several nodes (Redis).
 //! - [`preflight`]: start-up checks that run before anything is changed.
+//! - [`metrics`]: what the server counts for Prometheus, one registry per
+//!   server, served at `/metrics` on `--metrics-listen` (never the public
+//!   listener); `http.rs` the HTTP middleware, `process.rs` the `process_*`
+//!   figures from `/proc`.
 //!
 //! The binary (`main.rs`) parses flags, sets up logging, binds the listener
-//! and calls [`run`]; tests call [`Server::build`] and [`Server::serve`] on
+//! (and the metrics listener) and calls [`run`]; tests call
+//! [`Server::build`], [`Server::with_metrics`] and [`Server::serve`] on
 //! port 0.
 
 pub mod accept;
@@ -47,6 +52,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod preflight;
 pub mod realtime;
 pub mod store;
@@ -104,8 +110,11 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
     if let Some(url) = &config.redis_url {
         preflight::check_redis(url).await?;
     }
+    let metrics = std::sync::Arc::new(metrics::Metrics::new(config.redis_url.is_some()));
     let connected = match &config.redis_url {
-        Some(url) => Some(cluster::connect(url, &config.redis_prefix).await?),
+        Some(url) => {
+            Some(cluster::connect(url, &config.redis_prefix, metrics.cluster.clone()).await?)
+        }
         None => None,
     };
     let pool = store::PoolOptions {
@@ -133,7 +142,12 @@ pub async fn open(config: &Config) -> Result<Opened, StartError> {
             delete_window: (config.delete_window_secs > 0)
                 .then(|| std::time::Duration::from_secs(config.delete_window_secs.into())),
             cluster: cluster.clone(),
-            limits: std::sync::Arc::new(limits::Limits::new(config, cluster)),
+            limits: std::sync::Arc::new(limits::Limits::new(
+                config,
+                cluster,
+                metrics.refused.clone(),
+            )),
+            metrics,
         },
     )
     .await?;
@@ -149,11 +163,14 @@ pub struct Server {
     app: App,
     router: Router,
     sockets: realtime::Server,
+    /// Where `GET /metrics` is served, if anywhere.
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
     /// Connects to the database, applies migrations and builds the routes.
     pub async fn build(config: Config) -> Result<Server, StartError> {
+        preflight::check_metrics_listen(config.listen, config.metrics_listen)?;
         let Opened {
             chat,
             tokens,
@@ -187,7 +204,15 @@ impl Server {
             app,
             router,
             sockets,
+            metrics: None,
         })
+    }
+
+    /// Serves the metrics (`GET /metrics`, nothing else) on `listener`
+    /// too, from [`Server::serve`] until it returns.
+    pub fn with_metrics(mut self, listener: TcpListener) -> Self {
+        self.metrics = Some(listener);
+        self
     }
 
     /// The storage backend's name.
@@ -211,8 +236,18 @@ impl Server {
             router,
             sockets,
             app,
+            metrics,
         } = self;
         let header_timeout = std::time::Duration::from_secs(app.config.header_timeout_secs.into());
+        let stop_metrics = tokio_util::sync::CancellationToken::new();
+        let metrics = metrics.map(|listener| {
+            tokio::spawn(accept::serve(
+                listener,
+                metrics::router(app.clone()),
+                header_timeout,
+                stop_metrics.clone().cancelled_owned(),
+            ))
+        });
         accept::serve(listener, router, header_timeout, async move {
             shutdown.await;
             // Not ready from here on; keep serving meanwhile so that a
@@ -240,6 +275,10 @@ impl Server {
             sockets.shutdown().await;
         })
         .await;
+        stop_metrics.cancel();
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         Ok(())
     }
 }
@@ -297,10 +336,12 @@ fn socket_io_routes(api: Router, sockets: &realtime::Server) -> Router {
         .route("/socket.io", axum::routing::any(handler))
 }
 
-/// Builds and serves: what `palaver serve` does.
+/// Builds and serves: what `palaver serve` does; `metrics` is the
+/// `--metrics-listen` listener, if one is set.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     // Content is counted in characters; JSON may spend 6 bytes on one.
@@ -313,11 +354,15 @@ pub async fn run(
              raise --max-frame-bytes to at least {largest}"
         );
     }
-    let server = Server::build(config).await?;
+    let mut server = Server::build(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
         backend = server.backend(),
         "palaver listening"
     );
+    if let Some(metrics) = metrics {
+        tracing::info!(addr = %metrics.local_addr()?, "metrics at /metrics");
+        server = server.with_metrics(metrics);
+    }
     server.serve(listener, shutdown).await
 }

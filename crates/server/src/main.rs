@@ -176,6 +176,7 @@ fn init_logging(format: LogFormat, command: bool) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    palaver::preflight::check_metrics_listen(config.listen, config.metrics_listen)?;
     let listener = palaver::listen(config.listen, config.listen_backlog).map_err(|e| {
         let hint = match e.kind() {
             std::io::ErrorKind::AddrInUse => {
@@ -191,7 +192,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         };
         anyhow::anyhow!("cannot listen on {} (--listen): {e}{hint}", config.listen)
     })?;
-    palaver::run(config, listener, shutdown_signal()).await?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            palaver::listen(addr, 128)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (--metrics-listen): {e}"))?,
+        ),
+        None => None,
+    };
+    palaver::run(config, listener, metrics, shutdown_signal()).await?;
     tracing::info!("palaver stopped");
     Ok(())
 }

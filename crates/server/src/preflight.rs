@@ -40,6 +40,29 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// `--metrics-listen` is not the public listener: metrics are never
+/// served on the port clients use. Two addresses are the same listener
+/// when their ports match (not 0, which picks a free one) and their hosts
+/// match or either is every address.
+pub fn check_metrics_listen(
+    listen: SocketAddr,
+    metrics: Option<SocketAddr>,
+) -> Result<(), PreflightError> {
+    let Some(metrics) = metrics else {
+        return Ok(());
+    };
+    let same_host = listen.ip() == metrics.ip()
+        || listen.ip().is_unspecified()
+        || metrics.ip().is_unspecified();
+    if metrics.port() != 0 && metrics.port() == listen.port() && same_host {
+        return Err(PreflightError(format!(
+            "--metrics-listen {metrics} is the public listener (--listen {listen}); \
+             give the metrics a port of their own (e.g. 127.0.0.1:9100)"
+        )));
+    }
+    Ok(())
+}
+
 /// The database URL is one Palaver can open, and for SQLite the file's
 /// directory exists. Networked databases are reached by their backend's
 /// own probe, which also runs before anything is written.
@@ -166,6 +189,19 @@ mod tests {
         assert!(local.ip().is_loopback() && local.port() == 3001, "{local}");
         let e = parse_listen("localhost").unwrap_err();
         assert!(e.contains("no port"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_refused_on_the_public_listener() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let public = addr("0.0.0.0:3000");
+        let e = check_metrics_listen(public, Some(addr("127.0.0.1:3000"))).unwrap_err();
+        assert!(e.to_string().contains("public listener"), "{e}");
+        assert!(check_metrics_listen(public, Some(public)).is_err());
+        assert!(check_metrics_listen(addr("10.0.0.1:3000"), Some(addr("10.0.0.2:3000"))).is_ok());
+        assert!(check_metrics_listen(public, Some(addr("127.0.0.1:9100"))).is_ok());
+        assert!(check_metrics_listen(addr("127.0.0.1:0"), Some(addr("127.0.0.1:0"))).is_ok());
+        assert!(check_metrics_listen(public, None).is_ok());
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Settings {
     /// Every rate limit; the writer asks it for the cluster-wide message
     /// grants of each batch.
     pub limits: Arc<Limits>,
+    /// What the server counts; the writer counts its batches here.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Answers which of some users have a socket on any node.

@@ -166,6 +166,10 @@ impl Chat {
         &self.core.settings.limits
     }
 
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.core.settings.metrics
+    }
+
     /// This node's link to the others, when it is one of several.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.core.settings.cluster.as_ref()

@@ -231,14 +231,23 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
         }
     };
 
+    let commit_took = commit_started.elapsed();
     tracing::trace!(
         batch = rows.len(),
         wait_us = (commit_started - oldest).as_micros() as u64,
-        commit_us = commit_started.elapsed().as_micros() as u64,
+        commit_us = commit_took.as_micros() as u64,
         "batch committed"
     );
     match result {
         Ok(outcomes) => {
+            let metrics = &core.settings.metrics;
+            metrics.batch_size.observe(rows.len() as f64);
+            metrics.commit_seconds.observe(commit_took.as_secs_f64());
+            let fresh = outcomes
+                .iter()
+                .filter(|o| o.as_ref().is_ok_and(|ins| ins.fresh))
+                .count();
+            metrics.messages_committed.inc_by(fresh as u64);
             let mut waves = core.settings.cluster.is_some().then(Waves::default);
             for ((respond, recipients), outcome) in accepted.into_iter().zip(outcomes) {
                 let wave = waves.as_mut().map(|w| w.wave_of(&recipients));

@@ -32,6 +32,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub listen_backlog: u32,
 
+    /// Address to serve Prometheus metrics on (`GET /metrics`), on a
+    /// listener of its own: HOST:PORT, as `--listen`. Unset: no metrics
+    /// are served. Never the public port: the same address as `--listen`
+    /// is refused.
+    #[arg(long, env = "PALAVER_METRICS_LISTEN",
+          value_parser = crate::preflight::parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Database URL; the scheme picks the backend: sqlite://FILE (created
     /// if missing), mysql://… or postgres://…
     #[arg(

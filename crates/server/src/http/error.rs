@@ -63,6 +63,8 @@ impl IntoResponse for ApiError {
             },
         });
         let mut response = (self.status, body).into_response();
+        // For the metrics middleware, which counts error answers by code.
+        response.extensions_mut().insert(self.code);
         let headers = response.headers_mut();
         match &self.error {
             ChatError::Unauthorized(_) => {

@@ -77,6 +77,13 @@ pub fn router(app: App) -> Router {
             app.config.max_body_bytes,
             refuse_declared_oversize,
         ))
+        // Outermost, so that it times and counts every answer, the
+        // refusals above included. (A `Router::layer` wraps each route,
+        // so the route's template is known to it.)
+        .layer(axum::middleware::from_fn_with_state(
+            app.metrics.clone(),
+            crate::metrics::track_http,
+        ))
         .with_state(app)
 }
 

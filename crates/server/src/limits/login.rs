@@ -75,16 +75,23 @@ pub struct LoginGuard {
     local: Mutex<HashMap<String, Failures>>,
     /// Where the counts are kept when this node is one of several.
     cluster: Option<Arc<Cluster>>,
+    /// Counts refusals (`palaver_rate_limited_total{kind="login"}`).
+    refused: prometheus_client::metrics::counter::Counter,
 }
 
 impl LoginGuard {
-    pub fn new(config: &Config, cluster: Option<Arc<Cluster>>) -> Self {
+    pub fn new(
+        config: &Config,
+        cluster: Option<Arc<Cluster>>,
+        refused: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         LoginGuard {
             per_ip: config.login_failures_per_ip,
             per_pair: config.login_failures_per_pair,
             per_user: config.login_failures_per_user,
             local: Mutex::new(HashMap::new()),
             cluster,
+            refused,
         }
     }
 
@@ -99,6 +106,12 @@ impl LoginGuard {
 
     /// Whether a login for `username` from `ip` may be tried now.
     pub async fn check(&self, username: &str, ip: IpAddr) -> Result<(), Limited> {
+        self.decide(username, ip).await.inspect_err(|_| {
+            self.refused.inc();
+        })
+    }
+
+    async fn decide(&self, username: &str, ip: IpAddr) -> Result<(), Limited> {
         let keys = Self::keys(username, ip);
         let names: Vec<String> = keys.iter().map(|(_, k)| k.clone()).collect();
         let shared = match &self.cluster {
@@ -343,6 +356,7 @@ mod tests {
             per_user: user,
             local: Mutex::new(HashMap::new()),
             cluster: None,
+            refused: Default::default(),
         }
     }
 
@@ -417,7 +431,7 @@ mod tests {
 
     #[test]
     fn sweeping_keeps_only_counts_still_running() {
-        let guard = LoginGuard::new(&Config::from_env().unwrap(), None);
+        let guard = LoginGuard::new(&Config::from_env().unwrap(), None, Default::default());
         // The wall clock read here, not through `now_ms`: the sweep must
         // read the same clock.
         let now = SystemTime::now()

@@ -42,6 +42,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::ids::UserId;
+use crate::metrics::{LimitKind, Refusals};
 
 /// Read receipts (`read`) one user may send at once, over all sockets.
 pub const READ_BURST: u32 = 50;
@@ -80,14 +81,22 @@ struct Bucket<K: Hash + Eq + Clone + std::fmt::Display> {
     /// What is limited, for the log: `message`, `read`, …
     kind: &'static str,
     describe: String,
+    /// Counts this bucket's refusals (`palaver_rate_limited_total`).
+    refused: prometheus_client::metrics::counter::Counter,
 }
 
 impl<K: Hash + Eq + Clone + std::fmt::Display> Bucket<K> {
-    fn new(kind: &'static str, quota: Option<Quota>, describe: String) -> Self {
+    fn new(
+        kind: &'static str,
+        quota: Option<Quota>,
+        describe: String,
+        refused: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         Bucket {
             limiter: quota.map(RateLimiter::keyed),
             kind,
             describe,
+            refused,
         }
     }
 
@@ -98,6 +107,7 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> Bucket<K> {
             None => Ok(()),
             Some(l) => l.check_key(key).map_err(|until| {
                 tracing::info!(kind = self.kind, key = %key, "rate limited");
+                self.refused.inc();
                 Limited::new(
                     &self.describe,
                     until.wait_time_from(DefaultClock::default().now()),
@@ -129,18 +139,21 @@ pub struct Limits {
     connections: Mutex<HashMap<UserId, u32>>,
     /// Set when this node is one of several: the cluster-wide limits apply.
     cluster: Option<Arc<Cluster>>,
+    /// Refusals, by kind, for the metrics.
+    refused: Refusals,
 }
 
 /// The cluster-wide message grants of one batch of sends: how many each
 /// sender may still send. Allows everything when no cluster-wide limit
 /// applies or Redis could not answer (the per-node limit still did).
-pub struct MessageGrants {
+pub struct MessageGrants<'a> {
     granted: Option<HashMap<UserId, u32>>,
     rate: u32,
     burst: u32,
+    refused: &'a Refusals,
 }
 
-impl MessageGrants {
+impl MessageGrants<'_> {
     /// One send of `user`'s from the batch's grants.
     pub fn take(&mut self, user: UserId) -> Result<(), Limited> {
         let Some(granted) = self.granted.as_mut() else {
@@ -157,6 +170,7 @@ impl MessageGrants {
                     key = user.get(),
                     "rate limited (over all nodes)"
                 );
+                self.refused.count(LimitKind::Message);
                 Err(Limited::new(
                     format_args!(
                         "at most {} messages a second (bursts of {}) over all nodes",
@@ -171,7 +185,8 @@ impl MessageGrants {
 
 impl Limits {
     /// The limits of `config`; with `cluster`, the cluster-wide ones too.
-    pub fn new(config: &Config, cluster: Option<Arc<Cluster>>) -> Self {
+    /// Each refusal is counted in `refused`.
+    pub fn new(config: &Config, cluster: Option<Arc<Cluster>>, refused: Refusals) -> Self {
         let burst = NonZeroU32::new(config.message_burst).unwrap_or(NonZeroU32::MIN);
         let messages = NonZeroU32::new(config.message_rate)
             .map(|rate| Quota::per_second(rate).allow_burst(burst));
@@ -186,6 +201,7 @@ impl Limits {
                 format!(
                     "at most {READS_PER_SECOND} read receipts a second (bursts of {READ_BURST})"
                 ),
+                refused.of(LimitKind::Read),
             ),
             // Each change writes rows and tells the members' sockets;
             // without this nothing bounded how many groups one account
@@ -197,6 +213,7 @@ impl Limits {
                     "at most {} group changes a minute",
                     config.group_changes_per_minute
                 ),
+                refused.of(LimitKind::GroupChange),
             ),
             messages: Bucket::new(
                 "message",
@@ -205,10 +222,11 @@ impl Limits {
                     "at most {} messages a second (bursts of {})",
                     config.message_rate, config.message_burst
                 ),
+                refused.of(LimitKind::Message),
             ),
             message_rate: config.message_rate,
             message_burst: config.message_burst,
-            login: login::LoginGuard::new(config, cluster.clone()),
+            login: login::LoginGuard::new(config, cluster.clone(), refused.of(LimitKind::Login)),
             register_ip: Bucket::new(
                 "register",
                 per_minute(config.registrations_per_ip),
@@ -216,10 +234,12 @@ impl Limits {
                     "at most {} registrations a minute from one address",
                     config.registrations_per_ip
                 ),
+                refused.of(LimitKind::Register),
             ),
             max_connections: config.max_connections_per_user,
             connections: Mutex::new(HashMap::new()),
             cluster,
+            refused,
         }
     }
 
@@ -235,11 +255,12 @@ impl Limits {
     pub async fn messages_everywhere(
         &self,
         senders: impl Iterator<Item = UserId>,
-    ) -> MessageGrants {
+    ) -> MessageGrants<'_> {
         let mut grants = MessageGrants {
             granted: None,
             rate: self.message_rate,
             burst: self.message_burst,
+            refused: &self.refused,
         };
         let Some(cluster) = self.cluster.as_ref().filter(|_| self.message_rate > 0) else {
             return grants;
@@ -271,6 +292,13 @@ impl Limits {
         self.group_changes.take(&user)
     }
 
+    /// One typing event from a socket of `user`'s, from its own `bucket`.
+    pub fn typing(&self, bucket: &TypingBucket, user: UserId) -> Result<(), Limited> {
+        bucket
+            .take(user)
+            .inspect_err(|_| self.refused.count(LimitKind::Typing))
+    }
+
     /// One registration from `ip`.
     pub fn register(&self, ip: IpAddr) -> Result<(), Limited> {
         self.register_ip.take(&ip)
@@ -300,6 +328,7 @@ impl Limits {
     }
 
     fn too_many_connections(&self) -> Limited {
+        self.refused.count(LimitKind::Connection);
         Limited {
             message: format!("at most {} connections per user", self.max_connections),
             retry_after: Duration::from_secs(1),
@@ -364,9 +393,11 @@ mod tests {
 
     #[test]
     fn message_burst_then_limited_per_user() {
+        let refused = Refusals::default();
         let limits = Limits::new(
             &config(&["--message-rate", "1", "--message-burst", "3"]),
             None,
+            refused.clone(),
         );
         for _ in 0..3 {
             limits.message_here(user(1)).unwrap();
@@ -374,6 +405,12 @@ mod tests {
         let e = limits.message_here(user(1)).unwrap_err();
         assert!(e.retry_after > Duration::ZERO, "{e:?}");
         assert!(e.to_string().contains("retry in"), "{e}");
+        assert_eq!(
+            refused.of(LimitKind::Message).get(),
+            1,
+            "the refusal is counted"
+        );
+        assert_eq!(refused.of(LimitKind::Read).get(), 0);
         // Another user has their own bucket.
         limits.message_here(user(2)).unwrap();
     }
@@ -383,6 +420,7 @@ mod tests {
         let limits = Limits::new(
             &config(&["--message-rate", "0", "--message-burst", "1"]),
             None,
+            Refusals::default(),
         );
         for _ in 0..10_000 {
             limits.message_here(user(1)).unwrap();
@@ -391,7 +429,11 @@ mod tests {
 
     #[test]
     fn connections_are_counted_and_released() {
-        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]), None);
+        let limits = Limits::new(
+            &config(&["--max-connections-per-user", "2"]),
+            None,
+            Refusals::default(),
+        );
         limits.connect_here(user(7)).unwrap();
         limits.connect_here(user(7)).unwrap();
         assert!(limits.connect_here(user(7)).is_err());
@@ -402,7 +444,11 @@ mod tests {
 
     #[test]
     fn closing_one_of_two_connections_keeps_the_other_counted() {
-        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]), None);
+        let limits = Limits::new(
+            &config(&["--max-connections-per-user", "2"]),
+            None,
+            Refusals::default(),
+        );
         limits.connect_here(user(7)).unwrap();
         limits.connect_here(user(7)).unwrap();
         limits.disconnected(user(7));
@@ -418,6 +464,7 @@ mod tests {
         let limits = Limits::new(
             &config(&["--message-rate", "1000", "--message-burst", "1"]),
             None,
+            Refusals::default(),
         );
         for n in 1..=50 {
             limits.message_here(user(n)).unwrap();
@@ -431,20 +478,28 @@ mod tests {
 
     #[test]
     fn registrations_are_limited_per_address() {
-        let limits = Limits::new(&config(&["--registrations-per-ip", "2"]), None);
+        let limits = Limits::new(
+            &config(&["--registrations-per-ip", "2"]),
+            None,
+            Refusals::default(),
+        );
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         limits.register(a).unwrap();
         limits.register(a).unwrap();
         assert!(limits.register(a).is_err(), "third from a");
         limits.register(b).unwrap();
-        let off = Limits::new(&config(&["--registrations-per-ip", "0"]), None);
+        let off = Limits::new(
+            &config(&["--registrations-per-ip", "0"]),
+            None,
+            Refusals::default(),
+        );
         assert!((0..100).all(|_| off.register(a).is_ok()));
     }
 
     #[test]
     fn read_receipts_are_limited_per_user_after_their_burst() {
-        let limits = Limits::new(&config(&[]), None);
+        let limits = Limits::new(&config(&[]), None, Refusals::default());
         for _ in 0..READ_BURST {
             limits.read(user(1)).unwrap();
         }
@@ -455,7 +510,11 @@ mod tests {
 
     #[test]
     fn group_changes_are_limited_per_user() {
-        let limits = Limits::new(&config(&["--group-changes-per-minute", "2"]), None);
+        let limits = Limits::new(
+            &config(&["--group-changes-per-minute", "2"]),
+            None,
+            Refusals::default(),
+        );
         limits.group_change(user(1)).unwrap();
         limits.group_change(user(1)).unwrap();
         assert!(
@@ -467,7 +526,11 @@ mod tests {
 
     #[test]
     fn a_connection_is_refused_when_the_user_holds_the_most_on_all_nodes() {
-        let limits = Limits::new(&config(&["--max-connections-per-user", "2"]), None);
+        let limits = Limits::new(
+            &config(&["--max-connections-per-user", "2"]),
+            None,
+            Refusals::default(),
+        );
         assert!(
             limits.connect(user(1), Some(2)).is_err(),
             "two elsewhere already"
@@ -482,10 +545,12 @@ mod tests {
 
     #[test]
     fn cluster_grants_are_spent_one_send_at_a_time() {
+        let refused = Refusals::default();
         let mut grants = MessageGrants {
             granted: Some(HashMap::from([(user(1), 2), (user(2), 0)])),
             rate: 4,
             burst: 8,
+            refused: &refused,
         };
         grants.take(user(1)).unwrap();
         grants.take(user(1)).unwrap();
@@ -501,10 +566,16 @@ mod tests {
             grants.take(user(3)).is_err(),
             "not in the batch: nothing granted"
         );
+        assert_eq!(
+            refused.of(LimitKind::Message).get(),
+            3,
+            "each refusal counted"
+        );
         let mut open = MessageGrants {
             granted: None,
             rate: 4,
             burst: 8,
+            refused: &refused,
         };
         assert!(
             (0..100).all(|_| open.take(user(1)).is_ok()),

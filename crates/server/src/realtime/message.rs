@@ -9,12 +9,14 @@ use palaver_protocol::{
 };
 use palaver_sio::Event;
 use serde_json::value::RawValue;
+use std::time::Instant;
 
 use super::{answer, answer_error, conversation_payload, frame, Hub, Sock};
 use crate::chat::{ChangeRequest, ChatError, Respond, SendRequest, Sent};
 use crate::ids::UserId;
 
 pub(super) fn on_send(hub: &Hub, socket: &Sock, event: Event<'_>) {
+    let arrived = Instant::now();
     let app = hub.app();
     let user = socket.data().user;
     let parsed = parse_send(
@@ -36,15 +38,17 @@ pub(super) fn on_send(hub: &Hub, socket: &Sock, event: Event<'_>) {
                 socket: socket.clone(),
                 ack: event.ack,
                 event: events::MESSAGE,
+                arrived,
             }),
         ),
-        Err(e) => answer_error(socket, event.ack, e),
+        Err(e) => answer_error(hub, socket, event.ack, e),
     }
 }
 
 /// `edit`, `delete` and `react` (v1.2): through the writer like a send,
 /// counted against the same message rate.
 pub(super) fn on_change(hub: &Hub, socket: &Sock, event: Event<'_>) {
+    let arrived = Instant::now();
     let app = hub.app();
     let user = socket.data().user;
     let arg = event.args.first().copied();
@@ -63,9 +67,10 @@ pub(super) fn on_change(hub: &Hub, socket: &Sock, event: Event<'_>) {
                 socket: socket.clone(),
                 ack: event.ack,
                 event: events::MESSAGE_UPDATED,
+                arrived,
             }),
         ),
-        Err(e) => answer_error(socket, event.ack, e),
+        Err(e) => answer_error(hub, socket, event.ack, e),
     }
 }
 
@@ -123,6 +128,8 @@ struct SocketRespond {
     socket: Sock,
     ack: Option<u64>,
     event: &'static str,
+    /// When the event arrived (for `palaver_message_ack_duration_seconds`).
+    arrived: Instant,
 }
 
 impl Respond for SocketRespond {
@@ -132,7 +139,13 @@ impl Respond for SocketRespond {
             socket,
             ack,
             event,
+            arrived,
         } = *self;
+        // The ack is queued next, whatever the outcome.
+        hub.app()
+            .metrics
+            .ack_seconds
+            .observe(arrived.elapsed().as_secs_f64());
         match outcome {
             Ok(Sent {
                 reaction: Some(reaction),
@@ -167,7 +180,7 @@ impl Respond for SocketRespond {
                     hub.deliver(&sent.recipients, Some(&socket), frame);
                 }
             }
-            Err(e) => answer_error(&socket, ack, e),
+            Err(e) => answer_error(&hub, &socket, ack, e),
         }
         futures_util::future::ready(()).boxed()
     }

@@ -35,6 +35,7 @@ use crate::app::App;
 use crate::chat::{refusal, ChatError, Deliver, Sessions, Target, TokenState};
 use crate::ids::UserId;
 use crate::limits::TypingBucket;
+use crate::metrics::Transport;
 pub use registry::Registry;
 pub use relay::Relay;
 
@@ -171,14 +172,20 @@ impl Hub {
 
     /// The same, on this node only.
     pub fn deliver_here(&self, users: &[UserId], except: Option<&Sock>, frame: &Frame) {
+        let mut queued = 0;
         for &user in users {
             self.0.registry.each(user, |s| {
                 if except.is_none_or(|e| !e.same(s)) {
                     // A socket too far behind is disconnected by its queue;
                     // its client catches up through history.
-                    let _ = s.send(frame.clone());
+                    if s.send(frame.clone()).is_ok() {
+                        queued += 1;
+                    }
                 }
             });
+        }
+        if queued > 0 {
+            self.0.app.metrics.deliveries.inc_by(queued);
         }
     }
 
@@ -256,6 +263,11 @@ impl Handler for Hub {
         let _span = socket_span(socket).entered();
         let user = socket.data().user;
         let here = self.0.registry.add(user, socket.clone());
+        let metrics = &self.0.app.metrics;
+        metrics.sockets.inc();
+        if here == 1 {
+            metrics.users_online.inc();
+        }
         if let Some(relay) = &self.0.relay {
             relay.count_changed(user, here);
         }
@@ -265,6 +277,7 @@ impl Handler for Hub {
 
     fn event(&self, socket: &Sock, event: Event<'_>) {
         let _span = socket_span(socket).entered();
+        self.0.app.metrics.event(&event.name).inc();
         match &*event.name {
             events::MESSAGE => message::on_send(self, socket, event),
             events::EDIT | events::DELETE | events::REACT => {
@@ -277,10 +290,11 @@ impl Handler for Hub {
                 if name.len() < other.len() {
                     name.push('…');
                 }
-                answer(
+                answer_error(
+                    self,
                     socket,
                     event.ack,
-                    &Ack::<()>::err(ErrorCode::InvalidPayload, format!("unknown event {name:?}")),
+                    ChatError::invalid(format!("unknown event {name:?}")),
                 );
             }
         }
@@ -291,6 +305,11 @@ impl Handler for Hub {
         let user = socket.data().user;
         tracing::debug!(sid = %socket.id(), user = user.get(), ?reason, "socket disconnected");
         let left = self.0.registry.remove(user, socket);
+        let metrics = &self.0.app.metrics;
+        metrics.sockets.dec();
+        if left == 0 {
+            metrics.users_online.dec();
+        }
         if let Some(relay) = &self.0.relay {
             relay.count_changed(user, left);
         }
@@ -313,8 +332,10 @@ fn answer<T: serde::Serialize>(socket: &Sock, ack: Option<u64>, body: &T) {
     }
 }
 
-/// Answers an event with an error.
-fn answer_error(socket: &Sock, ack: Option<u64>, e: ChatError) {
+/// Answers an event with an error (counted whether or not the client
+/// asked for an answer).
+fn answer_error(hub: &Hub, socket: &Sock, ack: Option<u64>, e: ChatError) {
+    hub.app().metrics.error(Transport::SocketIo, e.code());
     answer(socket, ack, &Ack::<()>::err(e.code(), e.to_string()));
 }
 

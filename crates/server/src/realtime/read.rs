@@ -29,12 +29,12 @@ pub(super) fn on_read(hub: &Hub, socket: &Sock, event: Event<'_>) {
     });
     let (target, seq) = match parsed {
         Ok(read) => read,
-        Err(e) => return answer_error(socket, event.ack, e),
+        Err(e) => return answer_error(hub, socket, event.ack, e),
     };
     let (hub, socket, ack) = (hub.clone(), socket.clone(), event.ack);
     tokio::spawn(async move {
         match hub.app().chat.mark_read(user, target, seq).await {
-            Err(e) => answer_error(&socket, ack, e),
+            Err(e) => answer_error(&hub, &socket, ack, e),
             Ok((read_seq, tell)) => {
                 answer(&socket, ack, &Ack::ok(ReadBody { read_seq }));
                 if let Some(participants) = tell {

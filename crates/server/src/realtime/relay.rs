@@ -260,11 +260,13 @@ async fn send_ops(relay: Weak<Inner>, mut rx: mpsc::Receiver<Op>) {
         let up = relay.0.cluster.is_up();
         let pipeline = relay.0.client.pipeline();
         let mut queued = 0;
+        let mut published = 0;
         for op in ops.drain(..) {
             match op {
                 Op::Publish(user, payload) if up => {
                     let _: Result<(), _> = pipeline.spublish(relay.channel(user), payload).await;
                     queued += 1;
+                    published += 1;
                 }
                 Op::Publish(..) => {}
                 Op::Count(user, here) => {
@@ -291,7 +293,14 @@ async fn send_ops(relay: Weak<Inner>, mut rx: mpsc::Receiver<Op>) {
         if queued > 0 {
             let sent = tokio::time::timeout(CALL_TIMEOUT * 4, pipeline.all::<fred::types::Value>());
             match sent.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => {
+                    relay
+                        .0
+                        .cluster
+                        .counters
+                        .deliveries_published
+                        .inc_by(published);
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "redis: relay batch failed");
                     relay.0.cluster.set_up(false);
@@ -399,6 +408,7 @@ async fn receive(relay: Weak<Inner>) {
         let Ok(text) = Utf8Bytes::try_from(Bytes::copy_from_slice(&bytes[NODE_ID_LEN..])) else {
             continue;
         };
+        inner.cluster.counters.deliveries_received.inc();
         let frame = Frame::Text(text);
         super::Hub(hub).deliver_here(&[user], None, &frame);
     }

@@ -27,16 +27,16 @@ pub(super) fn on_typing(hub: &Hub, socket: &Sock, event: Event<'_>) {
     let user = socket.data().user;
     let (target, typing) = match parse_typing(event.args.first().copied()) {
         Ok(parsed) => parsed,
-        Err(e) => return answer_error(socket, event.ack, e),
+        Err(e) => return answer_error(hub, socket, event.ack, e),
     };
     let bucket = socket.data().typing.get_or_init(TypingBucket::default);
-    if let Err(e) = bucket.take(user) {
-        return answer_error(socket, event.ack, e.into());
+    if let Err(e) = hub.app().limits.typing(bucket, user) {
+        return answer_error(hub, socket, event.ack, e.into());
     }
     let (hub, socket, ack) = (hub.clone(), socket.clone(), event.ack);
     tokio::spawn(async move {
         match hub.app().chat.typing_recipients(user, target).await {
-            Err(e) => answer_error(&socket, ack, e),
+            Err(e) => answer_error(&hub, &socket, ack, e),
             Ok(others) => {
                 answer(&socket, ack, &Ack::<()>::done());
                 if others.is_empty() {

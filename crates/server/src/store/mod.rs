@@ -27,7 +27,7 @@ mod tests;
 
 pub use connect::{connect, connect_writer, probe, Probe, WRITER_STATEMENT_CACHE};
 pub use error::{ConnectError, StoreError};
-pub use pool::PoolOptions;
+pub use pool::{PoolOptions, PoolState};
 pub use seqs::SeqCache;
 
 use async_trait::async_trait;
@@ -132,6 +132,9 @@ pub trait Store:
 
     /// Cheap round trip to the database.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The connection pool's state now, for the metrics.
+    fn pool_state(&self) -> PoolState;
 
     /// Returns the stored value of `key`, storing `candidate` first if the
     /// key is unset. Every node sharing the database gets the same answer.

@@ -14,6 +14,27 @@ pub struct PoolOptions {
     pub acquire_timeout: Duration,
 }
 
+/// What a pool holds now (sqlx tells no more: not how many tasks wait
+/// for a connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// Connections open, in use or idle.
+    pub size: u32,
+    pub idle: u32,
+    /// The most it opens.
+    pub max: u32,
+}
+
+impl PoolState {
+    pub(super) fn of(pool: &sqlx::AnyPool) -> Self {
+        PoolState {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }
+    }
+}
+
 /// Opens a pool for a networked database. One plain connection is made
 /// first so that an unreachable server is reported with its real cause
 /// ("connection refused", "unknown database"), not as a pool timeout.

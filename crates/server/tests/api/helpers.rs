@@ -22,6 +22,8 @@ pub const QUIET: Duration = Duration::from_millis(300);
 /// A running server.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The metrics listener's address (`spawn_metered`).
+    pub metrics_addr: Option<SocketAddr>,
     pub http: reqwest::Client,
     pub secret: String,
     /// The server's state: for what no route does (disabling an account).
@@ -59,8 +61,24 @@ pub fn unlimited(config: &mut Config) {
     config.message_rate = 0;
 }
 
+/// Starts a server on a fresh database that also serves its metrics on a
+/// listener of its own (`--metrics-listen`), on port 0, with settings
+/// changed by `change`.
+pub async fn spawn_metered(backend: Backend, change: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDb::new(backend).await;
+    let mut config = test_config(&db.url);
+    config.jwt_secret = Some(palaver::auth::random_secret());
+    change(&mut config);
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start(db, config, Some(metrics)).await
+}
+
 /// Starts a server with a given database and configuration.
 pub async fn spawn_with(db: TestDb, config: Config) -> TestApp {
+    start(db, config, None).await
+}
+
+async fn start(db: TestDb, config: Config, metrics: Option<tokio::net::TcpListener>) -> TestApp {
     // Server logs in test output when RUST_LOG is set.
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
@@ -70,8 +88,12 @@ pub async fn spawn_with(db: TestDb, config: Config) -> TestApp {
     let addr = listener.local_addr().unwrap();
     let ttl = config.token_ttl();
     let secret = config.jwt_secret.clone().unwrap_or_default();
-    let server = Server::build(config).await.expect("server builds");
+    let mut server = Server::build(config).await.expect("server builds");
     let app = server.app().clone();
+    let metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
+    if let Some(metrics) = metrics {
+        server = server.with_metrics(metrics);
+    }
     let tokens = Tokens::new(secret.as_bytes(), ttl);
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -84,6 +106,7 @@ pub async fn spawn_with(db: TestDb, config: Config) -> TestApp {
     });
     TestApp {
         addr,
+        metrics_addr,
         http: reqwest::Client::new(),
         secret,
         app,

@@ -25,9 +25,11 @@ mod js;
 mod lifecycle;
 mod limits;
 mod messaging;
+mod metrics;
 mod openapi;
 mod operating;
 mod process;
+mod prometheus;
 mod receipts;
 mod running;
 mod schemathesis;
@@ -50,8 +52,10 @@ fn main() {
         lifecycle::trials(),
         limits::trials(),
         messaging::trials(),
+        metrics::trials(),
         openapi::trials(),
         operating::trials(),
+        prometheus::trials(),
         process::trials(),
         receipts::trials(),
         running::trials(),

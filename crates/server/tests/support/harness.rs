@@ -7,7 +7,8 @@
 //! skipped and why, e.g.
 //! `skipped 74 tests: 74 on PostgreSQL — nothing answers at 127.0.0.1:5432 (set PALAVER_TEST_POSTGRES_URL)`.
 //! When the variable that makes a need mandatory is set (CI's
-//! `PALAVER_REQUIRE_ALL_BACKENDS`, `PALAVER_REQUIRE_JS`), a missing need
+//! `PALAVER_REQUIRE_ALL_BACKENDS`, `PALAVER_REQUIRE_JS`,
+//! `PALAVER_REQUIRE_BROWSER`, `PALAVER_REQUIRE_PROMETHEUS`), a missing need
 //! fails the test instead.
 //!
 //! The machine's database servers and Redis are found on their default

@@ -105,6 +105,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    fn pool_state(&self) -> crate::store::PoolState {
+        crate::store::PoolState::of(&self.pool)
+    }
+
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
         let sql = self
             .d
