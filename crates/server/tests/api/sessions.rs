@@ -160,61 +160,43 @@ async fn changing_the_password_needs_the_current_one_and_revokes_the_rest(b: Bac
     let app = spawn_app(b).await;
     let alice = app.register("alice").await;
     let mut socket = app.connect(&alice.token).await;
-    let path = "/api/me/password";
+    let change = |token: Option<&str>, body: serde_json::Value| {
+        let token = token.map(str::to_string);
+        let app = &app;
+        async move { app.post("/api/me/password", token.as_deref(), body).await }
+    };
+    let token = Some(alice.token.as_str());
 
-    let (status, body) = app
-        .post(
-            path,
-            Some(&alice.token),
-            json!({"currentPassword": "wrong horse", "newPassword": "battery staple"}),
-        )
-        .await;
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["code"], "forbidden");
-    let (status, body) = app
-        .post(
-            path,
-            Some(&alice.token),
-            json!({"currentPassword": "correct horse", "newPassword": "short"}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("newPassword"),
+    let (status, body) = change(
+        token,
+        json!({"currentPassword": "wrong horse", "newPassword": "battery staple"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("forbidden")),
         "{body}"
     );
-    let (status, body) = app
-        .post(
-            path,
-            Some(&alice.token),
-            json!({"current_password": "correct horse"}),
-        )
-        .await;
+    let (status, body) = change(
+        token,
+        json!({"currentPassword": "correct horse", "newPassword": "short"}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = app
-        .post(
-            path,
-            None,
-            json!({"currentPassword": "correct horse", "newPassword": "battery staple"}),
-        )
-        .await;
-    assert_eq!(status, 401);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("newPassword"), "{body}");
+    let (status, body) = change(token, json!({"current_password": "correct horse"})).await;
+    assert_eq!(status, 400, "{body}");
+    let right = json!({"currentPassword": "correct horse", "newPassword": "battery staple"});
+    assert_eq!(change(None, right).await.0, 401);
     assert_eq!(
         me(&app, &alice.token).await,
         "ok",
         "failed attempts change nothing"
     );
 
-    let (status, body) = app
-        .post(
-            path,
-            Some(&alice.token),
-            json!({"current_password": "correct horse", "new_password": "battery staple"}),
-        )
-        .await;
+    let snake = json!({"current_password": "correct horse", "new_password": "battery staple"});
+    let (status, body) = change(token, snake).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["id"], alice.id());
     let token = body["token"].as_str().unwrap().to_string();
