@@ -13,13 +13,13 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use palaver_protocol::Message;
 
-use super::directory::{Directory, Roster};
+use super::directory::{Directory, Roster, TokenStates};
 use super::presence::Presence;
 use super::{ChatError, Target};
 use crate::cluster::Cluster;
 use crate::ids::{GroupId, UserId};
 use crate::limits::Limits;
-use crate::store::Store;
+use crate::store::{Store, TokenState};
 
 /// Longest a node trusts a cached roster on a MySQL/MariaDB or PostgreSQL
 /// database without Redis, where other nodes sharing the database cannot
@@ -41,9 +41,9 @@ pub(crate) struct Core {
     /// sockets (set by the Socket.IO side).
     pub deliverer: std::sync::OnceLock<Arc<dyn Deliver>>,
     /// The users' token states this node has read (v1.3).
-    pub tokens: super::credentials::TokenStates,
+    pub tokens: TokenStates,
     /// Ends sockets whose token is revoked (set by the Socket.IO side).
-    pub sessions: std::sync::OnceLock<Arc<dyn super::credentials::Sessions>>,
+    pub sessions: std::sync::OnceLock<Arc<dyn Sessions>>,
 }
 
 /// How the chat service runs.
@@ -73,6 +73,15 @@ pub trait OnlineLookup: Send + Sync {
 /// `message` event to every socket of `users`, on every node.
 pub trait Deliver: Send + Sync {
     fn message(&self, users: &[UserId], message: &Message);
+}
+
+/// Ends sockets whose token no longer holds (set by the Socket.IO side).
+pub trait Sessions: Send + Sync {
+    /// Whether `user` has a socket on this node.
+    fn has_sockets(&self, user: UserId) -> bool;
+    /// Ends each socket of `user` on this node that `state` refuses (see
+    /// `credentials::refusal`).
+    fn end_revoked(&self, user: UserId, state: &TokenState);
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -6,21 +6,21 @@
 //!
 //! Every token carries its user's token generation at issue; a change
 //! bumps the generation in the database and appends to a log of changes.
-//! Each node keeps the users' token states it has read ([`TokenStates`]),
+//! Each node keeps the users' token states it has read (`TokenStates`,
+//! with the other caches in `directory.rs`),
 //! so a request or a handshake costs no query, and polls the log every
 //! [`WATCH_EVERY`]: for each change it drops the cached state and ends
 //! that user's sockets here whose token no longer holds
-//! ([`Sessions::end_revoked`]). Events on an open socket are never
+//! (`Sessions::end_revoked`). Events on an open socket are never
 //! re-checked: the socket is ended instead.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use palaver_protocol::User;
 
-use super::core::{now_ms, Core};
+use super::core::{now_ms, Core, Sessions};
 use super::{Chat, ChatError, Password};
 use crate::auth::{self, Verified};
 use crate::ids::UserId;
@@ -42,23 +42,10 @@ const REORDER_WINDOW: i64 = 64;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const KEEP_CHANGES: Duration = Duration::from_secs(24 * 3600);
 
-/// Most users whose token state a node keeps; beyond, the cache starts
-/// over (each state is read again on its user's next request).
-pub const CACHED_STATES: usize = 65_536;
-
 /// The message that ends a socket or refuses a request of a revoked token.
 pub const TOKEN_REVOKED: &str = "token revoked";
 /// The same for a disabled account.
 pub const ACCOUNT_DISABLED: &str = "account disabled";
-
-/// Ends sockets whose token no longer holds (set by the Socket.IO side).
-pub trait Sessions: Send + Sync {
-    /// Whether `user` has a socket on this node.
-    fn has_sockets(&self, user: UserId) -> bool;
-    /// Ends each socket of `user` on this node that `state` refuses (see
-    /// [`refusal`]).
-    fn end_revoked(&self, user: UserId, state: &TokenState);
-}
 
 /// Why `state` refuses a token of `generation` with id `jti`, if it does.
 pub fn refusal(state: &TokenState, generation: i64, jti: Option<i64>) -> Option<&'static str> {
@@ -70,47 +57,6 @@ pub fn refusal(state: &TokenState, generation: i64, jti: Option<i64>) -> Option<
         Some(TOKEN_REVOKED)
     } else {
         None
-    }
-}
-
-/// The token states this node has read, by user.
-#[derive(Default)]
-pub(crate) struct TokenStates {
-    states: Mutex<HashMap<UserId, Arc<TokenState>>>,
-    /// Bumped by every [`TokenStates::forget`]: a state read before it
-    /// may be stale and is not kept.
-    forgotten: AtomicU64,
-}
-
-impl TokenStates {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Arc<TokenState>>> {
-        self.states.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get(&self, user: UserId) -> Option<Arc<TokenState>> {
-        self.lock().get(&user).cloned()
-    }
-
-    fn mark(&self) -> u64 {
-        self.forgotten.load(Ordering::Acquire)
-    }
-
-    /// Keeps `state`, read after [`TokenStates::mark`] answered `mark`.
-    fn put(&self, user: UserId, state: Arc<TokenState>, mark: u64) {
-        let mut states = self.lock();
-        if self.forgotten.load(Ordering::Acquire) != mark {
-            return;
-        }
-        if states.len() >= CACHED_STATES {
-            states.clear();
-        }
-        states.insert(user, state);
-    }
-
-    fn forget(&self, user: UserId) {
-        let mut states = self.lock();
-        self.forgotten.fetch_add(1, Ordering::AcqRel);
-        states.remove(&user);
     }
 }
 
@@ -343,18 +289,5 @@ mod tests {
         assert_eq!(refusal(&s, 2, Some(6)), None);
         let d = state(0, true, vec![]);
         assert_eq!(refusal(&d, 5, None), Some(ACCOUNT_DISABLED));
-    }
-
-    #[test]
-    fn a_state_read_before_a_change_is_not_kept() {
-        let states = TokenStates::default();
-        let user = UserId::parse(7).unwrap();
-        let mark = states.mark();
-        states.forget(user);
-        states.put(user, Arc::new(state(1, false, vec![])), mark);
-        assert!(states.get(user).is_none(), "read before the change");
-        let mark = states.mark();
-        states.put(user, Arc::new(state(1, false, vec![])), mark);
-        assert_eq!(states.get(user).unwrap().generation, 1);
     }
 }

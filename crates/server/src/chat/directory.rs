@@ -1,5 +1,6 @@
 //! In-memory knowledge the hot path needs: which users exist, who is in
-//! which group, and who has a block with whom.
+//! which group, who has a block with whom, and each user's token state
+//! ([`TokenStates`], v1.3).
 //!
 //! Users are never deleted, so a user seen once is cached for good. Group
 //! rosters are cached until a membership change invalidates them. A
@@ -9,12 +10,14 @@
 //! Locks are `std::sync::Mutex` and are never held across an `.await`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use palaver_protocol::Role;
 
 use crate::ids::{GroupId, UserId};
+use crate::store::TokenState;
 
 const MAX_USERS: usize = 1_000_000;
 const MAX_ROSTERS: usize = 100_000;
@@ -173,5 +176,75 @@ impl Directory {
         let mut r = self.rosters.lock().unwrap();
         r.generation += 1;
         r.map.clear();
+    }
+}
+
+/// Most users whose token state a node keeps; beyond, the cache starts
+/// over (each state is read again on its user's next request).
+pub const CACHED_STATES: usize = 65_536;
+
+/// The token states this node has read, by user.
+#[derive(Default)]
+pub struct TokenStates {
+    states: Mutex<HashMap<UserId, Arc<TokenState>>>,
+    /// Bumped by every [`TokenStates::forget`]: a state read before it
+    /// may be stale and is not kept.
+    forgotten: AtomicU64,
+}
+
+impl TokenStates {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Arc<TokenState>>> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn get(&self, user: UserId) -> Option<Arc<TokenState>> {
+        self.lock().get(&user).cloned()
+    }
+
+    pub fn mark(&self) -> u64 {
+        self.forgotten.load(Ordering::Acquire)
+    }
+
+    /// Keeps `state`, read after [`TokenStates::mark`] answered `mark`.
+    pub fn put(&self, user: UserId, state: Arc<TokenState>, mark: u64) {
+        let mut states = self.lock();
+        if self.forgotten.load(Ordering::Acquire) != mark {
+            return;
+        }
+        if states.len() >= CACHED_STATES {
+            states.clear();
+        }
+        states.insert(user, state);
+    }
+
+    pub fn forget(&self, user: UserId) {
+        let mut states = self.lock();
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
+        states.remove(&user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(generation: i64) -> TokenState {
+        TokenState {
+            generation,
+            ..TokenState::default()
+        }
+    }
+
+    #[test]
+    fn a_state_read_before_a_change_is_not_kept() {
+        let states = TokenStates::default();
+        let user = UserId::parse(7).unwrap();
+        let mark = states.mark();
+        states.forget(user);
+        states.put(user, Arc::new(state(1)), mark);
+        assert!(states.get(user).is_none(), "read before the change");
+        let mark = states.mark();
+        states.put(user, Arc::new(state(1)), mark);
+        assert_eq!(states.get(user).unwrap().generation, 1);
     }
 }

@@ -35,9 +35,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
-pub use self::core::{Deliver, OnlineLookup, Settings, SHARED_ROSTER_MAX_AGE};
+pub use self::core::{Deliver, OnlineLookup, Sessions, Settings, SHARED_ROSTER_MAX_AGE};
 pub use crate::store::{CredentialChange, TokenState};
-pub use credentials::{refusal, Sessions, ACCOUNT_DISABLED, TOKEN_REVOKED};
+pub use credentials::{refusal, ACCOUNT_DISABLED, TOKEN_REVOKED};
 pub use directory::Roster;
 pub use error::ChatError;
 pub use groups::{GroupOp, MAX_GROUP_MEMBERS};
