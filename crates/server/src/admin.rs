@@ -43,8 +43,9 @@ pub enum AdminCommand {
         /// User id or username.
         #[arg(long)]
         user: String,
-        /// Lifetime in seconds (default: --token-ttl-secs).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(60..))]
+        /// Lifetime in seconds, one minute to ten years (default:
+        /// --token-ttl-secs).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(60..=10 * 365 * 24 * 3600))]
         ttl: Option<u64>,
     },
 }
@@ -117,9 +118,27 @@ pub enum AdminError {
     Check(String),
 }
 
-/// Runs `palaver admin …`.
+/// Runs `palaver admin …`. It acts on a database at this binary's
+/// migrations only: it never migrates one (that is `palaver migrate`).
 pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
-    let Opened { chat, tokens, .. } = open(&args.config).await?;
+    let config = &args.config;
+    preflight::check_database_url(&config.database_url).map_err(StartError::from)?;
+    let probe = store::probe(&config.database_url, config.db_acquire_timeout())
+        .await
+        .map_err(StartError::from)?;
+    if probe.applied != probe.known {
+        return Err(AdminError::Check(format!(
+            "the database has {} of the {} migrations this binary knows: {}",
+            probe.applied,
+            probe.known,
+            if probe.applied < probe.known {
+                "run `palaver migrate` first (or start the server)"
+            } else {
+                "it was migrated by a newer version; use that version's palaver"
+            }
+        )));
+    }
+    let Opened { chat, tokens, .. } = open(config).await?;
     let result = match args.command {
         AdminCommand::User(command) => user(&chat, command).await,
         AdminCommand::Group(command) => group(&chat, command).await,

@@ -20,6 +20,9 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// Set when a graceful shutdown starts (`/readyz` answers 503).
     shutting_down: std::sync::atomic::AtomicBool,
+    /// Cleared while the database watch finds the database not answering
+    /// (`/readyz` reads it instead of asking the pool at each probe).
+    database_down: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -43,6 +46,7 @@ impl App {
             limits,
             metrics,
             shutting_down: Default::default(),
+            database_down: Default::default(),
         }))
     }
 
@@ -50,6 +54,19 @@ impl App {
     pub fn start_shutdown(&self) {
         self.shutting_down
             .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Records what the database watch found.
+    pub fn set_database_up(&self, up: bool) {
+        self.database_down
+            .store(!up, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the database answered the watch's last ping.
+    pub fn database_up(&self) -> bool {
+        !self
+            .database_down
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn is_shutting_down(&self) -> bool {

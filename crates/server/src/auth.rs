@@ -36,29 +36,61 @@ struct Claims {
     #[serde(default)]
     iat: u64,
     /// The user's token generation when it was issued (v1.3); absent in
-    /// tokens minted by applications: 0.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    gen: i64,
+    /// tokens minted by applications, which are judged by `iat` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gen: Option<i64>,
     /// The token's own id, 16 hex digits (v1.3), for logging it out alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jti: Option<String>,
-}
-
-fn is_zero(n: &i64) -> bool {
-    *n == 0
 }
 
 /// What a token that verified says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
     pub user: UserId,
-    /// The user's token generation when it was issued.
-    pub generation: i64,
-    /// The token's id, when it has one Palaver issued (16 hex digits);
-    /// never 0.
-    pub jti: Option<i64>,
+    /// What revocation judges it by.
+    pub mark: TokenMark,
     /// When it expires, Unix seconds.
     pub expires_at: u64,
+}
+
+/// What a token is judged by when its user's tokens are revoked (kept
+/// with each socket, so small): the generation it was issued at, or for
+/// a token an application minted (no `gen`) the second it was issued;
+/// and its id, if Palaver issued it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenMark {
+    /// `-1`: none (minted by an application).
+    generation: i64,
+    /// `iat`, Unix seconds (saturated).
+    issued_at: u32,
+    /// `0`: none.
+    jti: i64,
+}
+
+impl TokenMark {
+    pub fn new(generation: Option<i64>, issued_at: u64, jti: Option<i64>) -> Self {
+        TokenMark {
+            generation: generation.unwrap_or(-1),
+            issued_at: u32::try_from(issued_at).unwrap_or(u32::MAX),
+            jti: jti.unwrap_or(0),
+        }
+    }
+
+    /// The generation it was issued at; `None` for a minted token.
+    pub fn generation(&self) -> Option<i64> {
+        (self.generation >= 0).then_some(self.generation)
+    }
+
+    /// `iat`, Unix seconds.
+    pub fn issued_at(&self) -> u64 {
+        u64::from(self.issued_at)
+    }
+
+    /// Its id, when Palaver issued it.
+    pub fn jti(&self) -> Option<i64> {
+        (self.jti != 0).then_some(self.jti)
+    }
 }
 
 /// A token id Palaver issued: 16 hex digits, not all zero.
@@ -115,8 +147,8 @@ impl Tokens {
         let claims = Claims {
             sub: serde_json::Value::String(user.to_string()),
             iat: now,
-            exp: now + ttl.as_secs(),
-            gen: generation,
+            exp: now.saturating_add(ttl.as_secs()),
+            gen: Some(generation),
             jti: Some(format!("{jti:016x}")),
         };
         jsonwebtoken::encode(&Header::new(JwtAlg::HS256), &claims, &self.encoding)
@@ -152,8 +184,11 @@ impl Tokens {
             .ok_or(TokenError::Invalid)?;
         Ok(Verified {
             user,
-            generation: data.claims.gen,
-            jti: data.claims.jti.as_deref().and_then(parse_jti),
+            mark: TokenMark::new(
+                data.claims.gen.filter(|&g| g >= 0),
+                data.claims.iat,
+                data.claims.jti.as_deref().and_then(parse_jti),
+            ),
             expires_at: data.claims.exp,
         })
     }

@@ -305,6 +305,7 @@ fn spawn_database_watch(app: App) {
                 tokio::time::timeout(DATABASE_WATCH_EVERY, store.ping()).await,
                 Ok(Ok(()))
             );
+            app.set_database_up(ok);
             if ok != up {
                 up = ok;
                 if ok {

@@ -159,11 +159,32 @@ pub async fn check_redis(url: &str) -> Result<(), PreflightError> {
 /// A URL with its password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            // A password may also travel as a query parameter.
+            if u.query()
+                .is_some_and(|q| q.to_ascii_lowercase().contains("pass"))
+            {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k.to_ascii_lowercase().contains("pass") {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string()
         }
-        _ => url.to_string(),
+        // Not a URL: nothing in it can be told apart from a secret.
+        Err(_) if url.contains('@') || url.contains("pass") => "<hidden: not a URL>".to_string(),
+        Err(_) => url.to_string(),
     }
 }
 

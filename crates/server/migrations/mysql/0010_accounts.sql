@@ -1,7 +1,9 @@
 -- Account life cycle (PROTOCOL v1.3). A token carries the token_generation
 -- of its user when it was issued; logging out everywhere, changing the
 -- password or disabling the account bumps it, and every older token fails.
--- One token logged out is kept in revoked_tokens (by its jti) until it
+-- tokens_revoked_at is when it was last bumped: a token an application
+-- minted (no generation) is revoked if issued before it. One token logged
+-- out is kept in revoked_tokens (by its jti) until it
 -- would have expired anyway. change_log is what every node polls: a
 -- user's credentials changed (drop the cached token state, end the
 -- sockets whose token no longer holds), or a group's members changed
@@ -9,6 +11,7 @@
 -- than a day are pruned.
 ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN disabled_at BIGINT NULL;
+ALTER TABLE users ADD COLUMN tokens_revoked_at BIGINT NULL;
 
 CREATE TABLE revoked_tokens (
     jti        BIGINT NOT NULL PRIMARY KEY,

@@ -12,7 +12,7 @@ use super::core::{now_ms, Core};
 use super::{presence, Chat, ChatError, Password, Username};
 use crate::auth;
 use crate::ids::UserId;
-use crate::store::StoreError;
+use crate::store::{StoreError, TokenState};
 
 /// Users waiting in each batching task (for their row at the handshake,
 /// or for `last_seen` at a presence change), across all sockets.
@@ -26,6 +26,9 @@ pub(super) struct Chores {
     pub registrations: Coalescer<UserId, ()>,
     /// To [`record_last_seen`]; answers the time recorded.
     pub last_seen: Coalescer<UserId, i64>,
+    /// To `credentials::load_token_states`: each user's token state
+    /// (`None`: no such user yet), cached.
+    pub token_states: Coalescer<UserId, Option<Arc<TokenState>>>,
 }
 
 impl Chores {
@@ -38,9 +41,14 @@ impl Chores {
             let core = core.clone();
             move |users| record_last_seen(core.clone(), users)
         });
+        let token_states = Coalescer::start(CHORE_QUEUE, CHORE_BATCH, {
+            let core = core.clone();
+            move |users| super::credentials::load_token_states(core.clone(), users)
+        });
         Chores {
             registrations,
             last_seen,
+            token_states,
         }
     }
 }

@@ -183,22 +183,47 @@ impl Directory {
 /// over (each state is read again on its user's next request).
 pub const CACHED_STATES: usize = 65_536;
 
-/// The token states this node has read, by user.
-#[derive(Default)]
+/// Longest a node trusts a cached token state. Every change reaches the
+/// nodes through the change log within a second; this bounds how long a
+/// change the log did not bring (a read that failed, a row committed far
+/// out of order) can go unseen by requests and handshakes.
+pub const TOKEN_STATE_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The token states this node has read, by user, with when (seconds
+/// since the cache was made: four bytes, not an `Instant`'s sixteen).
 pub struct TokenStates {
-    states: Mutex<HashMap<UserId, Arc<TokenState>>>,
+    states: Mutex<HashMap<UserId, (Arc<TokenState>, u32)>>,
     /// Bumped by every [`TokenStates::forget`]: a state read before it
     /// may be stale and is not kept.
     forgotten: AtomicU64,
+    born: Instant,
+}
+
+impl Default for TokenStates {
+    fn default() -> Self {
+        TokenStates {
+            states: Mutex::default(),
+            forgotten: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
 }
 
 impl TokenStates {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Arc<TokenState>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, (Arc<TokenState>, u32)>> {
         self.states.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn now(&self) -> u32 {
+        u32::try_from(self.born.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// The cached state, unless older than [`TOKEN_STATE_MAX_AGE`].
     pub fn get(&self, user: UserId) -> Option<Arc<TokenState>> {
-        self.lock().get(&user).cloned()
+        let now = self.now();
+        let states = self.lock();
+        let (state, read) = states.get(&user)?;
+        (u64::from(now - read) < TOKEN_STATE_MAX_AGE.as_secs()).then(|| state.clone())
     }
 
     pub fn mark(&self) -> u64 {
@@ -207,6 +232,7 @@ impl TokenStates {
 
     /// Keeps `state`, read after [`TokenStates::mark`] answered `mark`.
     pub fn put(&self, user: UserId, state: Arc<TokenState>, mark: u64) {
+        let now = self.now();
         let mut states = self.lock();
         if self.forgotten.load(Ordering::Acquire) != mark {
             return;
@@ -214,7 +240,7 @@ impl TokenStates {
         if states.len() >= CACHED_STATES {
             states.clear();
         }
-        states.insert(user, state);
+        states.insert(user, (state, now));
     }
 
     pub fn forget(&self, user: UserId) {

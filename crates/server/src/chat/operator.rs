@@ -58,7 +58,28 @@ impl Chat {
         let owner = crate::ids::UserId::from_stored(group.owner_id);
         let message = self.change_group(owner, id, op).await?;
         if message.is_some() {
-            self.core.store.log_roster_change(id, now_ms()).await?;
+            // The change is committed: try hard to tell the nodes, and say
+            // so if they cannot be told (their rosters are stale until
+            // their cache expires or they restart).
+            let mut logged = Err(ChatError::Internal);
+            for _ in 0..3 {
+                logged = self
+                    .core
+                    .store
+                    .log_roster_change(id, now_ms())
+                    .await
+                    .map_err(ChatError::from);
+                if logged.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            if let Err(e) = logged {
+                return Err(ChatError::Unavailable(format!(
+                    "the change is stored, but running nodes could not be told ({e}): restart them, \
+                     or they keep the old members until their cache expires"
+                )));
+            }
         }
         Ok(message)
     }

@@ -108,12 +108,18 @@ pub fn apply(
     path: &Path,
     settings: &[(String, String)],
 ) -> Result<Command, FileError> {
+    let names = super::Config::setting_names();
     for (key, value) in settings {
         let mut found = false;
-        // Parsed once per process: the defaults may borrow for its lifetime.
-        let value: &'static str = Box::leak(value.clone().into_boxed_str());
-        command = set_default(command, key, value, &mut found);
-        if !found || key == "config" {
+        // Only `serve`'s settings: not `config` itself, nor the arguments
+        // of one command (`admin user list --limit`).
+        if key != "config" && names.contains(key) {
+            // Parsed once per process: the defaults may borrow for its lifetime.
+            let value: &'static str = Box::leak(value.clone().into_boxed_str());
+            let secret = SECRETS.contains(&key.as_str());
+            command = set_default(command, key, value, secret, &mut found);
+        }
+        if !found {
             return Err(FileError::Unknown {
                 path: path.to_path_buf(),
                 key: key.clone(),
@@ -123,7 +129,16 @@ pub fn apply(
     Ok(command)
 }
 
-fn set_default(command: Command, key: &str, value: &'static str, found: &mut bool) -> Command {
+/// Settings whose value `--help` must not print as a default.
+const SECRETS: [&str; 3] = ["jwt-secret", "database-url", "redis-url"];
+
+fn set_default(
+    command: Command,
+    key: &str,
+    value: &'static str,
+    secret: bool,
+    found: &mut bool,
+) -> Command {
     let id = command
         .get_arguments()
         .find(|a| a.get_long() == Some(key))
@@ -131,7 +146,7 @@ fn set_default(command: Command, key: &str, value: &'static str, found: &mut boo
     let mut command = match id {
         Some(id) => {
             *found = true;
-            command.mut_arg(id, |a| a.default_value(value))
+            command.mut_arg(id, |a| a.default_value(value).hide_default_value(secret))
         }
         None => command,
     };
@@ -140,7 +155,7 @@ fn set_default(command: Command, key: &str, value: &'static str, found: &mut boo
         .map(|c| c.get_name().to_string())
         .collect();
     for name in names {
-        command = command.mut_subcommand(name, |c| set_default(c, key, value, found));
+        command = command.mut_subcommand(name, |c| set_default(c, key, value, secret, found));
     }
     command
 }

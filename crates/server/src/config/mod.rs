@@ -45,6 +45,7 @@ pub struct Config {
     #[arg(
         long,
         env = "PALAVER_DATABASE_URL",
+        hide_env_values = true,
         default_value = "sqlite://palaver.db"
     )]
     pub database_url: String,
@@ -272,6 +273,19 @@ pub enum Source {
 }
 
 impl Config {
+    /// The long names of every setting (`database-url`, …).
+    pub fn setting_names() -> Vec<String> {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Wrapper as clap::CommandFactory>::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    }
+
     /// Every setting as `(flag name, value, source)`, secrets masked (the
     /// JWT secret entirely, passwords inside URLs), from the matches of a
     /// command that flattens `Config`; `from_file` are the keys the

@@ -38,7 +38,7 @@ impl FromRequestParts<App> for AuthToken {
             .map_err(|e| ChatError::Unauthorized(format!("unauthorized: {e}")))?;
         tracing::Span::current().record("user", token.user.get());
         // Revoked tokens and disabled accounts, from this node's cache.
-        app.chat.check_token(&token).await?;
+        app.chat.check_token(token.user, &token.mark).await?;
         app.chat.ensure_user(token.user).await?;
         Ok(AuthToken(token))
     }

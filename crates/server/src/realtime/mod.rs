@@ -32,6 +32,7 @@ use palaver_sio::{Connect, DisconnectReason, Event, Frame, Handler};
 use serde_json::value::RawValue;
 
 use crate::app::App;
+use crate::auth::TokenMark;
 use crate::chat::{refusal, ChatError, Deliver, Sessions, Target, TokenState};
 use crate::ids::UserId;
 use crate::limits::TypingBucket;
@@ -50,10 +51,9 @@ pub const SOCKET_QUEUE_BYTES: usize = 4 << 20;
 /// What Palaver keeps with each socket.
 pub struct Conn {
     pub user: UserId,
-    /// The token's generation and id (0: none), for ending the socket
-    /// when the token is revoked (v1.3).
-    token_generation: i64,
-    token_id: i64,
+    /// What its token is judged by when its user's tokens are revoked
+    /// (v1.3).
+    token: TokenMark,
     /// Made at the socket's first typing event: idle sockets hold none.
     typing: OnceLock<TypingBucket>,
 }
@@ -125,16 +125,8 @@ impl Sessions for SystemDeliveries {
     fn end_revoked(&self, user: UserId, state: &TokenState) {
         let Some(hub) = self.0.upgrade() else { return };
         hub.registry.each(user, |s| {
-            let conn = s.data();
-            let token_id = (conn.token_id != 0).then_some(conn.token_id);
-            if let Some(reason) = refusal(state, conn.token_generation, token_id) {
-                tracing::info!(sid = %s.id(), user = user.get(), reason, "socket ended: its token no longer holds");
-                let body = ErrorBody {
-                    code: ErrorCode::Unauthorized,
-                    message: format!("unauthorized: {reason}"),
-                };
-                let _ = s.emit(events::SESSION_ENDED, &body);
-                s.disconnect();
+            if let Some(reason) = refusal(state, &s.data().token) {
+                end_session(s, reason);
             }
         });
     }
@@ -210,7 +202,7 @@ impl Hub {
             .tokens
             .verify_claims(&token)
             .map_err(|e| format!("unauthorized: {e}"))?;
-        if let Err(e) = app.chat.check_token(&token).await {
+        if let Err(e) = app.chat.check_token(token.user, &token.mark).await {
             return Err(e.to_string());
         }
         let user = token.user;
@@ -229,10 +221,33 @@ impl Hub {
         }
         Ok(Conn {
             user,
-            token_generation: token.generation,
-            token_id: token.jti.unwrap_or(0),
+            token: token.mark,
             typing: OnceLock::new(),
         })
+    }
+}
+
+impl Hub {
+    /// Checks a just-registered socket's token again: a revocation that
+    /// landed between the handshake's check and the registration found no
+    /// socket to end. From this node's cache when it holds the user (the
+    /// handshake filled it), else (a change dropped it) from the database.
+    fn recheck_token(&self, socket: &Sock) {
+        let (user, token) = (socket.data().user, socket.data().token);
+        match self.0.app.chat.cached_refusal(user, &token) {
+            Some(None) => {}
+            Some(Some(reason)) => end_session(socket, reason),
+            None => {
+                let (chat, socket) = (self.0.app.chat.clone(), socket.clone());
+                tokio::spawn(async move {
+                    if let Err(ChatError::Unauthorized(message)) =
+                        chat.check_token(user, &token).await
+                    {
+                        end_session(&socket, message.trim_start_matches("unauthorized: "));
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -272,6 +287,7 @@ impl Handler for Hub {
             relay.count_changed(user, here);
         }
         tracing::debug!(sid = %socket.id(), user = user.get(), "socket connected");
+        self.recheck_token(socket);
         presence::connected(self, user);
     }
 
@@ -322,6 +338,18 @@ impl Handler for Hub {
 /// one user's trouble can be followed through the logs.
 fn socket_span(socket: &Sock) -> tracing::Span {
     tracing::info_span!("socket", sid = %socket.id(), user = socket.data().user.get())
+}
+
+/// Ends a socket whose token no longer holds: `session_ended` with the
+/// reason, then a Socket.IO DISCONNECT (v1.3).
+fn end_session(socket: &Sock, reason: &str) {
+    tracing::info!(sid = %socket.id(), user = socket.data().user.get(), reason, "socket ended: its token no longer holds");
+    let body = ErrorBody {
+        code: ErrorCode::Unauthorized,
+        message: format!("unauthorized: {reason}"),
+    };
+    let _ = socket.emit(events::SESSION_ENDED, &body);
+    socket.disconnect();
 }
 
 /// Answers an event, if the client asked for an answer.

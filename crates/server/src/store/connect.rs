@@ -131,13 +131,16 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<Probe, ConnectError> 
         .execute(&pool)
         .await
         .map_err(|e| ConnectError::connect(&url, e))?;
-    // No table yet: nothing applied.
-    let applied = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+    let counted = sqlx::query("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&pool)
         .await
-        .ok()
-        .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 0).ok())
-        .unwrap_or(0);
+        .and_then(|row| sqlx::Row::try_get::<i64, _>(&row, 0));
+    let applied = match counted {
+        Ok(n) => n,
+        // No table yet: nothing applied. Any other failure is reported.
+        Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => 0,
+        Err(e) => return Err(ConnectError::connect(&url, e)),
+    };
     pool.close().await;
     Ok(Probe {
         backend,

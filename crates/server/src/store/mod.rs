@@ -146,6 +146,10 @@ pub trait Store:
 pub struct TokenState {
     /// Tokens issued at an earlier generation are revoked.
     pub generation: i64,
+    /// When the generation was last bumped, Unix ms (0: never): tokens
+    /// without a generation (minted by applications) issued before the
+    /// start of that second are revoked.
+    pub revoked_at_ms: i64,
     pub disabled: bool,
     /// Ids of the user's tokens logged out one by one, not yet expired.
     pub revoked: Vec<i64>,
@@ -176,12 +180,23 @@ pub enum LoggedChange {
 /// log that every node polls (v1.3).
 #[async_trait]
 pub trait CredentialStore: Send + Sync {
-    /// `None`: no such user.
+    /// The token states of those of `users` that exist (at most
+    /// `MAX_BATCH` users: the handshakes that wait together).
+    async fn token_states(
+        &self,
+        users: &[UserId],
+        now_ms: i64,
+    ) -> Result<Vec<(UserId, TokenState)>, StoreError>;
+
+    /// One user's token state; `None`: no such user.
     async fn token_state(
         &self,
         user: UserId,
         now_ms: i64,
-    ) -> Result<Option<TokenState>, StoreError>;
+    ) -> Result<Option<TokenState>, StoreError> {
+        let mut states = self.token_states(&[user], now_ms).await?;
+        Ok(states.pop().map(|(_, state)| state))
+    }
 
     /// The user's password hash (`Some(None)`: a user without one).
     async fn password_hash(&self, user: UserId) -> Result<Option<Option<String>>, StoreError>;
@@ -196,7 +211,9 @@ pub trait CredentialStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Applies `change` and bumps the token generation in one transaction;
-    /// the new generation, or `None` for an unknown user.
+    /// the new generation, or `None` for an unknown user. Disabling a
+    /// disabled account or enabling an enabled one changes nothing (the
+    /// generation as it is).
     async fn change_credentials(
         &self,
         user: UserId,

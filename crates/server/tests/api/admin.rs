@@ -132,6 +132,11 @@ async fn admin_user_commands_act_on_a_running_server(b: Backend) {
     // A new password: the old one and the old tokens fail.
     let (_, body) = login(&app, "bob", &bobs).await;
     let bob_token = body["token"].as_str().unwrap().to_string();
+    // Cached by the server now: only the change log can tell it otherwise.
+    assert_eq!(app.get("/api/me", Some(&bob_token)).await.0, 200);
+    // Enabling an account that is not disabled changes nothing.
+    ok(admin(&app, &["admin", "user", "enable", "bob"], None));
+    assert_eq!(app.get("/api/me", Some(&bob_token)).await.0, 200);
     ok(admin(
         &app,
         &["admin", "user", "set-password", "bob", "--password-stdin"],
@@ -139,7 +144,15 @@ async fn admin_user_commands_act_on_a_running_server(b: Backend) {
     ));
     assert_eq!(login(&app, "bob", &bobs).await.0, 401);
     assert_eq!(login(&app, "bob", "battery staple").await.0, 200);
-    assert_eq!(app.get("/api/me", Some(&bob_token)).await.0, 401);
+    // Through the change log, within a second or so.
+    let started = std::time::Instant::now();
+    while app.get("/api/me", Some(&bob_token)).await.0 != 401 {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the old token still works"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A token for a bot, honoured by the server.
     let out = ok(admin(

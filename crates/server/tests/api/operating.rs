@@ -88,8 +88,31 @@ fn flags_beat_the_environment_which_beats_the_file() {
         !text.contains("hush-hush-0192") && !text.contains("pw-8812"),
         "{text}"
     );
-    // Redis answers on this machine; the database file is not there yet.
-    assert_eq!(check["redis"]["ok"], true, "{check}");
+    // `--help` does not print the file's secrets as defaults either.
+    let out = palaver()
+        .args(["serve", "--help"])
+        .env("PALAVER_CONFIG", &file)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        !help.contains("hush-hush-0192") && !help.contains("pw-8812"),
+        "{help}"
+    );
+    // A key of one command's arguments is not a setting.
+    std::fs::write(&file, "limit = 5\n").unwrap();
+    let out = palaver()
+        .args(["config", "check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     std::fs::write(&file, "message_rate = 5\nbogus_setting = 1\n").unwrap();
     let out = palaver()

@@ -108,13 +108,14 @@ async fn logout_ends_that_token_only(b: Backend) {
     assert_eq!(me(&app, &minted).await, "ok");
 }
 
-/// A token for `user` in the form an application mints: no `jti`.
+/// A token for `user` in the form an application mints: no `gen`, no
+/// `jti`, issued now.
 fn strip_jti(app: &TestApp, user: i64) -> String {
     use jsonwebtoken::{encode, EncodingKey, Header};
     let exp = chrono_now() + 3600;
     encode(
         &Header::default(),
-        &json!({"sub": user.to_string(), "exp": exp}),
+        &json!({"sub": user.to_string(), "exp": exp, "iat": chrono_now()}),
         &EncodingKey::from_secret(app.secret.as_bytes()),
     )
     .unwrap()
@@ -150,6 +151,11 @@ async fn logout_all_ends_every_token_and_socket(b: Backend) {
     // Someone else's socket stays.
     assert_eq!(me(&app, &bob.token).await, "ok");
     send_ok(&bobs, private(bob.id(), "mine")).await;
+    // An application's token minted after it holds (minted in a later
+    // second: one from the same second as the revocation is refused).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let minted_after = strip_jti(&app, alice.id());
+    assert_eq!(me(&app, &minted_after).await, "ok");
     // Logging in again gives a token that holds.
     let fresh = second_token(&app, &alice).await;
     assert_eq!(me(&app, &fresh).await, "ok");
@@ -242,7 +248,67 @@ async fn a_disabled_account_cannot_log_in_or_use_its_tokens(b: Backend) {
         .is_err());
 }
 
+/// Over long-polling too, the client gets `session_ended` and the
+/// Socket.IO DISCONNECT before the session's close packet.
+async fn a_polling_session_hears_why_it_ended(b: Backend) {
+    let app = spawn_app(b).await;
+    let alice = app.register("alice").await;
+    let base = app.url("/socket.io/?EIO=4&transport=polling");
+    let open = app
+        .http
+        .get(&base)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let connect = format!("40{}", json!({"token": alice.token}));
+    let posted = app.http.post(&url).body(connect).send().await.unwrap();
+    assert_eq!(posted.status(), 200);
+    let connected = app
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(connected.starts_with("40{"), "{connected}");
+
+    let poll = tokio::spawn({
+        let (http, url) = (app.http.clone(), url.clone());
+        async move { http.get(&url).send().await.unwrap().text().await.unwrap() }
+    });
+    // As a polling client always has, a GET waits at the server.
+    tokio::time::sleep(QUIET).await;
+    let (status, _) = app
+        .post("/api/auth/logout-all", Some(&alice.token), json!({}))
+        .await;
+    assert_eq!(status, 204);
+    let last = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the poll is answered")
+        .unwrap();
+    // The close packet comes with them, or (when the GET was answered
+    // between the two) on the next GET.
+    let packets: Vec<&str> = last.split('\u{1e}').collect();
+    assert_eq!(
+        packets[..2],
+        [
+            r#"42["session_ended",{"code":"unauthorized","message":"unauthorized: token revoked"}]"#,
+            "41",
+        ],
+        "{last:?}"
+    );
+    assert!(packets.len() == 2 || packets[2..] == ["1"], "{last:?}");
+}
+
 backend_tests!(
+    a_polling_session_hears_why_it_ended,
     logout_ends_that_token_only,
     logout_all_ends_every_token_and_socket,
     changing_the_password_needs_the_current_one_and_revokes_the_rest,

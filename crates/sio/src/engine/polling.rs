@@ -51,8 +51,9 @@ impl<C> Drop for Getting<'_, C> {
 /// What a GET does next, decided under the session's lock.
 enum Step {
     Answer(Response<Body>),
-    /// Answer with the session's last packet and end it.
-    Finish(CloseReason),
+    /// Answer with what was queued before the end (if anything), then the
+    /// session's last packet, and end it.
+    Finish(CloseReason, Option<Vec<u8>>),
     Overlap,
     Wait,
 }
@@ -67,8 +68,15 @@ pub(super) async fn get<H: EngineHandler>(
     loop {
         match next_step(session, waited) {
             Step::Answer(response) => return response,
-            Step::Finish(reason) => {
+            Step::Finish(reason, queued) => {
                 inner.finish(session, reason);
+                // What the server queued before closing (a last event, a
+                // Socket.IO DISCONNECT) goes out with the close packet.
+                if let Some(mut body) = queued {
+                    body.push(SEPARATOR);
+                    body.push(b'1');
+                    return text(StatusCode::OK, body);
+                }
                 if !waited {
                     return Refusal::UnknownSid.answer();
                 }
@@ -100,7 +108,9 @@ fn next_step<C>(session: &Session<C>, waited: bool) -> Step {
         return Step::Answer(Refusal::UnknownSid.answer());
     }
     if let Some(reason) = state.closing {
-        return Step::Finish(reason);
+        let queued = (reason != CloseReason::ClientClose && !state.frames.is_empty())
+            .then(|| drain(&mut state));
+        return Step::Finish(reason, queued);
     }
     match state.transport {
         Transport::WebSocket => return Step::Answer(Refusal::BadRequest.answer()),
@@ -115,6 +125,11 @@ fn next_step<C>(session: &Session<C>, waited: bool) -> Step {
         state.getting = true;
         return Step::Wait;
     }
+    Step::Answer(text(StatusCode::OK, drain(&mut state)))
+}
+
+/// Everything queued, as one polling payload.
+fn drain(state: &mut super::session::State) -> Vec<u8> {
     let mut body = Vec::with_capacity(state.bytes + state.frames.len() * 2);
     for (i, frame) in state.frames.drain(..).enumerate() {
         if i > 0 {
@@ -126,7 +141,7 @@ fn next_step<C>(session: &Session<C>, waited: bool) -> Step {
         }
     }
     state.bytes = 0;
-    Step::Answer(text(StatusCode::OK, body))
+    body
 }
 
 /// Gives the POST slot back however the request ends.
@@ -210,6 +225,10 @@ where
     text(StatusCode::OK, "ok")
 }
 
+/// How long a closing session keeps its last packets for the client's
+/// next GET when none is waiting.
+const FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A long-polling session's one task: pings, the pong deadline, the
 /// connect deadline, and the end of the session (unless a WebSocket takes
 /// it over, which then does all of this itself).
@@ -218,6 +237,9 @@ async fn heartbeat<H: EngineHandler>(inner: Arc<Inner<H>>, session: Arc<Session<
     let sleep = tokio::time::sleep_until(beat.deadline());
     let mut sleep = std::pin::pin!(sleep);
     let mut shutting_down = false;
+    // When a closing session with packets still queued (a last event, a
+    // Socket.IO DISCONNECT) is finished without a GET to carry them.
+    let mut flush_by: Option<Instant> = None;
     loop {
         {
             let state = session.lock();
@@ -225,16 +247,23 @@ async fn heartbeat<H: EngineHandler>(inner: Arc<Inner<H>>, session: Arc<Session<
                 return;
             }
             // A closing session is finished by its pending GET (which
-            // answers it) or, when there is none, here.
+            // answers it with what is queued and the close packet) or,
+            // when there is none, here: at once if nothing is queued, else
+            // once the client's next GET had time to come for it.
             if let Some(reason) = state.closing {
                 if !state.getting {
-                    drop(state);
-                    inner.finish(&session, reason);
-                    return;
+                    let queued = !state.frames.is_empty() && reason != CloseReason::ClientClose;
+                    let due = *flush_by.get_or_insert_with(|| Instant::now() + FLUSH_GRACE);
+                    if !queued || Instant::now() >= due {
+                        drop(state);
+                        inner.finish(&session, reason);
+                        return;
+                    }
                 }
             }
         }
         tokio::select! {
+            () = async { tokio::time::sleep_until(flush_by.expect("guarded")).await }, if flush_by.is_some() => {}
             () = inner.closing.cancelled(), if !shutting_down => {
                 shutting_down = true;
                 session.close(CloseReason::Shutdown);

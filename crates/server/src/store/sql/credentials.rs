@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use sqlx::{Any, Row, Transaction};
 
+use super::dialect::{shaped_chunks, tuple};
 use super::rows::opt_text;
 use super::SqlStore;
 use crate::ids::{GroupId, UserId};
@@ -31,39 +32,52 @@ impl SqlStore {
 
 #[async_trait]
 impl CredentialStore for SqlStore {
-    async fn token_state(
+    async fn token_states(
         &self,
-        user: UserId,
+        users: &[UserId],
         now_ms: i64,
-    ) -> Result<Option<TokenState>, StoreError> {
-        let sql = self
-            .d
-            .q("SELECT token_generation, disabled_at FROM users WHERE id = ?");
-        let Some(row) = sqlx::query(&sql)
-            .bind(user)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let generation: i64 = row.try_get(0)?;
-        let disabled: Option<i64> = row.try_get(1)?;
-        let sql = self
-            .d
-            .q("SELECT jti FROM revoked_tokens WHERE user_id = ? AND expires_at > ? ORDER BY jti");
-        let revoked = sqlx::query(&sql)
-            .bind(user)
-            .bind(now_ms)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<i64, _>(0))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(TokenState {
-            generation,
-            disabled: disabled.is_some(),
-            revoked,
-        }))
+    ) -> Result<Vec<(UserId, TokenState)>, StoreError> {
+        let mut states = Vec::with_capacity(users.len());
+        for chunk in shaped_chunks(users) {
+            let sql = self.d.q(format!(
+                "SELECT id, token_generation, disabled_at, tokens_revoked_at FROM users WHERE id IN {}",
+                tuple(chunk.len())
+            ));
+            let mut query = sqlx::query(&sql);
+            for &user in chunk {
+                query = query.bind(user);
+            }
+            let first = states.len();
+            for row in query.fetch_all(&self.pool).await? {
+                let disabled: Option<i64> = row.try_get(2)?;
+                let revoked_at: Option<i64> = row.try_get(3)?;
+                let state = TokenState {
+                    generation: row.try_get(1)?,
+                    revoked_at_ms: revoked_at.unwrap_or(0),
+                    disabled: disabled.is_some(),
+                    revoked: Vec::new(),
+                };
+                states.push((row.try_get::<UserId, _>(0)?, state));
+            }
+            // The ids of their tokens logged out one by one, not expired,
+            // in order (the check searches them).
+            let sql = self.d.q(format!(
+                "SELECT user_id, jti FROM revoked_tokens WHERE expires_at > ? AND user_id IN {} \
+                 ORDER BY user_id, jti",
+                tuple(chunk.len())
+            ));
+            let mut query = sqlx::query(&sql).bind(now_ms);
+            for &user in chunk {
+                query = query.bind(user);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let (user, jti): (UserId, i64) = (row.try_get(0)?, row.try_get(1)?);
+                if let Some((_, state)) = states[first..].iter_mut().find(|(u, _)| *u == user) {
+                    state.revoked.push(jti);
+                }
+            }
+        }
+        Ok(states)
     }
 
     async fn password_hash(&self, user: UserId) -> Result<Option<Option<String>>, StoreError> {
@@ -104,35 +118,45 @@ impl CredentialStore for SqlStore {
         change: &CredentialChange,
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let set = match change {
-            CredentialChange::RevokeAll => "",
-            CredentialChange::Password(_) => ", password_hash = ?",
-            CredentialChange::Disabled(true) => ", disabled_at = ?",
-            CredentialChange::Disabled(false) => ", disabled_at = NULL",
+        // Disabling a disabled account (or enabling an enabled one) changes
+        // nothing: no generation bumped, nobody logged out.
+        let (set, only) = match change {
+            CredentialChange::RevokeAll => ("", ""),
+            CredentialChange::Password(_) => (", password_hash = ?", ""),
+            CredentialChange::Disabled(true) => (", disabled_at = ?", " AND disabled_at IS NULL"),
+            CredentialChange::Disabled(false) => {
+                (", disabled_at = NULL", " AND disabled_at IS NOT NULL")
+            }
         };
         let sql = self.d.q(format!(
-            "UPDATE users SET token_generation = token_generation + 1{set} WHERE id = ?"
+            "UPDATE users SET token_generation = token_generation + 1, tokens_revoked_at = ?{set} \
+             WHERE id = ?{only}"
         ));
         let mut tx = self.begin_write().await?;
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).bind(now_ms);
         match change {
             CredentialChange::Password(hash) => query = query.bind(hash.as_str()),
             CredentialChange::Disabled(true) => query = query.bind(now_ms),
             _ => {}
         }
         let done = query.bind(user).execute(&mut *tx).await?;
-        if done.rows_affected() == 0 {
+        let changed = done.rows_affected() > 0;
+        let sql = self.d.q("SELECT token_generation FROM users WHERE id = ?");
+        let Some(row) = sqlx::query(&sql)
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
             tx.rollback().await?;
             return Ok(None);
+        };
+        let generation: i64 = row.try_get(0)?;
+        if changed {
+            self.log_change(&mut tx, user, now_ms).await?;
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
         }
-        let sql = self.d.q("SELECT token_generation FROM users WHERE id = ?");
-        let generation: i64 = sqlx::query(&sql)
-            .bind(user)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        self.log_change(&mut tx, user, now_ms).await?;
-        tx.commit().await?;
         Ok(Some(generation))
     }
 
