@@ -393,6 +393,11 @@ mod tests {
             "the same second"
         );
         assert_eq!(refusal(&s, &minted(5_001)), None, "minted after it");
+        // A revocation exactly at a second's start: that second's tokens
+        // may have come after it, and hold.
+        let on_the_second = state(3, 5_001_000, false, vec![]);
+        assert_eq!(refusal(&on_the_second, &minted(5_001)), None);
+        assert_eq!(refusal(&on_the_second, &minted(5_000)), Some(TOKEN_REVOKED));
         assert_eq!(
             refusal(&state(0, 0, false, vec![]), &minted(0)),
             None,
