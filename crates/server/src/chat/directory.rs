@@ -248,6 +248,20 @@ impl TokenStates {
         self.forgotten.fetch_add(1, Ordering::AcqRel);
         states.remove(&user);
     }
+
+    /// Keeps `state` as if read `age` ago (tests).
+    #[cfg(test)]
+    fn put_aged(&self, user: UserId, state: Arc<TokenState>, age: Duration) {
+        let read = self
+            .now()
+            .saturating_sub(u32::try_from(age.as_secs()).unwrap());
+        self.lock().insert(user, (state, read));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +273,34 @@ mod tests {
             generation,
             ..TokenState::default()
         }
+    }
+
+    #[test]
+    fn a_token_state_is_trusted_for_a_minute_at_most() {
+        let born = Instant::now() - Duration::from_secs(600);
+        let states = TokenStates {
+            born,
+            ..TokenStates::default()
+        };
+        let (fresh, stale) = (UserId::parse(1).unwrap(), UserId::parse(2).unwrap());
+        states.put_aged(fresh, Arc::new(state(4)), Duration::from_secs(59));
+        states.put_aged(stale, Arc::new(state(4)), TOKEN_STATE_MAX_AGE);
+        assert_eq!(states.get(fresh).map(|s| s.generation), Some(4));
+        assert!(states.get(stale).is_none(), "read a minute ago");
+    }
+
+    #[test]
+    fn the_token_state_cache_starts_over_when_full() {
+        let states = TokenStates::default();
+        let mark = states.mark();
+        for id in 1..=CACHED_STATES as i64 {
+            states.put(UserId::parse(id).unwrap(), Arc::new(state(0)), mark);
+        }
+        assert_eq!(states.len(), CACHED_STATES, "full, nothing dropped yet");
+        let one_more = UserId::parse(CACHED_STATES as i64 + 1).unwrap();
+        states.put(one_more, Arc::new(state(0)), mark);
+        assert_eq!(states.len(), 1);
+        assert!(states.get(one_more).is_some());
     }
 
     #[test]
