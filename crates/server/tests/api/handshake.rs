@@ -167,15 +167,7 @@ async fn many_minted_tokens_connecting_at_once_all_get_their_users(b: Backend) {
 /// several packets separated by \x1e, or only a ping); returns it.
 async fn poll_until(app: &TestApp, url: &str, prefix: &str) -> String {
     for _ in 0..5 {
-        let reply = app
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let reply = app.polling_get(url).await;
         if let Some(p) = reply.split('\x1e').find(|p| p.starts_with(prefix)) {
             return p.to_string();
         }
@@ -186,19 +178,7 @@ async fn poll_until(app: &TestApp, url: &str, prefix: &str) -> String {
 async fn long_polling_transport_authenticates_and_connects(b: Backend) {
     let app = spawn_app(b).await;
     let alice = app.register("alice").await;
-    let base = app.url("/socket.io/?EIO=4&transport=polling");
-    let open = app
-        .http
-        .get(&base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(open.starts_with('0'), "{open}");
-    let sid: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
-    let url = format!("{base}&sid={}", sid["sid"].as_str().unwrap());
+    let url = app.polling_session().await;
     let connect = format!("40{}", json!({"token": alice.token}));
     let resp = app.http.post(&url).body(connect).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -206,17 +186,7 @@ async fn long_polling_transport_authenticates_and_connects(b: Backend) {
     assert!(reply.starts_with("40{\"sid\""), "{reply:?}");
 
     // And a refused one over polling.
-    let open = app
-        .http
-        .get(&base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sid: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
-    let url = format!("{base}&sid={}", sid["sid"].as_str().unwrap());
+    let url = app.polling_session().await;
     app.http.post(&url).body("40{}").send().await.unwrap();
     let refusal = poll_until(&app, &url, "44{").await;
     assert!(refusal.contains("unauthorized"), "{refusal:?}");

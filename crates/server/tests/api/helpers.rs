@@ -234,6 +234,27 @@ impl TestApp {
     }
 
     /// Stops the server and waits for it to finish.
+    /// Opens an Engine.IO long-polling session; its URL (with `sid`).
+    pub async fn polling_session(&self) -> String {
+        let base = self.url("/socket.io/?EIO=4&transport=polling");
+        let open = self.polling_get(&base).await;
+        assert!(open.starts_with('0'), "not an open packet: {open}");
+        let open: Value = serde_json::from_str(&open[1..]).unwrap();
+        format!("{base}&sid={}", open["sid"].as_str().unwrap())
+    }
+
+    /// One long-polling GET: its body.
+    pub async fn polling_get(&self, url: &str) -> String {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The URL of the server's database.
     pub fn db_url(&self) -> &str {
         &self.db.as_ref().expect("database").url

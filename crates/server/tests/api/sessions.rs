@@ -253,30 +253,11 @@ async fn a_disabled_account_cannot_log_in_or_use_its_tokens(b: Backend) {
 async fn a_polling_session_hears_why_it_ended(b: Backend) {
     let app = spawn_app(b).await;
     let alice = app.register("alice").await;
-    let base = app.url("/socket.io/?EIO=4&transport=polling");
-    let open = app
-        .http
-        .get(&base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let open: serde_json::Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
-    let url = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    let url = app.polling_session().await;
     let connect = format!("40{}", json!({"token": alice.token}));
     let posted = app.http.post(&url).body(connect).send().await.unwrap();
     assert_eq!(posted.status(), 200);
-    let connected = app
-        .http
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let connected = app.polling_get(&url).await;
     assert!(connected.starts_with("40{"), "{connected}");
 
     let poll = tokio::spawn({
