@@ -160,11 +160,6 @@ impl Tokens {
         self.ttl
     }
 
-    /// The user a token names.
-    pub fn verify(&self, token: &str) -> Result<UserId, TokenError> {
-        self.verify_claims(token).map(|v| v.user)
-    }
-
     /// What a token says, once its signature and lifetime check out. Whether
     /// it has been revoked is the domain's question (`Chat::check_token`).
     pub fn verify_claims(&self, token: &str) -> Result<Verified, TokenError> {

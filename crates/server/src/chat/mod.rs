@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 
 pub use self::core::{Deliver, OnlineLookup, Sessions, Settings, SHARED_ROSTER_MAX_AGE};
 pub use crate::store::{CredentialChange, TokenState};
-pub use credentials::{refusal, ACCOUNT_DISABLED, TOKEN_REVOKED};
+pub use credentials::refusal;
 pub use directory::Roster;
 pub use error::ChatError;
 pub use groups::{GroupOp, MAX_GROUP_MEMBERS};
