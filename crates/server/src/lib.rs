@@ -11,7 +11,8 @@
 //!   them from here, none from `store`.
 //! - [`auth`]: JWT tokens (HS256) and Argon2id password hashes.
 //! - [`http`]: the HTTP API; one file per resource, every route in `http::api`,
-//!   which also describes each one in the OpenAPI document (`http/openapi.rs`).
+//!   which also describes each one in the OpenAPI document (`http/openapi.rs`);
+//!   `http/metrics.rs` the metrics listener's one route.
 //! - [`web`]: the web client's files at `/` (built from `web/` by `build.rs`).
 //! - [`realtime`]: the Socket.IO front door on Palaver's own layer
 //!   (`palaver-sio`): handshake, events and delivery; `registry.rs` this
@@ -19,7 +20,9 @@
 //! - [`chat`]: the domain — validate → store → fan out — behind both front doors;
 //!   `mod.rs` the face, `accounts`, `groups`, `messages` one file each, `core`
 //!   the store and the roster and block caches they and the `writer` share,
-//!   `changes` who may edit, delete or react to a message.
+//!   `queue` what the writer's queue carries (so neither the request paths
+//!   nor the writer import each other), `changes` who may edit, delete or
+//!   react to a message, `credentials` which tokens still hold.
 //! - [`store`]: the only place with SQL. `mod.rs` holds the storage traits
 //!   (one per resource, [`store::Store`] over them) and the batch limit;
 //!   `error.rs` classifies driver errors; `connect.rs` picks the backend
@@ -33,8 +36,8 @@
 //! - [`cluster`]: running as one of several nodes (Redis).
 //! - [`preflight`]: start-up checks that run before anything is changed.
 //! - [`metrics`]: what the server counts for Prometheus, one registry per
-//!   server, served at `/metrics` on `--metrics-listen` (never the public
-//!   listener); `http.rs` the HTTP middleware, `process.rs` the `process_*`
+//!   server, read at `/metrics` on `--metrics-listen` (never the public
+//!   listener; the route is `http/metrics.rs`); `http.rs` the HTTP middleware, `process.rs` the `process_*`
 //!   figures from `/proc`.
 //!
 //! The binary (`main.rs`) parses flags, sets up logging, binds the listener
@@ -243,7 +246,7 @@ impl Server {
         let metrics = metrics.map(|listener| {
             tokio::spawn(accept::serve(
                 listener,
-                metrics::router(app.clone()),
+                http::metrics_router(app.clone()),
                 header_timeout,
                 stop_metrics.clone().cancelled_owned(),
             ))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use palaver_protocol::{Message, Reaction, Role};
 
 use super::core::{now_ms, Core};
-use super::writer::Sent;
+use super::queue::Sent;
 use super::{ChangeRequest, ChatError, Target};
 use crate::ids::UserId;
 use crate::store::{ChangeOutcome, MessageChange, MAX_REACTIONS};

@@ -16,55 +16,13 @@ use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
 use super::core::{now_ms, Core};
-use super::writer::{Queued, MAX_ATTEMPTS, SEND_DEADLINE};
+use super::queue::{GroupJob, GroupOp, Queued, MAX_ATTEMPTS, SEND_DEADLINE};
 use super::{Chat, ChatError, GroupName};
 use crate::ids::{ConversationKey, GroupId, UserId};
 use crate::store::{GroupChange, GroupOutcome, NewMessage, SeqCache, Store, StoreError};
 
 /// Most members a group may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
-
-/// What someone asks to do to a group.
-#[derive(Debug, Clone)]
-pub enum GroupOp {
-    /// Add a user as `role` (member or admin).
-    Add {
-        user: UserId,
-        role: Role,
-    },
-    /// Remove a member; the actor themself: leave.
-    Remove {
-        user: UserId,
-    },
-    Rename(GroupName),
-    /// Make a member an admin or a plain member.
-    SetRole {
-        user: UserId,
-        role: Role,
-    },
-    /// Hand ownership to a member.
-    Owner {
-        user: UserId,
-    },
-    Delete,
-}
-
-/// A group change waiting its turn in the writer's queue.
-pub(crate) struct GroupJob {
-    actor: UserId,
-    group: GroupId,
-    op: GroupOp,
-    queued: Instant,
-    /// The system message written, or `None` when nothing changed.
-    done: oneshot::Sender<Result<Option<Message>, ChatError>>,
-}
-
-impl GroupJob {
-    /// Answers a job the writer will not run.
-    pub(crate) fn refuse(self, e: ChatError) {
-        let _ = self.done.send(Err(e));
-    }
-}
 
 impl Chat {
     /// Creates a group owned by `owner` with the given other members.

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use palaver_protocol::{ConversationSummary, MessagePage};
 use tokio::sync::mpsc;
 
-use super::writer::{ChangeJob, Job, Queued};
+use super::queue::{ChangeJob, Job, Queued};
 use super::{ChangeRequest, Chat, ChatError, ListCursor, ListPage, Respond, SendRequest, Target};
 use crate::ids::{ConversationsPage, Page, UserId};
 use crate::store::ReadOutcome;

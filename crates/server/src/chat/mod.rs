@@ -11,8 +11,9 @@
 //! look-ups), `credentials` (whether a token still holds, logging out,
 //! passwords, disabled accounts), `groups` (groups and their members), `messages` (sends,
 //! edits and deletes, history, read positions, conversations), `core` (what the request paths
-//! and the writer share: the store and the roster cache), `writer` (the
-//! batching message writer), `changes` (who may edit or delete), and the helpers `coalesce`, `directory`,
+//! and the writer share: the store and the roster cache), `queue` (what
+//! the writer's queue carries), `writer` (the batching message writer),
+//! `changes` (who may edit or delete), and the helpers `coalesce`, `directory`,
 //! `error`, [`input`] and [`presence`].
 
 mod accounts;
@@ -27,6 +28,7 @@ pub mod input;
 mod messages;
 mod operator;
 pub mod presence;
+mod queue;
 mod writer;
 
 use std::sync::atomic::AtomicBool;
@@ -40,19 +42,19 @@ pub use crate::store::{CredentialChange, TokenState};
 pub use credentials::refusal;
 pub use directory::Roster;
 pub use error::ChatError;
-pub use groups::{GroupOp, MAX_GROUP_MEMBERS};
+pub use groups::MAX_GROUP_MEMBERS;
 pub use input::{
     ChangeRequest, GroupName, ListCursor, ListPage, Password, SendRequest, Target, Username,
 };
 pub use messages::{DEFAULT_PAGE, MAX_CONVERSATIONS, MAX_PAGE};
-pub use writer::{Respond, Sent};
+pub use queue::{GroupOp, Respond, Sent};
 
 use crate::cluster::{Announcement, Cluster, BLOCKS_MAX_AGE, ROSTER_MAX_AGE};
 use crate::limits::Limits;
 use crate::store::{ConnectError, Store};
 use accounts::Chores;
 use directory::Directory;
-use writer::Queued;
+use queue::Queued;
 
 use self::core::Core;
 

@@ -4,7 +4,7 @@
 //! Why one task: every message a socket sends enters one FIFO queue in the
 //! order the socket sent it (the Socket.IO layer enqueues synchronously), and
 //! this task takes them out in that order, commits a batch in one
-//! transaction, and only then hands each outcome to its [`Respond`] — so acks
+//! transaction, and only then hands each outcome to its [`Respond`](super::Respond) — so acks
 //! come after commit and deliveries leave in commit order. Batches form by
 //! themselves: whatever queued up while the previous transaction was
 //! committing goes into the next (at most the store's [`MAX_BATCH`]).
@@ -31,69 +31,16 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 
 use futures_util::future::BoxFuture;
-use palaver_protocol::{Message, Reaction, ReplyTo};
+use palaver_protocol::ReplyTo;
 use tokio::sync::mpsc;
 
 use super::changes;
 use super::core::{now_ms, Core};
-use super::groups::{self, GroupJob};
-use super::{ChangeRequest, ChatError, SendRequest, Target};
+use super::groups;
+use super::queue::{ChangeJob, Job, Queued, Sent, MAX_ATTEMPTS, SEND_DEADLINE};
+use super::{ChatError, SendRequest, Target};
 use crate::ids::UserId;
 use crate::store::{NewMessage, SeqCache, Store, StoreError, MAX_BATCH};
-
-/// Attempts at a batch that hits a deadlock or serialization failure.
-pub(super) const MAX_ATTEMPTS: u32 = 5;
-/// Every send is answered within this long of being queued: when the
-/// database is down or hanging, the answer is `unavailable`, never a hang.
-pub const SEND_DEADLINE: Duration = Duration::from_millis(1800);
-
-/// What a committed send produced.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub message: Arc<Message>,
-    /// Every user whose sockets should get the message (sender included).
-    pub recipients: Vec<UserId>,
-    /// False for an idempotent retry: answer it, deliver nothing.
-    pub fresh: bool,
-    /// For a `react`: the reaction, which is what is answered and
-    /// delivered instead of the message.
-    pub reaction: Option<Reaction>,
-}
-
-/// How the transport answers a send once its outcome is known: the answer
-/// to the sender goes out before `respond` returns, and the returned future
-/// delivers the message. The writer finishes each of those futures before
-/// it starts a later one with a recipient in common ([`Waves`]), which
-/// keeps every socket's deliveries in commit order.
-pub trait Respond: Send + 'static {
-    fn respond(self: Box<Self>, outcome: Result<Sent, ChatError>) -> BoxFuture<'static, ()>;
-}
-
-pub(crate) struct Job {
-    pub req: SendRequest,
-    pub respond: Box<dyn Respond>,
-    pub queued: Instant,
-}
-
-/// An edit or delete waiting its turn (v1.2).
-pub(crate) struct ChangeJob {
-    pub req: ChangeRequest,
-    pub respond: Box<dyn Respond>,
-    pub queued: Instant,
-}
-
-/// What the writer's queue carries.
-pub(crate) enum Queued {
-    Send(Job),
-    /// Applied after the sends queued before it are committed and
-    /// delivered, on its own (see `changes.rs`).
-    Change(ChangeJob),
-    /// A change to a group with its system message (see `groups.rs`),
-    /// applied like a `Change`.
-    Group(GroupJob),
-    /// Signalled once every send queued before it has been answered.
-    Barrier(tokio::sync::oneshot::Sender<()>),
-}
 
 fn unavailable() -> ChatError {
     ChatError::Unavailable(

@@ -10,6 +10,7 @@ mod extract;
 mod groups;
 mod health;
 mod messages;
+mod metrics;
 mod openapi;
 pub mod origin;
 mod users;
@@ -23,6 +24,7 @@ use utoipa_axum::routes;
 use crate::app::App;
 use crate::chat::ChatError;
 pub use error::ApiError;
+pub use metrics::metrics_router;
 
 /// Every route of the API, each with its description: a handler's
 /// `#[utoipa::path]` gives both its method and path here and its

@@ -1,5 +1,6 @@
 //! Prometheus metrics (`--metrics-listen`): what the server counts, and
-//! the registry they are read from at `GET /metrics` (`serve.rs`).
+//! the registry they are read from at `GET /metrics` (served by
+//! `http/metrics.rs` on the metrics listener).
 //!
 //! One [`Metrics`] per server, not a process global, so that tests running
 //! several servers in one process each read their own. Every series whose
@@ -11,15 +12,13 @@
 //! known as they come, go through a label family (a read lock and a hash
 //! per request).
 //!
-//! The database pool and the Redis link are read when scraped (`serve.rs`);
+//! The database pool and the Redis link are read when scraped;
 //! the process's own figures by the collector in `process.rs`.
 
 mod http;
 mod process;
-mod serve;
 
 pub use http::track_http;
-pub use serve::{refresh, router};
 
 use palaver_protocol::ErrorCode;
 use prometheus_client::metrics::counter::Counter;
