@@ -2,7 +2,10 @@
 //! the server-level tests cannot force deterministically.
 
 use palaver::ids::{ActivityKey, ConversationKey, ConversationsPage, Page, UserId};
-use palaver::store::{self, Inserted, NewMessage, PoolOptions, SeqCache, Store, StoreError};
+use palaver::store::{
+    self, ChangeOutcome, Inserted, MessageChange, NewMessage, PoolOptions, SeqCache, Store,
+    StoreError,
+};
 
 use crate::backend_tests;
 use crate::helpers::*;
@@ -378,7 +381,152 @@ async fn unread_counts_derive_from_stored_messages_alone(b: Backend) {
     assert_eq!((second[0].receiver_id, next), (2, None));
 }
 
+/// Edits of messages in many conversations at once, more than the pool has
+/// connections: each waits its turn for the write lock and succeeds. (On
+/// SQLite a transaction that read before it writes would otherwise be
+/// refused, `SQLITE_BUSY_SNAPSHOT`, instead of waiting, whenever another
+/// connection committed in between; the store takes the lock up front.)
+async fn concurrent_changes_wait_for_each_other_instead_of_failing(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 21).await;
+    let batch: Vec<NewMessage> = (2..=21).map(|peer| msg(1, peer, "m", None)).collect();
+    store
+        .insert_messages(&batch, &mut SeqCache::new())
+        .await
+        .unwrap();
+    for round in 0..3 {
+        let edits = (2..=21).map(|peer| {
+            let store = &*store;
+            async move {
+                let change = MessageChange::Edit(format!("edit {round}"));
+                let conversation = ConversationKey::private(uid(1), uid(peer));
+                store
+                    .change_message(conversation, 1, &change, 1_795_665_600_000 + round)
+                    .await
+            }
+        });
+        for (i, outcome) in futures_util::future::join_all(edits)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            match outcome {
+                Ok(ChangeOutcome::Changed(m)) => assert_eq!(m.content, format!("edit {round}")),
+                Ok(other) => panic!("edit {i} of round {round}: {other:?}"),
+                Err(e) => panic!("edit {i} of round {round} failed: {e}"),
+            }
+        }
+    }
+}
+
+/// Real errors from each driver, classified by their code: a lock conflict
+/// is `Retryable` (the writer retries the batch), a duplicate key a
+/// `Conflict`, any other database error `Other`.
+async fn driver_errors_are_classified_by_their_code(b: Backend) {
+    use sqlx::{Connection, Executor};
+
+    // The store creates the database (and installs the drivers `Any` uses).
+    let (db, _store) = open(b).await;
+    let retryable = match b {
+        Backend::Sqlite => {
+            // SQLITE_BUSY: the write lock is held by another connection
+            // and this one does not wait.
+            let mut holder = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            holder
+                .execute("CREATE TABLE probe (id INTEGER PRIMARY KEY, v INTEGER)")
+                .await
+                .unwrap();
+            holder.execute("BEGIN IMMEDIATE").await.unwrap();
+            let mut other = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            other.execute("PRAGMA busy_timeout = 0").await.unwrap();
+            other.execute("BEGIN IMMEDIATE").await.unwrap_err()
+        }
+        Backend::MySql => {
+            // ER_LOCK_WAIT_TIMEOUT: a row locked by another transaction.
+            let mut holder = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+            holder
+                .execute("CREATE TABLE probe (id INT PRIMARY KEY, v INT) ENGINE=InnoDB")
+                .await
+                .unwrap();
+            holder
+                .execute("INSERT INTO probe VALUES (1, 0)")
+                .await
+                .unwrap();
+            holder.execute("BEGIN").await.unwrap();
+            holder
+                .execute("SELECT v FROM probe WHERE id = 1 FOR UPDATE")
+                .await
+                .unwrap();
+            let mut other = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+            other
+                .execute("SET SESSION innodb_lock_wait_timeout = 1")
+                .await
+                .unwrap();
+            other
+                .execute("UPDATE probe SET v = 2 WHERE id = 1")
+                .await
+                .unwrap_err()
+        }
+        Backend::Postgres => {
+            // 40001: a row changed since this REPEATABLE READ snapshot.
+            let mut first = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            first
+                .execute("CREATE TABLE probe (id INT PRIMARY KEY, v INT)")
+                .await
+                .unwrap();
+            first
+                .execute("INSERT INTO probe VALUES (1, 0)")
+                .await
+                .unwrap();
+            first
+                .execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                .await
+                .unwrap();
+            first.execute("SELECT v FROM probe").await.unwrap();
+            let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            other
+                .execute("UPDATE probe SET v = 2 WHERE id = 1")
+                .await
+                .unwrap();
+            first
+                .execute("UPDATE probe SET v = 3 WHERE id = 1")
+                .await
+                .unwrap_err()
+        }
+    };
+    let retryable = StoreError::from(retryable);
+    assert!(
+        matches!(retryable, StoreError::Retryable(_)),
+        "{retryable:?}"
+    );
+
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    conn.execute("CREATE TABLE probe_unique (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    conn.execute("INSERT INTO probe_unique VALUES (1)")
+        .await
+        .unwrap();
+    let duplicate = StoreError::from(
+        conn.execute("INSERT INTO probe_unique VALUES (1)")
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        matches!(duplicate, StoreError::Conflict(_)),
+        "{duplicate:?}"
+    );
+    let unknown = StoreError::from(
+        conn.execute("SELECT * FROM no_such_table")
+            .await
+            .unwrap_err(),
+    );
+    assert!(matches!(unknown, StoreError::Other(_)), "{unknown:?}");
+}
+
 backend_tests!(
+    concurrent_changes_wait_for_each_other_instead_of_failing,
+    driver_errors_are_classified_by_their_code,
     unread_counts_derive_from_stored_messages_alone,
     last_seen_is_recorded_for_every_user_named,
     ensure_users_creates_the_missing_and_leaves_taken_names_to_ensure_user,
