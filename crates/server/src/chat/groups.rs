@@ -9,17 +9,16 @@
 //! then delivers the system message to everyone the change concerns and
 //! tells the other nodes to drop their cached roster.
 
-use std::time::Duration;
-
 use palaver_protocol::{Group, Member, Message, Role, SystemChange, SystemEvent};
 use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
 use super::core::{now_ms, Core};
-use super::queue::{GroupJob, GroupOp, Queued, MAX_ATTEMPTS, SEND_DEADLINE};
+use super::queue::{GroupJob, GroupOp, Queued, SEND_DEADLINE};
+use super::retry::Retry;
 use super::{Chat, ChatError, GroupName};
 use crate::ids::{ConversationKey, GroupId, UserId};
-use crate::store::{GroupChange, GroupOutcome, NewMessage, SeqCache, Store, StoreError};
+use crate::store::{GroupChange, GroupOutcome, NewMessage, SeqCache, Store};
 
 /// Most members a group may have.
 pub const MAX_GROUP_MEMBERS: usize = 1000;
@@ -175,16 +174,13 @@ async fn apply(
     let (actor, group) = (*actor, *group);
     let (_, members, actor_role) = membership(core, actor, group).await?;
     let (change, system) = authorize(core, actor, group, &members, actor_role, op).await?;
-    let mut attempt = 1;
     let message = system_message(actor, group, system);
+    let mut retry = Retry::new("group change");
     let outcome = loop {
-        match store.change_group(group, &change, &message, seqs).await {
-            Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, "retrying group change");
-                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
-                attempt += 1;
-            }
-            other => break other?,
+        let outcome = store.change_group(group, &change, &message, seqs).await;
+        match retry.after(&outcome) {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => break outcome?,
         }
     };
     let named = match &change {

@@ -13,6 +13,7 @@
 //! edits and deletes, history, read positions, conversations), `core` (what the request paths
 //! and the writer share: the store and the roster cache), `queue` (what
 //! the writer's queue carries), `writer` (the batching message writer),
+//! `retry` (its one retry policy),
 //! `changes` (who may edit or delete), and the helpers `coalesce`, `directory`,
 //! `error`, [`input`] and [`presence`].
 
@@ -29,6 +30,7 @@ mod messages;
 mod operator;
 pub mod presence;
 mod queue;
+mod retry;
 mod writer;
 
 use std::sync::atomic::AtomicBool;

@@ -16,8 +16,6 @@ use tokio::time::Instant;
 use super::{ChangeRequest, ChatError, GroupName, SendRequest};
 use crate::ids::{GroupId, UserId};
 
-/// Attempts at a batch that hits a deadlock or serialization failure.
-pub(super) const MAX_ATTEMPTS: u32 = 5;
 /// Every send is answered within this long of being queued: when the
 /// database is down or hanging, the answer is `unavailable`, never a hang.
 pub const SEND_DEADLINE: Duration = Duration::from_millis(1800);

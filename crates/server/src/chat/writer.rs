@@ -26,7 +26,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::{timeout_at, Instant};
 
@@ -37,7 +36,8 @@ use tokio::sync::mpsc;
 use super::changes;
 use super::core::{now_ms, Core};
 use super::groups;
-use super::queue::{ChangeJob, Job, Queued, Sent, MAX_ATTEMPTS, SEND_DEADLINE};
+use super::queue::{ChangeJob, Job, Queued, Sent, SEND_DEADLINE};
+use super::retry::Retry;
 use super::{ChatError, SendRequest, Target};
 use crate::ids::UserId;
 use crate::store::{NewMessage, SeqCache, Store, StoreError, MAX_BATCH};
@@ -319,21 +319,19 @@ impl Waves {
     }
 }
 
-/// Inserts a batch, retrying deadlocks and serialization failures.
+/// Inserts a batch, retrying deadlocks, serialization failures and lost
+/// seq races.
 async fn insert_with_retries(
     store: &dyn Store,
     seqs: &mut SeqCache,
     rows: &[NewMessage],
 ) -> Result<Vec<Result<crate::store::Inserted, StoreError>>, StoreError> {
-    let mut attempt = 1;
+    let mut retry = Retry::new("message batch");
     loop {
-        match store.insert_messages(rows, seqs).await {
-            Err(StoreError::Retryable(e)) if attempt < MAX_ATTEMPTS => {
-                tracing::debug!(error = %e, attempt, "retrying message batch");
-                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
-                attempt += 1;
-            }
-            other => return other,
+        let outcome = store.insert_messages(rows, seqs).await;
+        match retry.after(&outcome) {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => return outcome,
         }
     }
 }
@@ -342,6 +340,7 @@ async fn insert_with_retries(
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::time::Duration;
 
     type Log = Arc<Mutex<Vec<String>>>;
 
