@@ -272,6 +272,41 @@ async fn racing_writers_leave_no_gaps(b: Backend) {
     assert_eq!(total, 2 * BATCHES * 5);
 }
 
+/// Once both writers lock, they take turns on a conversation's row instead
+/// of racing for its next seq: however they interleave, neither is refused
+/// again.
+async fn writers_that_lock_take_turns_and_are_never_refused(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 3).await;
+    let (mut a, mut c) = (SeqCache::new(), SeqCache::new());
+    // As above: a stale memory makes both lock.
+    for i in 0..4 {
+        let seqs = if i % 2 == 0 { &mut a } else { &mut c };
+        insert_retrying(&*store, &[msg(1, 2, &format!("m{i}"), None)], seqs).await;
+    }
+    insert_retrying(&*store, &[msg(1, 3, "m", None)], &mut a).await;
+    insert_retrying(&*store, &[msg(1, 3, "m", None)], &mut c).await;
+    assert!(a.locking() && c.locking());
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::from(store);
+    let mut tasks = Vec::new();
+    for (w, mut seqs) in [a, c].into_iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut refused = 0;
+            for n in 0..30 {
+                let batch: Vec<NewMessage> = (0..4)
+                    .map(|i| msg(1, 2 + i % 2, &format!("w{w}-{n}-{i}"), None))
+                    .collect();
+                refused += insert_retrying(&*store, &batch, &mut seqs).await.1;
+            }
+            refused
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 0, "a locking writer was refused");
+    }
+}
+
 async fn missing_users_and_minted_ids_do_not_collide_with_registration(b: Backend) {
     let (_db, store) = open(b).await;
     store.ensure_user(uid(5), 0).await.unwrap();
@@ -537,4 +572,5 @@ backend_tests!(
     a_second_writer_is_noticed_once_then_both_lock,
     a_writer_that_keeps_winning_learns_of_the_loser,
     racing_writers_leave_no_gaps,
+    writers_that_lock_take_turns_and_are_never_refused,
 );
