@@ -307,6 +307,62 @@ async fn writers_that_lock_take_turns_and_are_never_refused(b: Backend) {
     }
 }
 
+/// The writer keeps its connection between batches. One the database has
+/// closed meanwhile (a restart, `wait_timeout`) is noticed by a ping once
+/// it has sat unused for a second, and replaced: the next batch goes in.
+async fn a_kept_connection_the_database_closed_is_replaced(b: Backend) {
+    use sqlx::{Connection, Executor, Row};
+
+    let (db, store) = open(b).await;
+    users(&*store, 2).await;
+    let Some(writer) = store::connect_writer(&db.url, std::time::Duration::from_secs(5))
+        .await
+        .unwrap()
+    else {
+        assert_eq!(b, Backend::Sqlite, "only SQLite's writer shares the pool");
+        return;
+    };
+    drop(store);
+    let mut seqs = SeqCache::new();
+    writer
+        .insert_messages(&[msg(1, 2, "before", None)], &mut seqs)
+        .await
+        .unwrap();
+    // Close every other session on the database, the writer's among them.
+    let mut admin = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    let others = match b {
+        Backend::MySql => {
+            "SELECT CAST(id AS SIGNED) FROM information_schema.processlist \
+             WHERE db = DATABASE() AND id <> CONNECTION_ID()"
+        }
+        _ => {
+            "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        }
+    };
+    let ids: Vec<i64> = sqlx::query(others)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!ids.is_empty(), "the writer's session is open");
+    for id in ids {
+        let kill = match b {
+            Backend::MySql => format!("KILL {id}"),
+            _ => format!("SELECT pg_terminate_backend({id})"),
+        };
+        admin.execute(kill.as_str()).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let out = writer
+        .insert_messages(&[msg(1, 2, "after", None)], &mut seqs)
+        .await
+        .expect("the batch after the database closed the kept connection");
+    assert_eq!(out[0].as_ref().unwrap().message.seq, 2);
+}
+
 async fn missing_users_and_minted_ids_do_not_collide_with_registration(b: Backend) {
     let (_db, store) = open(b).await;
     store.ensure_user(uid(5), 0).await.unwrap();
@@ -572,5 +628,6 @@ backend_tests!(
     a_second_writer_is_noticed_once_then_both_lock,
     a_writer_that_keeps_winning_learns_of_the_loser,
     racing_writers_leave_no_gaps,
+    a_kept_connection_the_database_closed_is_replaced,
     writers_that_lock_take_turns_and_are_never_refused,
 );
