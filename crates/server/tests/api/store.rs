@@ -112,6 +112,55 @@ async fn a_key_repeated_within_a_batch_is_stored_once(b: Backend) {
     assert_eq!(stored.len(), 2);
 }
 
+/// A send's `clientMsgId` names one send: a repeat that replies to another
+/// message is a different send, refused within a batch and across batches;
+/// a true repeat is answered with the reply as the writer has just read it.
+async fn a_key_reused_for_a_reply_to_another_message_is_refused(b: Backend) {
+    let (_db, store) = open(b).await;
+    let mut seqs = SeqCache::new();
+    users(&*store, 2).await;
+    let replying = |key: &str, seq: i64, excerpt: &str| NewMessage {
+        reply_to: Some(palaver_protocol::ReplyTo {
+            seq,
+            sender_id: 1,
+            excerpt: Some(excerpt.into()),
+        }),
+        ..msg(1, 2, "re", Some(key))
+    };
+    let batch = vec![
+        msg(1, 2, "first", None),
+        msg(1, 2, "second", None),
+        replying("k", 1, "first"),
+        replying("k", 2, "second"),
+    ];
+    let out = store.insert_messages(&batch, &mut seqs).await.unwrap();
+    assert!(out[2].as_ref().unwrap().fresh);
+    assert!(
+        matches!(out[3], Err(StoreError::Conflict(_))),
+        "{:?}",
+        out[3]
+    );
+
+    let again = [
+        replying("k", 2, "second"),
+        replying("k", 1, "first, edited"),
+    ];
+    let out = store.insert_messages(&again, &mut seqs).await.unwrap();
+    assert!(
+        matches!(out[0], Err(StoreError::Conflict(_))),
+        "{:?}",
+        out[0]
+    );
+    let repeat = out[1].as_ref().unwrap();
+    assert!(!repeat.fresh);
+    assert_eq!(repeat.message.seq, 3);
+    let reply = repeat.message.reply_to.as_ref().unwrap();
+    assert_eq!(
+        (reply.seq, reply.excerpt.as_deref()),
+        (1, Some("first, edited"))
+    );
+}
+
 async fn a_key_from_an_earlier_batch_returns_the_stored_message(b: Backend) {
     let (_db, store) = open(b).await;
     let mut seqs = SeqCache::new();
@@ -628,6 +677,7 @@ backend_tests!(
     a_second_writer_is_noticed_once_then_both_lock,
     a_writer_that_keeps_winning_learns_of_the_loser,
     racing_writers_leave_no_gaps,
+    a_key_reused_for_a_reply_to_another_message_is_refused,
     a_kept_connection_the_database_closed_is_replaced,
     writers_that_lock_take_turns_and_are_never_refused,
 );
