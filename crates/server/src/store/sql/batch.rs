@@ -378,6 +378,22 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Whether a batch may go as one statement on its own ([`Batch::Alone`]):
+    /// every conversation's id and last seq remembered, no locks (no other
+    /// writer seen), no mentions, its rows returned by the insert. SQLite
+    /// keeps its transaction: its `BEGIN IMMEDIATE` takes the write lock up
+    /// front (`begin_write`). Going alone only saves round trips: a batch
+    /// refused it runs in a transaction instead, with the same outcome.
+    fn may_go_alone(&self, batch: &[NewMessage], seqs: &SeqCache, shared: bool) -> bool {
+        !(shared
+            || batch.iter().any(|m| !m.mentions.is_empty())
+            || !self.returning
+            || self.d == Dialect::Sqlite
+            || batch.iter().any(|m| {
+                seqs.last(&m.conversation).is_none() || seqs.id(&m.conversation).is_none()
+            }))
+    }
+
     /// Inserts a batch, inside the caller's transaction or, `Alone`, as its
     /// only statement (`None` when it cannot be); returns each message's
     /// outcome and what to remember once it commits. Without
@@ -392,19 +408,7 @@ impl SqlStore {
     ) -> Result<Option<(Vec<Result<Inserted, StoreError>>, Learned)>, StoreError> {
         let now = Instant::now();
         let shared = seqs.shared(now);
-        // On its own, the insert must be the batch's only statement: every
-        // conversation's id and last seq remembered, no locks, its rows
-        // returned by the insert. SQLite keeps its transaction: its
-        // `BEGIN IMMEDIATE` takes the write lock up front (`begin_write`).
-        if how == Batch::Alone
-            && (shared
-                || batch.iter().any(|m| !m.mentions.is_empty())
-                || !self.returning
-                || self.d == Dialect::Sqlite
-                || batch.iter().any(|m| {
-                    seqs.last(&m.conversation).is_none() || seqs.id(&m.conversation).is_none()
-                }))
-        {
+        if how == Batch::Alone && !self.may_go_alone(batch, seqs, shared) {
             return Ok(None);
         }
         let existing = if how == (Batch::InTransaction { look_up_keys: true }) {
