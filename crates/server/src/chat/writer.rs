@@ -387,6 +387,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_gathered_batch_never_exceeds_the_batch_limit() {
+        let (tx, mut rx) = mpsc::channel(2 * MAX_BATCH);
+        for _ in 0..MAX_BATCH {
+            tx.send(barrier()).await.ok();
+        }
+        let mut items: Vec<Queued> = (0..MAX_BATCH - 3).map(|_| barrier()).collect();
+        gather(
+            &mut rx,
+            &mut items,
+            Instant::now() + Duration::from_millis(2),
+        )
+        .await;
+        assert_eq!(items.len(), MAX_BATCH);
+        assert_eq!(rx.len(), MAX_BATCH - 3, "the rest waits for the next batch");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_batch_waits_for_nothing_once_the_interval_is_over() {
         let (_tx, mut rx) = mpsc::channel::<Queued>(16);
         let start = Instant::now();
