@@ -181,6 +181,12 @@ async fn health_unknown_routes_and_malformed_json_answer_properly(b: Backend) {
     let (status, body) = app.get("/healthz", None).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
+    let backend = match b {
+        Backend::Sqlite => "sqlite",
+        Backend::MySql => "mysql",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(body["database"], backend, "{body}");
     let (status, body) = app.get("/api/nope", None).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "not_found");
@@ -210,6 +216,17 @@ async fn generated_secret_is_kept_in_the_database_across_restarts(b: Backend) {
     let app = spawn_with(db, config).await;
     let (status, _) = app.get("/api/me", Some(&alice.token)).await;
     assert_eq!(status, 200, "a token from before the restart still works");
+
+    // Each database generates its own secret: a token of this server means
+    // nothing to a server on another database, though the same user id
+    // exists there.
+    let other_db = TestDb::new(b).await;
+    let other_config = test_config(&other_db.url); // no --jwt-secret either
+    let other = spawn_with(other_db, other_config).await;
+    let alice_there = other.register("alice").await;
+    assert_eq!(alice_there.id(), alice.id());
+    let (status, _) = other.get("/api/me", Some(&alice.token)).await;
+    assert_eq!(status, 401, "a token signed with another database's secret");
 }
 
 async fn presence_is_shown_only_to_those_sharing_a_conversation(b: Backend) {
