@@ -108,6 +108,15 @@ pub(super) enum Batch {
     InTransaction { look_up_keys: bool },
 }
 
+impl Batch {
+    /// Whether the batch first looks its `clientMsgId`s up: only when it is
+    /// run again after its insert met a repeated one (a saving: a lookup
+    /// on every batch would give the same outcome).
+    fn looks_up_keys(self) -> bool {
+        self == Batch::InTransaction { look_up_keys: true }
+    }
+}
+
 impl SqlStore {
     /// A message batch's transaction. Its reads must see rows other
     /// writers have committed, not a snapshot from its own first read:
@@ -411,7 +420,7 @@ impl SqlStore {
         if how == Batch::Alone && !self.may_go_alone(batch, seqs, shared) {
             return Ok(None);
         }
-        let existing = if how == (Batch::InTransaction { look_up_keys: true }) {
+        let existing = if how.looks_up_keys() {
             self.existing_keys(conn, batch).await?
         } else {
             HashMap::new()
