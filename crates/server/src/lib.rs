@@ -21,8 +21,9 @@
 //!   `mod.rs` the face, `accounts`, `groups`, `messages` one file each, `core`
 //!   the store and the roster and block caches they and the `writer` share,
 //!   `queue` what the writer's queue carries (so neither the request paths
-//!   nor the writer import each other), `changes` who may edit, delete or
-//!   react to a message, `credentials` which tokens still hold.
+//!   nor the writer import each other), `retry` the writer's one retry
+//!   policy, `changes` who may edit, delete or react to a message,
+//!   `credentials` which tokens still hold.
 //! - [`store`]: the only place with SQL. `mod.rs` holds the storage traits
 //!   (one per resource, [`store::Store`] over them) and the batch limit;
 //!   `error.rs` classifies driver errors; `connect.rs` picks the backend
