@@ -388,15 +388,17 @@ async fn a_kept_connection_the_database_closed_is_replaced(b: Backend) {
         .unwrap();
     // Close every other session on the database, the writer's among them.
     let mut admin = sqlx::AnyConnection::connect(&db.url).await.unwrap();
-    let others = match b {
-        Backend::MySql => {
+    let (others, kill) = match b {
+        Backend::MySql => (
             "SELECT CAST(id AS SIGNED) FROM information_schema.processlist \
-             WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-        }
-        _ => {
+             WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+            "KILL",
+        ),
+        _ => (
             "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        }
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend",
+        ),
     };
     let ids: Vec<i64> = sqlx::query(others)
         .fetch_all(&mut admin)
@@ -407,11 +409,10 @@ async fn a_kept_connection_the_database_closed_is_replaced(b: Backend) {
         .collect();
     assert!(!ids.is_empty(), "the writer's session is open");
     for id in ids {
-        let kill = match b {
-            Backend::MySql => format!("KILL {id}"),
-            _ => format!("SELECT pg_terminate_backend({id})"),
-        };
-        admin.execute(kill.as_str()).await.unwrap();
+        admin
+            .execute(format!("{kill}({id})").as_str())
+            .await
+            .unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let out = writer
