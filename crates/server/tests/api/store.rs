@@ -1,11 +1,12 @@
 //! The storage trait directly, on every backend: batch insertion rules that
 //! the server-level tests cannot force deterministically.
 
-use palaver::ids::{ActivityKey, ConversationKey, ConversationsPage, Page, UserId};
+use palaver::ids::{ActivityKey, ConversationKey, ConversationsPage, GroupId, Page, UserId};
 use palaver::store::{
-    self, ChangeOutcome, Inserted, MessageChange, NewMessage, PoolOptions, SeqCache, Store,
-    StoreError,
+    self, ChangeOutcome, GroupChange, GroupOutcome, Inserted, MessageChange, NewMessage,
+    PoolOptions, SeqCache, Store, StoreError,
 };
+use palaver_protocol::{Role, SystemChange, SystemEvent};
 
 use crate::backend_tests;
 use crate::helpers::*;
@@ -674,7 +675,121 @@ async fn driver_errors_are_classified_by_their_code(b: Backend) {
     assert!(matches!(unknown, StoreError::Other(_)), "{unknown:?}");
 }
 
+/// A page says whether more messages lie beyond it: not when it ends
+/// exactly at the last one, in either direction.
+async fn a_page_ending_at_the_last_message_says_there_is_no_more(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 2).await;
+    let batch: Vec<NewMessage> = ["a", "b", "c"]
+        .into_iter()
+        .map(|c| msg(1, 2, c, None))
+        .collect();
+    store
+        .insert_messages(&batch, &mut SeqCache::new())
+        .await
+        .unwrap();
+    let conv = ConversationKey::private(uid(1), uid(2));
+    let page = |after, limit| Page::parse(after, None, limit).unwrap();
+    for (p, more, seqs) in [
+        (page(Some(0), 3), false, vec![1, 2, 3]),
+        (page(Some(0), 2), true, vec![1, 2]),
+        (page(Some(1), 2), false, vec![2, 3]),
+        (page(None, 3), false, vec![1, 2, 3]),
+        (page(None, 2), true, vec![2, 3]),
+    ] {
+        let (got, has_more) = store.messages(conv, p, uid(1)).await.unwrap();
+        let got: Vec<i64> = got.iter().map(|m| m.seq).collect();
+        assert_eq!((got, has_more), (seqs, more), "{p:?}");
+    }
+}
+
+/// The store's own check that the user a change names is a member: the
+/// domain checks roles before queuing a change, and this one, inside the
+/// change's transaction, decides when the membership changed meanwhile.
+/// A change naming a non-member (never one, or departed) is refused and
+/// writes nothing: no system message, no membership.
+async fn a_change_naming_a_non_member_is_refused_and_writes_nothing(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 4).await;
+    let group = store
+        .create_group("g", uid(1), &uids(&[2, 3]), 1_795_665_600_000)
+        .await
+        .unwrap();
+    let gid = GroupId::parse(group.id).unwrap();
+    let conv = ConversationKey::Group(gid);
+    let mut seqs = SeqCache::new();
+    let system = |event, user: i64| NewMessage {
+        sender_id: uid(1),
+        conversation: conv,
+        receiver_id: group.id,
+        content: format!("{event:?} {user}"),
+        client_msg_id: None,
+        created_at_ms: 1_795_665_600_000,
+        reply_to: None,
+        mentions: Vec::new(),
+        system: Some(SystemChange {
+            event,
+            actor_id: 1,
+            user_id: Some(user),
+            name: None,
+            role: None,
+        }),
+    };
+    // User 3 departs: a member until then.
+    let left = store
+        .change_group(
+            gid,
+            &GroupChange::Remove { user: uid(3) },
+            &system(SystemEvent::MemberRemoved, 3),
+            &mut seqs,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(left, GroupOutcome::Changed(_)), "{left:?}");
+    // User 4 never was a member, user 3 no longer is.
+    for user in [4, 3] {
+        let changes = [
+            (
+                GroupChange::Remove { user: uid(user) },
+                SystemEvent::MemberRemoved,
+            ),
+            (
+                GroupChange::SetRole {
+                    user: uid(user),
+                    role: Role::Admin,
+                },
+                SystemEvent::RoleChanged,
+            ),
+            (
+                GroupChange::Owner { user: uid(user) },
+                SystemEvent::OwnerChanged,
+            ),
+        ];
+        for (change, event) in changes {
+            let outcome = store
+                .change_group(gid, &change, &system(event, user), &mut seqs)
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                GroupOutcome::NotMember,
+                "{change:?} of user {user}"
+            );
+        }
+    }
+    assert_eq!(
+        stored_seqs(&*store, conv).await,
+        [(1, "MemberRemoved 3".to_string())],
+        "only the one change that applied wrote a message"
+    );
+    let members = store.members(gid).await.unwrap();
+    let roles: Vec<(i64, Role)> = members.iter().map(|m| (m.user_id, m.role)).collect();
+    assert_eq!(roles, [(1, Role::Owner), (2, Role::Member)]);
+}
+
 backend_tests!(
+    a_page_ending_at_the_last_message_says_there_is_no_more,
+    a_change_naming_a_non_member_is_refused_and_writes_nothing,
     concurrent_changes_wait_for_each_other_instead_of_failing,
     driver_errors_are_classified_by_their_code,
     unread_counts_derive_from_stored_messages_alone,
