@@ -423,6 +423,23 @@ async fn a_kept_connection_the_database_closed_is_replaced(b: Backend) {
     assert_eq!(out[0].as_ref().unwrap().message.seq, 2);
 }
 
+async fn ping_fails_once_the_database_is_gone(b: Backend) {
+    let (db, store) = open(b).await;
+    store.ping().await.expect("a live database answers");
+    if b == Backend::Sqlite {
+        return; // an open SQLite file outlives its name: nothing to take away
+    }
+    db.vanish().await;
+    let err = tokio::time::timeout(std::time::Duration::from_secs(20), store.ping())
+        .await
+        .expect("ping answers within the pool's acquire timeout")
+        .expect_err("ping over a database that is gone");
+    assert!(
+        matches!(err, StoreError::Unavailable(_) | StoreError::Other(_)),
+        "{err:?}"
+    );
+}
+
 async fn missing_users_and_minted_ids_do_not_collide_with_registration(b: Backend) {
     let (_db, store) = open(b).await;
     store.ensure_user(uid(5), 0).await.unwrap();
@@ -805,4 +822,5 @@ backend_tests!(
     a_key_reused_for_a_reply_to_another_message_is_refused,
     a_kept_connection_the_database_closed_is_replaced,
     writers_that_lock_take_turns_and_are_never_refused,
+    ping_fails_once_the_database_is_gone,
 );

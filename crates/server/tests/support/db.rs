@@ -124,6 +124,39 @@ impl TestDb {
         };
         Some(n.expect("count sessions"))
     }
+
+    /// Drops the database while its sessions are open and ends them, as an
+    /// operator's mistake or a failed-over server would: a store on it can
+    /// then neither use its connections nor open new ones. SQLite: nothing
+    /// (an open file outlives its name).
+    pub async fn vanish(&self) {
+        use sqlx::{Connection, Executor};
+        match self.backend {
+            Backend::Sqlite => {}
+            Backend::MySql => {
+                let mut c = sqlx::MySqlConnection::connect(&self.admin_url)
+                    .await
+                    .expect("connect to MySQL");
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT CAST(id AS SIGNED) FROM information_schema.processlist WHERE db = ?",
+                )
+                .bind(&self.name)
+                .fetch_all(&mut c)
+                .await
+                .expect("list sessions");
+                let drop = format!("DROP DATABASE {}", self.name);
+                c.execute(drop.as_str()).await.expect("drop database");
+                for id in ids {
+                    // A session may have ended on its own meanwhile.
+                    let _ = c.execute(format!("KILL {id}").as_str()).await;
+                }
+            }
+            Backend::Postgres => {
+                let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+                admin_exec(self.backend, &self.admin_url, &drop).await;
+            }
+        }
+    }
 }
 
 async fn admin_exec(backend: Backend, admin_url: &str, sql: &str) {
