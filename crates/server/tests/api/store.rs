@@ -440,6 +440,67 @@ async fn ping_fails_once_the_database_is_gone(b: Backend) {
     );
 }
 
+async fn a_batch_whose_mentions_fail_stores_none_of_it(b: Backend) {
+    let (db, store) = open(b).await;
+    users(&*store, 2).await;
+    // The writer's own store: its kept connection lets a batch whose
+    // conversation it knows go as one statement, unless it has mentions.
+    let writer = store::connect_writer(&db.url, std::time::Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap_or(store);
+    let mut seqs = SeqCache::new();
+    writer
+        .insert_messages(&[msg(1, 2, "first", None)], &mut seqs)
+        .await
+        .unwrap();
+    // A user mentioned twice: the second mention row repeats the first's
+    // key, so the mentions' insert fails after the message's.
+    let mut twice = msg(1, 2, "second", None);
+    twice.mentions = uids(&[2, 2]);
+    let refused = writer.insert_messages(&[twice], &mut seqs).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let conv = ConversationKey::private(uid(1), uid(2));
+    assert!(
+        writer.message_at(conv, 2, None).await.unwrap().is_none(),
+        "the message of a batch that failed was stored"
+    );
+    let out = writer
+        .insert_messages(&[msg(1, 2, "third", None)], &mut seqs)
+        .await
+        .unwrap();
+    assert_eq!(out[0].as_ref().unwrap().message.seq, 2, "no seq was used up");
+}
+
+async fn the_change_log_ends_where_it_says_and_pruning_keeps_what_is_current(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 1).await;
+    let u = uid(1);
+    assert_eq!(store.last_logged_change().await.unwrap(), 0, "an empty log");
+    // Two logouts: each revokes a token until it expires and logs a change.
+    store.revoke_token(u, 1, 1_000, 100).await.unwrap();
+    store.revoke_token(u, 2, 3_000, 300).await.unwrap();
+    let logged = store.logged_changes(0, 10).await.unwrap();
+    assert_eq!(logged.len(), 2);
+    let last = store.last_logged_change().await.unwrap();
+    assert_eq!(last, logged[1].0, "the last position is the newest change's");
+    assert!(store.logged_changes(last, 10).await.unwrap().is_empty());
+
+    // Changes from before 200 and revocations expired by 2,000 go.
+    store.prune_credentials(200, 2_000).await.unwrap();
+    let kept: Vec<i64> = store
+        .logged_changes(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(position, _)| position)
+        .collect();
+    assert_eq!(kept, [last]);
+    assert_eq!(store.last_logged_change().await.unwrap(), last);
+    let state = store.token_state(u, 0).await.unwrap().unwrap();
+    assert_eq!(state.revoked, [2], "the expired revocation is forgotten");
+}
+
 async fn missing_users_and_minted_ids_do_not_collide_with_registration(b: Backend) {
     let (_db, store) = open(b).await;
     store.ensure_user(uid(5), 0).await.unwrap();
@@ -823,4 +884,6 @@ backend_tests!(
     a_kept_connection_the_database_closed_is_replaced,
     writers_that_lock_take_turns_and_are_never_refused,
     ping_fails_once_the_database_is_gone,
+    a_batch_whose_mentions_fail_stores_none_of_it,
+    the_change_log_ends_where_it_says_and_pruning_keeps_what_is_current,
 );
