@@ -469,7 +469,11 @@ async fn a_batch_whose_mentions_fail_stores_none_of_it(b: Backend) {
         .insert_messages(&[msg(1, 2, "third", None)], &mut seqs)
         .await
         .unwrap();
-    assert_eq!(out[0].as_ref().unwrap().message.seq, 2, "no seq was used up");
+    assert_eq!(
+        out[0].as_ref().unwrap().message.seq,
+        2,
+        "no seq was used up"
+    );
 }
 
 async fn the_change_log_ends_where_it_says_and_pruning_keeps_what_is_current(b: Backend) {
@@ -483,7 +487,10 @@ async fn the_change_log_ends_where_it_says_and_pruning_keeps_what_is_current(b: 
     let logged = store.logged_changes(0, 10).await.unwrap();
     assert_eq!(logged.len(), 2);
     let last = store.last_logged_change().await.unwrap();
-    assert_eq!(last, logged[1].0, "the last position is the newest change's");
+    assert_eq!(
+        last, logged[1].0,
+        "the last position is the newest change's"
+    );
     assert!(store.logged_changes(last, 10).await.unwrap().is_empty());
 
     // Changes from before 200 and revocations expired by 2,000 go.
