@@ -125,37 +125,51 @@ impl TestDb {
         Some(n.expect("count sessions"))
     }
 
-    /// Drops the database while its sessions are open and ends them, as an
-    /// operator's mistake or a failed-over server would: a store on it can
-    /// then neither use its connections nor open new ones. SQLite: nothing
-    /// (an open file outlives its name).
-    pub async fn vanish(&self) {
+    /// Ends every session the database server has open on this database
+    /// (as a restart or an operator would); how many it ended. SQLite: none
+    /// (its connections are file handles).
+    pub async fn end_sessions(&self) -> usize {
         use sqlx::{Connection, Executor};
-        match self.backend {
-            Backend::Sqlite => {}
-            Backend::MySql => {
-                let mut c = sqlx::MySqlConnection::connect(&self.admin_url)
-                    .await
-                    .expect("connect to MySQL");
-                let ids: Vec<i64> = sqlx::query_scalar(
-                    "SELECT CAST(id AS SIGNED) FROM information_schema.processlist WHERE db = ?",
-                )
-                .bind(&self.name)
-                .fetch_all(&mut c)
-                .await
-                .expect("list sessions");
-                let drop = format!("DROP DATABASE {}", self.name);
-                c.execute(drop.as_str()).await.expect("drop database");
-                for id in ids {
-                    // A session may have ended on its own meanwhile.
-                    let _ = c.execute(format!("KILL {id}").as_str()).await;
-                }
-            }
-            Backend::Postgres => {
-                let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
-                admin_exec(self.backend, &self.admin_url, &drop).await;
-            }
+        let (list, kill) = match self.backend {
+            Backend::Sqlite => return 0,
+            Backend::MySql => (
+                "SELECT CAST(id AS SIGNED) FROM information_schema.processlist WHERE db = ?",
+                "KILL",
+            ),
+            Backend::Postgres => (
+                "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity WHERE datname = $1",
+                "SELECT pg_terminate_backend",
+            ),
+        };
+        let mut c = sqlx::AnyConnection::connect(&self.admin_url)
+            .await
+            .expect("connect to the database server");
+        let ids: Vec<i64> = sqlx::query_scalar(list)
+            .bind(&self.name)
+            .fetch_all(&mut c)
+            .await
+            .expect("list sessions");
+        for id in &ids {
+            // A session may have ended on its own meanwhile.
+            let _ = c.execute(format!("{kill}({id})").as_str()).await;
         }
+        ids.len()
+    }
+
+    /// Ends the database's sessions and drops it, as an operator's mistake
+    /// or a failed-over server would: a store on it can then neither use
+    /// its connections nor open new ones. SQLite: nothing (an open file
+    /// outlives its name).
+    pub async fn vanish(&self) {
+        if self.backend == Backend::Sqlite {
+            return;
+        }
+        self.end_sessions().await;
+        let drop = match self.backend {
+            Backend::Postgres => format!("DROP DATABASE {} WITH (FORCE)", self.name),
+            _ => format!("DROP DATABASE {}", self.name),
+        };
+        admin_exec(self.backend, &self.admin_url, &drop).await;
     }
 }
 
