@@ -5,8 +5,9 @@
 //! fred reconnects by itself when Redis comes back). Besides that, this
 //! module keeps what a node caches or counts correct across nodes:
 //! - **group rosters**: a membership change is published on
-//!   `<prefix>:rosters`; every node drops its cached roster. Cached rosters also
-//!   expire after [`ROSTER_MAX_AGE`], so a change is seen within it even
+//!   `<prefix>:rosters`; every node drops its cached roster. Cached rosters are
+//!   also trusted only [`ROSTER_MAX_AGE`] after a check of the database's
+//!   versions (`chat::directory`), so a change is seen within it even
 //!   while Redis is away, and a node that reconnects forgets them all.
 //! - **per-user rate limits**: token buckets and failed-login counts in
 //!   Redis (Lua scripts; one call per batch of sends), called only by
@@ -32,11 +33,13 @@ use fred::types::{Builder, RespVersion};
 use crate::ids::{GroupId, UserId};
 use crate::metrics::ClusterCounters;
 
-/// Longest a node trusts a cached block set in a cluster, where block
-/// changes are announced (a lost announcement is healed by this).
+/// Longest a node trusts its cached block sets in a cluster without a
+/// check of the database's versions, where block changes are announced (a
+/// lost announcement is healed by this).
 pub const BLOCKS_MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Longest a node trusts a cached roster in a cluster.
+/// Longest a node trusts its cached rosters in a cluster without a check
+/// of the database's versions.
 pub const ROSTER_MAX_AGE: Duration = Duration::from_millis(800);
 /// Longest wait for one Redis call on a request path.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);

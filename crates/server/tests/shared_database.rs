@@ -333,6 +333,50 @@ async fn membership_changes_hold_on_a_node_sharing_the_database(backend: Backend
     );
 }
 
+/// Two nodes on one database, no Redis: a block made through one node
+/// holds on the other within the max age, though the other has the
+/// blocked user's block set cached, and so does lifting it. The other
+/// node learns of each from the database's blocks version (one query per
+/// max age), not by reading every cached set again.
+async fn blocks_hold_on_a_node_sharing_the_database(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let secret = palaver::auth::random_secret();
+    let n1 = Node::start(&db.url, &secret).await;
+    let n2 = Node::start(&db.url, &secret).await;
+    let (alice, alice_t) = n1.register("alice").await;
+    let (bob, bob_t) = n1.register("bob").await;
+    let say = |content: &str| json!({"conversationType": "private", "receiverId": alice, "content": content});
+    let max_age = palaver::chat::SHARED_ROSTER_MAX_AGE;
+    // Node 2 caches bob's (empty) block set while taking this.
+    let b2 = n2.connect(&bob_t).await;
+    let ack = b2.emit_ack("message", &say("hi")).await.unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+
+    let started = Instant::now();
+    let (status, body) = n1
+        .post(&format!("/api/blocks/{bob}"), Some(&alice_t), json!({}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    tokio::time::sleep(max_age.saturating_sub(started.elapsed())).await;
+    let ack = b2.emit_ack("message", &say("still there?")).await.unwrap();
+    assert_eq!(
+        ack["error"]["code"], "forbidden",
+        "node 2 let a blocked user's send through: {ack}"
+    );
+
+    let started = Instant::now();
+    assert_eq!(
+        n1.delete(&format!("/api/blocks/{bob}"), &alice_t).await,
+        204
+    );
+    tokio::time::sleep(max_age.saturating_sub(started.elapsed())).await;
+    let ack = b2.emit_ack("message", &say("friends again")).await.unwrap();
+    assert_eq!(
+        ack["ok"], true,
+        "node 2 still refuses once the block is lifted: {ack}"
+    );
+}
+
 /// Logging out everywhere through node 1 ends the socket on node 2 and
 /// refuses the token there within a second or so (node 2 reads the log of
 /// credential changes every half second; no Redis).
@@ -400,6 +444,11 @@ fn main() {
         on_both(
             "membership_changes_hold_on_a_node_sharing_the_database",
             |b| Box::pin(membership_changes_hold_on_a_node_sharing_the_database(b)),
+            always,
+        ),
+        on_both(
+            "blocks_hold_on_a_node_sharing_the_database",
+            |b| Box::pin(blocks_hold_on_a_node_sharing_the_database(b)),
             always,
         ),
         on_both(

@@ -3,9 +3,10 @@
 //! answers "who takes part in this conversation?" from.
 //!
 //! A roster is cached per group ([`Directory`]); where other nodes may
-//! change groups in the same database, a cached roster expires (see
-//! [`SHARED_ROSTER_MAX_AGE`] and `cluster::ROSTER_MAX_AGE`) and a sender
-//! missing from it is looked up again before being refused.
+//! change groups in the same database, the cached rosters are trusted for
+//! a max age after a check of the database's versions (see
+//! [`SHARED_ROSTER_MAX_AGE`] and `cluster::ROSTER_MAX_AGE`), and a sender
+//! missing from one is looked up again before being refused.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,9 +22,12 @@ use crate::ids::{GroupId, UserId};
 use crate::limits::Limits;
 use crate::store::{Store, TokenState};
 
-/// Longest a node trusts a cached roster on a MySQL/MariaDB or PostgreSQL
-/// database without Redis, where other nodes sharing the database cannot
-/// say when they change a group (in a cluster: `cluster::ROSTER_MAX_AGE`).
+/// Longest a node trusts its cached rosters and block sets without
+/// checking the database's versions of them (see `directory.rs`), on a
+/// MySQL/MariaDB or PostgreSQL database without Redis, where other nodes
+/// sharing the database cannot say when they change a group or a block
+/// (in a cluster: `cluster::ROSTER_MAX_AGE`): how long such a change may
+/// go unseen.
 pub const SHARED_ROSTER_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the writer and the request paths share.
@@ -122,19 +126,22 @@ impl Core {
         if let Some(set) = self.directory.blocks(user) {
             return Ok(set);
         }
-        let mut loaded = self.load_blocks(&[user]).await?;
+        let mut loaded = self.load_blocks(&*self.store, &[user]).await?;
         Ok(loaded.remove(&user).unwrap_or_default())
     }
 
     /// Reads and caches the block sets of those of `users` not cached, in
-    /// one query: the writer asks for a whole batch's senders at once, so
-    /// that sets expiring together (on a shared database they are trusted
-    /// a few seconds) cost one round trip, not one per sender.
+    /// one query through `store`: the writer asks for a whole batch's
+    /// senders at once, through its own connection, so that sets expiring
+    /// (on a shared database they are trusted a few seconds) cost one
+    /// round trip per batch, not one per sender.
     /// Returns the sets it read (cached unless a block changed meanwhile).
     pub async fn load_blocks(
         &self,
+        store: &dyn Store,
         users: &[UserId],
     ) -> Result<HashMap<UserId, Arc<HashSet<UserId>>>, ChatError> {
+        self.check_caches(store).await?;
         let mut missing: Vec<UserId> = users
             .iter()
             .copied()
@@ -146,7 +153,7 @@ impl Core {
             return Ok(HashMap::new());
         }
         let generation = self.directory.blocks_generation();
-        let pairs = self.store.blocks_involving(&missing).await?;
+        let pairs = store.blocks_involving(&missing).await?;
         let mut loaded = HashMap::with_capacity(missing.len());
         for &user in &missing {
             let set: HashSet<UserId> = pairs
@@ -219,12 +226,66 @@ impl Core {
         }
     }
 
+    /// Reads and caches, in one query through `store`, the rosters of
+    /// those of `groups` not cached: the writer asks for a whole batch's
+    /// groups at once, through its own connection, so that rosters
+    /// expiring (on a shared database they are trusted a few seconds) cost
+    /// one round trip per batch, not two per group. A group the answer
+    /// leaves out (unknown, deleted, empty) is left to
+    /// [`participants`](Self::participants) to read and refuse.
+    pub async fn load_rosters(
+        &self,
+        store: &dyn Store,
+        groups: &[GroupId],
+    ) -> Result<(), ChatError> {
+        self.check_caches(store).await?;
+        let mut missing: Vec<GroupId> = groups
+            .iter()
+            .copied()
+            .filter(|&g| self.directory.roster(g).is_none())
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let generation = self.directory.roster_generation();
+        let members = store.rosters(&missing).await?;
+        for group in members.chunk_by(|a, b| a.0 == b.0) {
+            let roster = Roster::new(
+                group
+                    .iter()
+                    .map(|(_, m)| (UserId::from_stored(m.user_id), m.role)),
+            );
+            self.directory
+                .put_roster(group[0].0, Arc::new(roster), generation);
+        }
+        Ok(())
+    }
+
     /// The group's roster (cached), or `None` for an unknown group.
     async fn roster(&self, group: GroupId) -> Result<Option<Arc<Roster>>, ChatError> {
         if let Some(r) = self.directory.roster(group) {
             return Ok(Some(r));
         }
+        self.check_caches(&*self.store).await?;
+        if let Some(r) = self.directory.roster(group) {
+            return Ok(Some(r));
+        }
         self.load_roster(group).await
+    }
+
+    /// Checks the cached rosters and block sets against the database's
+    /// [`CacheVersions`](crate::store::CacheVersions) through `store`, when
+    /// the last check is older than their max age (see [`Directory`]).
+    async fn check_caches(&self, store: &dyn Store) -> Result<(), ChatError> {
+        if !self.directory.check_due() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let versions = store.cache_versions().await?;
+        self.directory.checked(started, versions);
+        Ok(())
     }
 
     /// Reads the group's roster from the database and caches it (`None`

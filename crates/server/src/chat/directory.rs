@@ -3,11 +3,21 @@
 //! ([`TokenStates`], v1.3).
 //!
 //! Users are never deleted, so a user seen once is cached for good. Group
-//! rosters are cached until a membership change invalidates them. A
-//! generation counter closes the race where a roster read from the database
-//! just before a change would be cached just after the change's
-//! invalidation. Both maps are bounded: when full they are simply cleared.
-//! Locks are `std::sync::Mutex` and are never held across an `.await`.
+//! rosters and block sets are cached until a change made through this node
+//! invalidates them. A generation counter closes the race where a roster
+//! read from the database just before a change would be cached just after
+//! the change's invalidation. The maps are bounded: when full they are
+//! simply cleared. Locks are `std::sync::Mutex` and are never held across
+//! an `.await`.
+//!
+//! Where other nodes may change groups and blocks in the same database,
+//! neither cache is trusted for longer than its max age without a check
+//! ([`Directory::check_due`]): one read of the database's
+//! [`CacheVersions`], which every change to blocks, or to groups' members,
+//! writes anew. A version unchanged since the last check keeps every entry;
+//! a changed one forgets the whole cache. So a change on another node is
+//! seen within the max age, and a busy node pays one small query per max
+//! age instead of reading each roster and block set again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +27,7 @@ use std::time::{Duration, Instant};
 use palaver_protocol::Role;
 
 use crate::ids::{GroupId, UserId};
-use crate::store::TokenState;
+use crate::store::{CacheVersions, TokenState};
 
 const MAX_USERS: usize = 1_000_000;
 const MAX_ROSTERS: usize = 100_000;
@@ -50,15 +60,19 @@ impl Roster {
 
 #[derive(Default)]
 struct Rosters {
-    map: HashMap<GroupId, (Arc<Roster>, Instant)>,
+    map: HashMap<GroupId, Arc<Roster>>,
     generation: u64,
+    /// The groups version at the last check.
+    version: Option<String>,
 }
 
 /// Per user, everyone with a block between them either way (v1.2).
 #[derive(Default)]
 struct Blocks {
-    map: HashMap<UserId, (Arc<HashSet<UserId>>, Instant)>,
+    map: HashMap<UserId, Arc<HashSet<UserId>>>,
     generation: u64,
+    /// The blocks version at the last check.
+    version: Option<String>,
 }
 
 /// The caches.
@@ -67,10 +81,15 @@ pub struct Directory {
     users: Mutex<HashSet<UserId>>,
     rosters: Mutex<Rosters>,
     blocks: Mutex<Blocks>,
-    /// How long a cached roster is trusted (`None`: until invalidated).
+    /// How long cached rosters are trusted after a check (`None`: until
+    /// invalidated, never checked).
     max_age: Option<Duration>,
-    /// How long a cached block set is trusted (`None`: until invalidated).
+    /// How long cached block sets are trusted after a check (`None`: until
+    /// invalidated, never checked).
     blocks_max_age: Option<Duration>,
+    /// When the last check against the database's versions started
+    /// (`None`: never; nothing cached before the first check survives it).
+    checked: Mutex<Option<Instant>>,
 }
 
 impl Directory {
@@ -94,12 +113,53 @@ impl Directory {
         users.insert(id);
     }
 
+    /// The group's cached roster, unless a check is due.
     pub fn roster(&self, group: GroupId) -> Option<Arc<Roster>> {
-        let r = self.rosters.lock().unwrap();
-        let (roster, cached) = r.map.get(&group)?;
-        match self.max_age {
-            Some(max) if cached.elapsed() > max => None,
-            _ => Some(roster.clone()),
+        if self.outdated(self.max_age) {
+            return None;
+        }
+        self.rosters.lock().unwrap().map.get(&group).cloned()
+    }
+
+    /// Whether the last check is older than `max_age` (or there was none).
+    fn outdated(&self, max_age: Option<Duration>) -> bool {
+        max_age.is_some_and(|max| {
+            self.checked
+                .lock()
+                .unwrap()
+                .is_none_or(|at| at.elapsed() > max)
+        })
+    }
+
+    /// Whether either cache needs a check against the database's versions
+    /// before its entries are trusted again.
+    pub fn check_due(&self) -> bool {
+        self.outdated(self.max_age) || self.outdated(self.blocks_max_age)
+    }
+
+    /// Records a check that read `versions` and started at `started`: a
+    /// cache whose version changed since the last check (or that was never
+    /// checked) forgets every entry, as does a read in flight meanwhile.
+    pub fn checked(&self, started: Instant, versions: CacheVersions) {
+        let first = {
+            let mut checked = self.checked.lock().unwrap();
+            let first = checked.is_none();
+            *checked = Some(checked.map_or(started, |at| at.max(started)));
+            first
+        };
+        {
+            let mut r = self.rosters.lock().unwrap();
+            if first || r.version != versions.groups {
+                r.generation += 1;
+                r.map.clear();
+                r.version = versions.groups;
+            }
+        }
+        let mut b = self.blocks.lock().unwrap();
+        if first || b.version != versions.blocks {
+            b.generation += 1;
+            b.map.clear();
+            b.version = versions.blocks;
         }
     }
 
@@ -118,7 +178,7 @@ impl Directory {
         if r.map.len() >= MAX_ROSTERS {
             r.map.clear();
         }
-        r.map.insert(group, (roster, Instant::now()));
+        r.map.insert(group, roster);
     }
 
     /// Forgets a group's roster after its membership changed.
@@ -128,14 +188,13 @@ impl Directory {
         r.map.remove(&group);
     }
 
-    /// Everyone with a block between them and `user`, if cached.
+    /// Everyone with a block between them and `user`, if cached and no
+    /// check is due.
     pub fn blocks(&self, user: UserId) -> Option<Arc<HashSet<UserId>>> {
-        let b = self.blocks.lock().unwrap();
-        let (set, cached) = b.map.get(&user)?;
-        match self.blocks_max_age {
-            Some(max) if cached.elapsed() > max => None,
-            _ => Some(set.clone()),
+        if self.outdated(self.blocks_max_age) {
+            return None;
         }
+        self.blocks.lock().unwrap().map.get(&user).cloned()
     }
 
     /// The generation to pass to [`put_blocks`](Self::put_blocks).
@@ -152,7 +211,7 @@ impl Directory {
         if b.map.len() >= MAX_BLOCK_SETS {
             b.map.clear();
         }
-        b.map.insert(user, (set, Instant::now()));
+        b.map.insert(user, set);
     }
 
     /// Forgets the block sets of both users of a block that changed.
@@ -273,6 +332,98 @@ mod tests {
             generation,
             ..TokenState::default()
         }
+    }
+
+    const AGE: Duration = Duration::from_secs(5);
+
+    fn versions(blocks: Option<&str>, groups: Option<&str>) -> CacheVersions {
+        CacheVersions {
+            blocks: blocks.map(str::to_string),
+            groups: groups.map(str::to_string),
+        }
+    }
+
+    /// A directory with group 1's roster and user 1's block set cached
+    /// after a first check that read `checked`.
+    fn filled(checked: &CacheVersions) -> (Directory, GroupId, UserId) {
+        let d = Directory::new(Some(AGE), Some(AGE));
+        d.checked(Instant::now(), checked.clone());
+        let (g, u) = (GroupId::parse(1).unwrap(), UserId::parse(1).unwrap());
+        let roster = Roster::new([(u, Role::Owner)]);
+        d.put_roster(g, Arc::new(roster), d.roster_generation());
+        d.put_blocks(u, Arc::default(), d.blocks_generation());
+        (d, g, u)
+    }
+
+    #[test]
+    fn an_unchanged_version_keeps_every_entry_for_another_max_age() {
+        let v = versions(Some("b1"), None);
+        let (d, g, u) = filled(&v);
+        assert!(!d.check_due());
+        d.checked(Instant::now(), v);
+        assert!(d.roster(g).is_some() && d.blocks(u).is_some());
+    }
+
+    #[test]
+    fn entries_are_not_trusted_once_a_check_is_due() {
+        let d = Directory::new(Some(AGE), Some(AGE));
+        let g = GroupId::parse(1).unwrap();
+        assert!(d.check_due(), "never checked");
+        d.checked(
+            Instant::now() - AGE - Duration::from_millis(1),
+            versions(None, None),
+        );
+        d.put_roster(g, Arc::new(Roster::new([])), d.roster_generation());
+        assert!(d.check_due());
+        assert!(
+            d.roster(g).is_none(),
+            "the last check is older than the max age"
+        );
+        d.checked(Instant::now(), versions(None, None));
+        assert!(
+            d.roster(g).is_some(),
+            "an unchanged version trusts it again"
+        );
+    }
+
+    #[test]
+    fn a_changed_version_forgets_that_cache_and_only_that_one() {
+        let (d, g, u) = filled(&versions(Some("b1"), Some("g1")));
+        d.checked(Instant::now(), versions(Some("b1"), Some("g2")));
+        assert!(d.roster(g).is_none(), "groups changed elsewhere");
+        assert!(d.blocks(u).is_some(), "blocks did not");
+        let (d, g, u) = filled(&versions(None, Some("g1")));
+        d.checked(Instant::now(), versions(Some("b1"), Some("g1")));
+        assert!(d.blocks(u).is_none(), "the first block anywhere");
+        assert!(d.roster(g).is_some());
+    }
+
+    #[test]
+    fn the_first_check_forgets_what_was_cached_before_it() {
+        let d = Directory::new(Some(AGE), Some(AGE));
+        let u = UserId::parse(1).unwrap();
+        d.put_blocks(u, Arc::default(), d.blocks_generation());
+        d.checked(Instant::now(), versions(None, None));
+        assert!(d.blocks(u).is_none());
+    }
+
+    #[test]
+    fn a_read_in_flight_when_a_change_is_found_is_not_kept() {
+        let (d, g, u) = filled(&versions(None, None));
+        let (roster_gen, blocks_gen) = (d.roster_generation(), d.blocks_generation());
+        d.checked(Instant::now(), versions(Some("b"), Some("g")));
+        d.put_roster(g, Arc::new(Roster::new([])), roster_gen);
+        d.put_blocks(u, Arc::default(), blocks_gen);
+        assert!(d.roster(g).is_none() && d.blocks(u).is_none());
+    }
+
+    #[test]
+    fn without_a_max_age_nothing_is_ever_checked() {
+        let d = Directory::new(None, None);
+        let g = GroupId::parse(1).unwrap();
+        d.put_roster(g, Arc::new(Roster::new([])), d.roster_generation());
+        assert!(!d.check_due());
+        assert!(d.roster(g).is_some());
     }
 
     #[test]

@@ -92,20 +92,19 @@ impl Chat {
         settings: Settings,
     ) -> Result<Self, ConnectError> {
         // On a database other nodes may share (MySQL/MariaDB, PostgreSQL;
-        // with Redis or without) another node may change a group: cached
-        // rosters expire. In a cluster, other nodes also say when they
-        // change one, and rosters expire sooner; without Redis they are
-        // trusted longer, as each reload of an active group's roster is two
-        // queries on the writer's path.
+        // with Redis or without) another node may change a group or a
+        // block: the cached rosters and block sets are trusted for a max
+        // age after each check of the database's versions of them (one
+        // query, see `directory.rs`). In a cluster, other nodes also say
+        // when they change one, and rosters are checked sooner.
         let shared = store.backend() != "sqlite" || settings.cluster.is_some();
         let max_age = match (&settings.cluster, shared) {
             (Some(_), _) => Some(ROSTER_MAX_AGE),
             (None, true) => Some(SHARED_ROSTER_MAX_AGE),
             (None, false) => None,
         };
-        // Block sets are read per user, so one that expired costs a query
-        // on the next send of that user: in a cluster, where changes are
-        // announced, they are trusted for a minute.
+        // In a cluster, where block changes are announced, block sets
+        // alone would be checked once a minute.
         let blocks_max_age = match (&settings.cluster, shared) {
             (Some(_), _) => Some(BLOCKS_MAX_AGE),
             (None, true) => Some(SHARED_ROSTER_MAX_AGE),

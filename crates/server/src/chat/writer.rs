@@ -121,14 +121,22 @@ async fn commit_batch(core: &Core, store: &dyn Store, seqs: &mut SeqCache, jobs:
         .messages_everywhere(jobs.iter().map(|j| j.req.sender))
         .await;
 
-    // The block sets of the batch's private senders, in one query where
-    // any expired (if it fails, each send's own check reports it).
-    let senders: Vec<UserId> = jobs
-        .iter()
-        .filter(|j| matches!(j.req.target, Target::Private(_)))
-        .map(|j| j.req.sender)
-        .collect();
-    let _ = timeout_at(deadline, core.load_blocks(&senders)).await;
+    // The block sets of the batch's private senders and the rosters of its
+    // groups, each in one query where any expired, through the writer's
+    // own connection: the request pool's answers wait for the sockets'
+    // runtime. If either fails, each send's own check reports it.
+    let (mut senders, mut groups) = (Vec::new(), Vec::new());
+    for job in &jobs {
+        match job.req.target {
+            Target::Private(_) => senders.push(job.req.sender),
+            Target::Group(g) => groups.push(g),
+        }
+    }
+    let _ = timeout_at(deadline, async {
+        let _ = core.load_blocks(store, &senders).await;
+        let _ = core.load_rosters(store, &groups).await;
+    })
+    .await;
 
     // Authorize each send; refused ones are answered at once.
     let mut accepted = Vec::with_capacity(jobs.len());

@@ -139,6 +139,21 @@ pub trait Store:
     /// Returns the stored value of `key`, storing `candidate` first if the
     /// key is unset. Every node sharing the database gets the same answer.
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+
+    /// The versions cached rosters and block sets are checked against, in
+    /// one query (on the writer's store, on its own connection).
+    async fn cache_versions(&self) -> Result<CacheVersions, StoreError>;
+}
+
+/// Values written anew, in the same transaction, by every change to
+/// blocks ([`UserStore::set_block`]) and to groups' members, roles or
+/// existence ([`GroupStore::change_group`]): a node that caches either
+/// reads them to learn whether another node changed anything since it
+/// last looked (`chat::directory`). `None` until the first such change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheVersions {
+    pub blocks: Option<String>,
+    pub groups: Option<String>,
 }
 
 /// What every token of a user is checked against (v1.3).
@@ -341,6 +356,12 @@ pub trait GroupStore: Send + Sync {
 
     /// The members of a group, by join time; empty for an unknown group.
     async fn members(&self, group: GroupId) -> Result<Vec<Member>, StoreError>;
+
+    /// The members of each of `groups` that exists, as `(group, member)`,
+    /// by group and join time, in one query (per few hundred groups): the
+    /// writer reads a batch's expired rosters at once. A group left out is
+    /// unknown, deleted, or has no members.
+    async fn rosters(&self, groups: &[GroupId]) -> Result<Vec<(GroupId, Member)>, StoreError>;
 
     /// Where `user`'s membership of `group` ended (the seq of the system
     /// message of their departure, or of the group's deletion), if they

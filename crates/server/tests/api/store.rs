@@ -3,8 +3,8 @@
 
 use palaver::ids::{ActivityKey, ConversationKey, ConversationsPage, GroupId, Page, UserId};
 use palaver::store::{
-    self, ChangeOutcome, GroupChange, GroupOutcome, Inserted, MessageChange, NewMessage,
-    PoolOptions, SeqCache, Store, StoreError,
+    self, CacheVersions, ChangeOutcome, GroupChange, GroupOutcome, Inserted, MessageChange,
+    NewMessage, PoolOptions, SeqCache, Store, StoreError,
 };
 use palaver_protocol::{Role, SystemChange, SystemEvent};
 
@@ -760,6 +760,145 @@ async fn a_page_ending_at_the_last_message_says_there_is_no_more(b: Backend) {
     }
 }
 
+/// The system message of a change to `group` about `user`, made by user 1.
+fn system_message(group: GroupId, event: SystemEvent, user: i64) -> NewMessage {
+    NewMessage {
+        sender_id: uid(1),
+        conversation: ConversationKey::Group(group),
+        receiver_id: group.get(),
+        content: format!("{event:?} {user}"),
+        client_msg_id: None,
+        created_at_ms: 1_795_665_600_000,
+        reply_to: None,
+        mentions: Vec::new(),
+        system: Some(SystemChange {
+            event,
+            actor_id: 1,
+            user_id: Some(user),
+            name: None,
+            role: None,
+        }),
+    }
+}
+
+/// Every change to blocks, and every change to a group that changed
+/// something, writes a new version of it, which other nodes' caches are
+/// checked against; a change that changed nothing, or a new group (no node
+/// has it cached), writes none.
+async fn block_and_group_changes_write_new_cache_versions(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 3).await;
+    let v0 = store.cache_versions().await.unwrap();
+    assert_eq!(v0, CacheVersions::default(), "none before the first change");
+    let now = 1_795_665_600_000;
+    store.set_block(uid(1), uid(2), true, now).await.unwrap();
+    let v1 = store.cache_versions().await.unwrap();
+    assert!(v1.blocks.is_some() && v1.groups.is_none(), "{v1:?}");
+    store.set_block(uid(1), uid(2), false, now).await.unwrap();
+    let v2 = store.cache_versions().await.unwrap();
+    assert_ne!(v2.blocks, v1.blocks, "lifting a block is a change too");
+
+    let group = store
+        .create_group("g", uid(1), &uids(&[2]), now)
+        .await
+        .unwrap();
+    let gid = GroupId::parse(group.id).unwrap();
+    assert_eq!(store.cache_versions().await.unwrap(), v2);
+    let mut seqs = SeqCache::new();
+    let add = GroupChange::Add {
+        user: uid(3),
+        role: Role::Member,
+    };
+    let outcome = store
+        .change_group(
+            gid,
+            &add,
+            &system_message(gid, SystemEvent::MemberAdded, 3),
+            &mut seqs,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, GroupOutcome::Changed(_)), "{outcome:?}");
+    let v3 = store.cache_versions().await.unwrap();
+    assert!(v3.groups.is_some() && v3.blocks == v2.blocks, "{v3:?}");
+    let again = store
+        .change_group(
+            gid,
+            &add,
+            &system_message(gid, SystemEvent::MemberAdded, 3),
+            &mut seqs,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, GroupOutcome::AlreadyMember);
+    assert_eq!(store.cache_versions().await.unwrap(), v3, "nothing changed");
+}
+
+/// The rosters the writer reads in one query: each live group's current
+/// members, by group and join time; a group deleted, unknown, or left by a
+/// member is answered as `members` answers it.
+async fn rosters_read_in_one_query_match_each_groups_members(b: Backend) {
+    let (_db, store) = open(b).await;
+    users(&*store, 4).await;
+    let now = 1_795_665_600_000;
+    let mut seqs = SeqCache::new();
+    let mut ids = Vec::new();
+    for members in [&[2, 3][..], &[4], &[2]] {
+        let group = store
+            .create_group("g", uid(1), &uids(members), now)
+            .await
+            .unwrap();
+        ids.push(GroupId::parse(group.id).unwrap());
+    }
+    let (left, deleted) = (ids[0], ids[2]);
+    let remove = GroupChange::Remove { user: uid(2) };
+    let outcome = store
+        .change_group(
+            left,
+            &remove,
+            &system_message(left, SystemEvent::MemberRemoved, 2),
+            &mut seqs,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, GroupOutcome::Changed(_)), "{outcome:?}");
+    let outcome = store
+        .change_group(
+            deleted,
+            &GroupChange::Delete,
+            &system_message(deleted, SystemEvent::GroupDeleted, 1),
+            &mut seqs,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, GroupOutcome::Changed(_)), "{outcome:?}");
+    let unknown = GroupId::parse(999_999).unwrap();
+    let mut asked = ids.clone();
+    asked.push(unknown);
+    let rosters = store.rosters(&asked).await.unwrap();
+    let got: Vec<(i64, i64, Role)> = rosters
+        .iter()
+        .map(|(g, m)| (g.get(), m.user_id, m.role))
+        .collect();
+    let mut want = Vec::new();
+    for &g in &asked {
+        for m in store.members(g).await.unwrap() {
+            want.push((g.get(), m.user_id, m.role));
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        got.iter().map(|&(g, u, _)| (g, u)).collect::<Vec<_>>(),
+        [
+            (ids[0].get(), 1),
+            (ids[0].get(), 3),
+            (ids[1].get(), 1),
+            (ids[1].get(), 4)
+        ],
+        "user 2 left the first group; the third is deleted"
+    );
+}
+
 /// The store's own check that the user a change names is a member: the
 /// domain checks roles before queuing a change, and this one, inside the
 /// change's transaction, decides when the membership changed meanwhile.
@@ -775,23 +914,7 @@ async fn a_change_naming_a_non_member_is_refused_and_writes_nothing(b: Backend) 
     let gid = GroupId::parse(group.id).unwrap();
     let conv = ConversationKey::Group(gid);
     let mut seqs = SeqCache::new();
-    let system = |event, user: i64| NewMessage {
-        sender_id: uid(1),
-        conversation: conv,
-        receiver_id: group.id,
-        content: format!("{event:?} {user}"),
-        client_msg_id: None,
-        created_at_ms: 1_795_665_600_000,
-        reply_to: None,
-        mentions: Vec::new(),
-        system: Some(SystemChange {
-            event,
-            actor_id: 1,
-            user_id: Some(user),
-            name: None,
-            role: None,
-        }),
-    };
+    let system = |event, user: i64| system_message(gid, event, user);
     // User 3 departs: a member until then.
     let left = store
         .change_group(
@@ -865,4 +988,6 @@ backend_tests!(
     ping_fails_once_the_database_is_gone,
     a_batch_whose_mentions_fail_stores_none_of_it,
     the_change_log_ends_where_it_says_and_pruning_keeps_what_is_current,
+    block_and_group_changes_write_new_cache_versions,
+    rosters_read_in_one_query_match_each_groups_members,
 );

@@ -161,6 +161,29 @@ impl SqlStore {
         })
     }
 
+    /// A read the writer makes before a batch (its expired block sets and
+    /// rosters): on the writer's kept connection, since its pool holds no
+    /// other, and kept again once answered (closed if not: a read cut off
+    /// may leave its answer on the wire). One fresh from the pool goes
+    /// back to it: only a batch makes a connection the kept one. Any other
+    /// store reads from its pool.
+    pub(super) async fn read_for_writer<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if !self.writer {
+            return read(&mut *self.pool.acquire().await?).await;
+        }
+        let mut conn = self.batch_conn().await?;
+        let out = read(&mut conn).await?;
+        let kept = conn.kept;
+        let conn = conn.finish();
+        if kept {
+            *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some((conn, Instant::now()));
+        }
+        Ok(out)
+    }
+
     /// The rows of an insert per statement: for the writer, one statement
     /// per batch (its statement cache holds every size); otherwise cut into
     /// shapes ([`shaped_chunks`]).
@@ -204,21 +227,7 @@ impl SqlStore {
     /// Writes a new `writer_epoch` value, committed at once; returns it.
     pub(super) async fn bump_writer_epoch(&self) -> Result<String, StoreError> {
         let value = format!("{:016x}", rand::random::<u64>());
-        let sql = match self.d {
-            Dialect::MySql => {
-                "INSERT INTO settings (setting_key, setting_value) VALUES (?, ?) \
-                 ON DUPLICATE KEY UPDATE setting_value = VALUES(setting_value)"
-            }
-            _ => {
-                "INSERT INTO settings (setting_key, setting_value) VALUES (?, ?) \
-                 ON CONFLICT (setting_key) DO UPDATE SET setting_value = excluded.setting_value"
-            }
-        };
-        sqlx::query(&self.d.q(sql))
-            .bind(WRITER_EPOCH)
-            .bind(value.as_str())
-            .execute(&self.pool)
-            .await?;
+        self.put_setting(&self.pool, WRITER_EPOCH, &value).await?;
         Ok(value)
     }
 

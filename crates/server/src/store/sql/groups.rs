@@ -6,7 +6,7 @@ use palaver_protocol::{Group, Member, Role};
 use sqlx::{AnyConnection, Row};
 
 use super::batch::Batch;
-use super::dialect::{tuples, CHUNK};
+use super::dialect::{tuple, tuples, CHUNK};
 use super::rows::{group_from_row, member_from_row, text, GROUP_COLS};
 use super::SqlStore;
 use crate::ids::{ConversationKey, GroupId, UserId};
@@ -127,6 +127,30 @@ impl GroupStore for SqlStore {
              WHERE group_id = ? AND left_seq IS NULL ORDER BY joined_at, user_id");
         let rows = sqlx::query(&sql).bind(group).fetch_all(&self.pool).await?;
         rows.iter().map(member_from_row).collect()
+    }
+
+    async fn rosters(&self, groups: &[GroupId]) -> Result<Vec<(GroupId, Member)>, StoreError> {
+        self.read_for_writer(async |conn| {
+            let mut rosters = Vec::new();
+            for chunk in groups.chunks(CHUNK) {
+                let sql = self.d.q(format!(
+                    "SELECT m.group_id, m.user_id, m.role, m.joined_at FROM group_members m \
+                     JOIN chat_groups g ON g.id = m.group_id \
+                     WHERE m.group_id IN {} AND m.left_seq IS NULL AND g.deleted_at IS NULL \
+                     ORDER BY m.group_id, m.joined_at, m.user_id",
+                    tuple(chunk.len())
+                ));
+                let mut query = sqlx::query(&sql);
+                for &g in chunk {
+                    query = query.bind(g);
+                }
+                for r in query.fetch_all(&mut *conn).await? {
+                    rosters.push((r.try_get("group_id")?, member_from_row(&r)?));
+                }
+            }
+            Ok(rosters)
+        })
+        .await
     }
 
     async fn departed_at(&self, group: GroupId, user: UserId) -> Result<Option<i64>, StoreError> {
@@ -348,6 +372,8 @@ impl SqlStore {
                     .await?;
             }
         }
+        // Other nodes' cached rosters (see `CacheVersions`).
+        self.new_version(&mut tx, super::GROUPS_VERSION).await?;
         tx.commit().await?;
         Ok((GroupOutcome::Changed(Box::new(message)), learned))
     }

@@ -27,12 +27,16 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 
 pub(crate) use dialect::Dialect;
 use rows::text;
 
-use crate::store::{Store, StoreError};
+use crate::store::{CacheVersions, Store, StoreError};
+
+/// The keys of the [`CacheVersions`] in `settings`.
+const BLOCKS_VERSION: &str = "blocks_version";
+const GROUPS_VERSION: &str = "groups_version";
 
 /// The shared SQL store.
 pub(crate) struct SqlStore {
@@ -82,6 +86,39 @@ impl SqlStore {
         held.map(|(conn, _)| conn)
     }
 
+    /// Writes `value` as the setting `key` through `conn` (in the caller's
+    /// transaction, when it has one).
+    async fn put_setting<'c>(
+        &self,
+        conn: impl sqlx::Executor<'c, Database = Any>,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let sql = match self.d {
+            Dialect::MySql => {
+                "INSERT INTO settings (setting_key, setting_value) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE setting_value = VALUES(setting_value)"
+            }
+            _ => {
+                "INSERT INTO settings (setting_key, setting_value) VALUES (?, ?) \
+                 ON CONFLICT (setting_key) DO UPDATE SET setting_value = excluded.setting_value"
+            }
+        };
+        sqlx::query(&self.d.q(sql))
+            .bind(key)
+            .bind(value)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a new version (see [`CacheVersions`]) of what `key` names,
+    /// in the transaction of the change.
+    async fn new_version(&self, conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
+        let value = format!("{:016x}", rand::random::<u64>());
+        self.put_setting(conn, key, &value).await
+    }
+
     /// A write transaction. SQLite takes the write lock up front so that a
     /// transaction never has to upgrade a read lock, which SQLite refuses
     /// (`SQLITE_BUSY_SNAPSHOT`) instead of waiting.
@@ -123,5 +160,29 @@ impl Store for SqlStore {
             .q("SELECT setting_value FROM settings WHERE setting_key = ?");
         let row = sqlx::query(&sql).bind(key).fetch_one(&self.pool).await?;
         text(self.d, &row, "setting_value")
+    }
+
+    async fn cache_versions(&self) -> Result<CacheVersions, StoreError> {
+        self.read_for_writer(async |conn| {
+            let sql = self
+                .d
+                .q("SELECT setting_key, setting_value FROM settings WHERE setting_key IN (?, ?)");
+            let rows = sqlx::query(&sql)
+                .bind(BLOCKS_VERSION)
+                .bind(GROUPS_VERSION)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut versions = CacheVersions::default();
+            for row in &rows {
+                let value = Some(text(self.d, row, "setting_value")?);
+                match text(self.d, row, "setting_key")?.as_str() {
+                    BLOCKS_VERSION => versions.blocks = value,
+                    GROUPS_VERSION => versions.groups = value,
+                    _ => {}
+                }
+            }
+            Ok(versions)
+        })
+        .await
     }
 }

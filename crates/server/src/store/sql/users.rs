@@ -275,6 +275,7 @@ impl UserStore for SqlStore {
         on: bool,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         if on {
             let sql = self
                 .d
@@ -283,7 +284,7 @@ impl UserStore for SqlStore {
                 .bind(blocker)
                 .bind(blocked)
                 .bind(now_ms)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         } else {
             let sql = self
@@ -292,9 +293,12 @@ impl UserStore for SqlStore {
             sqlx::query(&sql)
                 .bind(blocker)
                 .bind(blocked)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         }
+        // Other nodes' cached block sets (see `CacheVersions`).
+        self.new_version(&mut tx, super::BLOCKS_VERSION).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -318,23 +322,26 @@ impl UserStore for SqlStore {
         &self,
         users: &[UserId],
     ) -> Result<Vec<(UserId, UserId)>, StoreError> {
-        let mut pairs = Vec::new();
-        for chunk in users.chunks(CHUNK) {
-            let list = tuple(chunk.len());
-            let sql = self.d.q(format!(
-                "SELECT blocker_id, blocked_id FROM blocks WHERE blocker_id IN {list} \
-                 UNION SELECT blocker_id, blocked_id FROM blocks WHERE blocked_id IN {list}"
-            ));
-            let mut query = sqlx::query(&sql);
-            for _ in 0..2 {
-                for &u in chunk {
-                    query = query.bind(u);
+        self.read_for_writer(async |conn| {
+            let mut pairs = Vec::new();
+            for chunk in users.chunks(CHUNK) {
+                let list = tuple(chunk.len());
+                let sql = self.d.q(format!(
+                    "SELECT blocker_id, blocked_id FROM blocks WHERE blocker_id IN {list} \
+                     UNION SELECT blocker_id, blocked_id FROM blocks WHERE blocked_id IN {list}"
+                ));
+                let mut query = sqlx::query(&sql);
+                for _ in 0..2 {
+                    for &u in chunk {
+                        query = query.bind(u);
+                    }
+                }
+                for r in query.fetch_all(&mut *conn).await? {
+                    pairs.push((r.try_get(0)?, r.try_get(1)?));
                 }
             }
-            for r in query.fetch_all(&self.pool).await? {
-                pairs.push((r.try_get(0)?, r.try_get(1)?));
-            }
-        }
-        Ok(pairs)
+            Ok(pairs)
+        })
+        .await
     }
 }
