@@ -395,6 +395,44 @@ async fn a_kept_connection_the_database_closed_is_replaced(b: Backend) {
     assert_eq!(out[0].as_ref().unwrap().message.seq, 2);
 }
 
+/// The writer's store reads a batch's expired block sets and rosters and
+/// the cache versions on the one connection it keeps between batches: its
+/// pool has no other, so a read from the pool would wait for it in vain.
+async fn the_writer_reads_on_the_connection_it_keeps(b: Backend) {
+    let (db, store) = open(b).await;
+    users(&*store, 2).await;
+    let group = store
+        .create_group("g", uid(1), &uids(&[2]), 1_795_665_600_000)
+        .await
+        .unwrap();
+    let gid = GroupId::parse(group.id).unwrap();
+    let Some(writer) = store::connect_writer(&db.url, std::time::Duration::from_secs(2))
+        .await
+        .unwrap()
+    else {
+        assert_eq!(b, Backend::Sqlite, "only SQLite's writer shares the pool");
+        return;
+    };
+    let mut seqs = SeqCache::new();
+    writer
+        .insert_messages(&[msg(1, 2, "kept", None)], &mut seqs)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(writer.blocks_involving(&uids(&[1])).await.unwrap(), []);
+        assert_eq!(writer.rosters(&[gid]).await.unwrap().len(), 2);
+        assert_eq!(
+            writer.cache_versions().await.unwrap(),
+            CacheVersions::default()
+        );
+    }
+    let out = writer
+        .insert_messages(&[msg(1, 2, "still kept", None)], &mut seqs)
+        .await
+        .unwrap();
+    assert_eq!(out[0].as_ref().unwrap().message.seq, 2);
+}
+
 async fn ping_fails_once_the_database_is_gone(b: Backend) {
     let (db, store) = open(b).await;
     store.ping().await.expect("a live database answers");
@@ -990,4 +1028,5 @@ backend_tests!(
     the_change_log_ends_where_it_says_and_pruning_keeps_what_is_current,
     block_and_group_changes_write_new_cache_versions,
     rosters_read_in_one_query_match_each_groups_members,
+    the_writer_reads_on_the_connection_it_keeps,
 );
