@@ -387,6 +387,18 @@ mod tests {
     }
 
     #[test]
+    fn a_check_is_due_once_either_cache_is_outdated() {
+        // In a cluster rosters are trusted 0.8 s after a check, block sets
+        // a minute.
+        for (rosters, blocks) in [(Duration::ZERO, AGE), (AGE, Duration::ZERO)] {
+            let d = Directory::new(Some(rosters), Some(blocks));
+            d.checked(Instant::now(), versions(None, None));
+            std::thread::sleep(Duration::from_millis(1));
+            assert!(d.check_due(), "rosters {rosters:?}, blocks {blocks:?}");
+        }
+    }
+
+    #[test]
     fn a_changed_version_forgets_that_cache_and_only_that_one() {
         let (d, g, u) = filled(&versions(Some("b1"), Some("g1")));
         d.checked(Instant::now(), versions(Some("b1"), Some("g2")));
