@@ -88,6 +88,14 @@ pub trait Sessions: Send + Sync {
     fn end_revoked(&self, user: UserId, state: &TokenState);
 }
 
+/// Those of `keys` that are not `cached`, sorted, each once.
+fn uncached<K: Ord + Copy>(keys: &[K], cached: impl Fn(K) -> bool) -> Vec<K> {
+    let mut missing: Vec<K> = keys.iter().copied().filter(|&k| !cached(k)).collect();
+    missing.sort_unstable();
+    missing.dedup();
+    missing
+}
+
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -142,13 +150,7 @@ impl Core {
         users: &[UserId],
     ) -> Result<HashMap<UserId, Arc<HashSet<UserId>>>, ChatError> {
         self.check_caches(store).await?;
-        let mut missing: Vec<UserId> = users
-            .iter()
-            .copied()
-            .filter(|&u| self.directory.blocks(u).is_none())
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
+        let missing = uncached(users, |u| self.directory.blocks(u).is_some());
         if missing.is_empty() {
             return Ok(HashMap::new());
         }
@@ -239,13 +241,7 @@ impl Core {
         groups: &[GroupId],
     ) -> Result<(), ChatError> {
         self.check_caches(store).await?;
-        let mut missing: Vec<GroupId> = groups
-            .iter()
-            .copied()
-            .filter(|&g| self.directory.roster(g).is_none())
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
+        let missing = uncached(groups, |g| self.directory.roster(g).is_some());
         if missing.is_empty() {
             return Ok(());
         }

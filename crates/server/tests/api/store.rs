@@ -824,6 +824,22 @@ fn system_message(group: GroupId, event: SystemEvent, user: i64) -> NewMessage {
     }
 }
 
+/// Applies `change` to `group` with its system message (`event` about
+/// `user`).
+async fn change(
+    store: &dyn Store,
+    seqs: &mut SeqCache,
+    group: GroupId,
+    change: &GroupChange,
+    event: SystemEvent,
+    user: i64,
+) -> GroupOutcome {
+    store
+        .change_group(group, change, &system_message(group, event, user), seqs)
+        .await
+        .unwrap()
+}
+
 /// Every change to blocks, and every change to a group that changed
 /// something, writes a new version of it, which other nodes' caches are
 /// checked against; a change that changed nothing, or a new group (no node
@@ -852,27 +868,11 @@ async fn block_and_group_changes_write_new_cache_versions(b: Backend) {
         user: uid(3),
         role: Role::Member,
     };
-    let outcome = store
-        .change_group(
-            gid,
-            &add,
-            &system_message(gid, SystemEvent::MemberAdded, 3),
-            &mut seqs,
-        )
-        .await
-        .unwrap();
+    let outcome = change(&*store, &mut seqs, gid, &add, SystemEvent::MemberAdded, 3).await;
     assert!(matches!(outcome, GroupOutcome::Changed(_)), "{outcome:?}");
     let v3 = store.cache_versions().await.unwrap();
     assert!(v3.groups.is_some() && v3.blocks == v2.blocks, "{v3:?}");
-    let again = store
-        .change_group(
-            gid,
-            &add,
-            &system_message(gid, SystemEvent::MemberAdded, 3),
-            &mut seqs,
-        )
-        .await
-        .unwrap();
+    let again = change(&*store, &mut seqs, gid, &add, SystemEvent::MemberAdded, 3).await;
     assert_eq!(again, GroupOutcome::AlreadyMember);
     assert_eq!(store.cache_versions().await.unwrap(), v3, "nothing changed");
 }
@@ -895,25 +895,25 @@ async fn rosters_read_in_one_query_match_each_groups_members(b: Backend) {
     }
     let (left, deleted) = (ids[0], ids[2]);
     let remove = GroupChange::Remove { user: uid(2) };
-    let outcome = store
-        .change_group(
-            left,
-            &remove,
-            &system_message(left, SystemEvent::MemberRemoved, 2),
-            &mut seqs,
-        )
-        .await
-        .unwrap();
+    let outcome = change(
+        &*store,
+        &mut seqs,
+        left,
+        &remove,
+        SystemEvent::MemberRemoved,
+        2,
+    )
+    .await;
     assert!(matches!(outcome, GroupOutcome::Changed(_)), "{outcome:?}");
-    let outcome = store
-        .change_group(
-            deleted,
-            &GroupChange::Delete,
-            &system_message(deleted, SystemEvent::GroupDeleted, 1),
-            &mut seqs,
-        )
-        .await
-        .unwrap();
+    let outcome = change(
+        &*store,
+        &mut seqs,
+        deleted,
+        &GroupChange::Delete,
+        SystemEvent::GroupDeleted,
+        1,
+    )
+    .await;
     assert!(matches!(outcome, GroupOutcome::Changed(_)), "{outcome:?}");
     let unknown = GroupId::parse(999_999).unwrap();
     let mut asked = ids.clone();
