@@ -369,14 +369,24 @@ async fn writers_that_lock_take_turns_and_are_never_refused(b: Backend) {
 /// The writer keeps its connection between batches. One the database has
 /// closed meanwhile (a restart, `wait_timeout`) is noticed by a ping once
 /// it has sat unused for a second, and replaced: the next batch goes in.
+/// The message writer's own store on `db`, whose pool gives up after
+/// `acquire_secs`; `None` on SQLite, whose writer shares the main pool.
+async fn writer_store(db: &TestDb, b: Backend, acquire_secs: u64) -> Option<Box<dyn Store>> {
+    let writer = store::connect_writer(&db.url, std::time::Duration::from_secs(acquire_secs))
+        .await
+        .unwrap();
+    assert_eq!(
+        writer.is_none(),
+        b == Backend::Sqlite,
+        "only SQLite's writer shares the pool"
+    );
+    writer
+}
+
 async fn a_kept_connection_the_database_closed_is_replaced(b: Backend) {
     let (db, store) = open(b).await;
     users(&*store, 2).await;
-    let Some(writer) = store::connect_writer(&db.url, std::time::Duration::from_secs(5))
-        .await
-        .unwrap()
-    else {
-        assert_eq!(b, Backend::Sqlite, "only SQLite's writer shares the pool");
+    let Some(writer) = writer_store(&db, b, 5).await else {
         return;
     };
     drop(store);
@@ -411,11 +421,7 @@ async fn the_writer_reads_on_the_connection_it_keeps(b: Backend) {
         .await
         .unwrap();
     let versions = store.cache_versions().await.unwrap();
-    let Some(writer) = store::connect_writer(&db.url, std::time::Duration::from_secs(2))
-        .await
-        .unwrap()
-    else {
-        assert_eq!(b, Backend::Sqlite, "only SQLite's writer shares the pool");
+    let Some(writer) = writer_store(&db, b, 2).await else {
         return;
     };
     let mut seqs = SeqCache::new();
