@@ -17,6 +17,10 @@ A=$1 B=$2 ROUNDS=${3:-2} USERS=${USERS:-100} GROUP_SIZE=${GROUP_SIZE:-}
 SCENARIO=(--users "$USERS" --search-start 4000)
 [ -n "$GROUP_SIZE" ] && SCENARIO=(--scenario group --users 1600 --group-size "$GROUP_SIZE" --search-start 1000)
 BENCH=target/release/palaver-bench
+# The buffer pool bench/run.sh sets (see there), restored at exit.
+POOL_BEFORE=$(mariadb -uroot -Nse "SELECT @@innodb_buffer_pool_size")
+mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = ${MARIADB_BUFFER_POOL:-2147483648}"
+trap 'mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $POOL_BEFORE"' EXIT
 run() { # label binary
   mariadb -uroot -e "DROP DATABASE IF EXISTS palaver_bench; CREATE DATABASE palaver_bench"
   "$2" serve --listen 127.0.0.1:4100 --message-rate 0 \

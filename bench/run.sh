@@ -5,7 +5,8 @@
 #   bash bench/run.sh                 # everything (about 25 minutes)
 #   SCENARIOS="private100" bash bench/run.sh
 #
-# Needs MariaDB on 127.0.0.1:3306 (root, no password), PostgreSQL on
+# Needs MariaDB on 127.0.0.1:3306 (root, no password; the run sets its
+# buffer pool to 2 GiB, MARIADB_BUFFER_POOL=bytes to change), PostgreSQL on
 # 127.0.0.1:5432 (postgres, trust), Redis on 127.0.0.1:6379, and Node.js
 # with npm for the reference server (bench/reference, installed from its
 # package-lock.json with `npm ci`). Results: target/bench/*.json
@@ -26,8 +27,22 @@ BENCH=target/release/palaver-bench
 ALONE=target/release/examples/socketio_alone
 PALAVER=${PALAVER:-target/release/palaver}  # PALAVER=path compares another build
 
+# MariaDB's buffer pool as a deployment on this machine would size it.
+# Its default, 128 MiB, is smaller than the messages table and its indexes
+# after one 10,000-user search (about 250 MiB); from there each commit
+# waits on page flushes (a batch of 256 went from 5 to 30 ms) and every
+# phase after one that overloaded the server fails with refusals, so the
+# searches measured MariaDB's default instead of the chat servers. Both
+# servers use the same MariaDB; the setting is restored at exit.
+POOL=${MARIADB_BUFFER_POOL:-2147483648}
+POOL_BEFORE=$(mariadb -uroot -Nse "SELECT @@innodb_buffer_pool_size")
+mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $POOL"
+
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  mariadb -uroot -e "SET GLOBAL innodb_buffer_pool_size = $POOL_BEFORE" || true
+}
 trap cleanup EXIT
 
 wait_http() { for _ in $(seq 1 300); do curl -s -o /dev/null "http://$1" && return 0; sleep 0.1; done; echo "no server at $1"; exit 1; }
