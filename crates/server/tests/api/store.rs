@@ -366,9 +366,6 @@ async fn writers_that_lock_take_turns_and_are_never_refused(b: Backend) {
     }
 }
 
-/// The writer keeps its connection between batches. One the database has
-/// closed meanwhile (a restart, `wait_timeout`) is noticed by a ping once
-/// it has sat unused for a second, and replaced: the next batch goes in.
 /// The message writer's own store on `db`, whose pool gives up after
 /// `acquire_secs`; `None` on SQLite, whose writer shares the main pool.
 async fn writer_store(db: &TestDb, b: Backend, acquire_secs: u64) -> Option<Box<dyn Store>> {
@@ -383,6 +380,9 @@ async fn writer_store(db: &TestDb, b: Backend, acquire_secs: u64) -> Option<Box<
     writer
 }
 
+/// The writer keeps its connection between batches. One the database has
+/// closed meanwhile (a restart, `wait_timeout`) is noticed by a ping once
+/// it has sat unused for a second, and replaced: the next batch goes in.
 async fn a_kept_connection_the_database_closed_is_replaced(b: Backend) {
     let (db, store) = open(b).await;
     users(&*store, 2).await;
