@@ -51,7 +51,9 @@ pub struct Args {
     /// Seconds per phase.
     #[arg(long, default_value_t = 5.0)]
     pub duration: f64,
-    /// Find the highest rate held at p99 ≤ --p99-limit-ms with nothing lost.
+    /// Find the highest rate held at p99 ≤ --p99-limit-ms with nothing lost:
+    /// up by 1.5× while phases hold (a phase failed by latency alone is run
+    /// once more, and the repeat decides), then three bisections.
     #[arg(long)]
     pub search: bool,
     #[arg(long, default_value_t = 1000.0)]

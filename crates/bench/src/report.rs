@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::args::{Scenario, Target};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct PhaseReport {
     pub offered_rate: f64,
     pub seconds: f64,
