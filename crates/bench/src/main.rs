@@ -43,8 +43,9 @@ fn next_search_rate(rate: f64, held: bool, any_held: bool) -> Option<f64> {
     }
 }
 
-/// Whether a failed phase of the search's climb is run once more before
-/// it counts: only when nothing was lost, duplicated, reordered or refused,
+/// Whether a failed phase before the search's bisection (climbing, or
+/// going down from a start that failed) is run once more before it
+/// counts: only when nothing was lost, duplicated, reordered or refused,
 /// so that only the latency limit failed it. The bisection's phases are
 /// not repeated.
 fn retry_failed_climb(p: &PhaseReport) -> bool {
@@ -579,7 +580,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_climb_phase_failed_by_latency_alone_is_repeated() {
+    fn a_failed_phase_is_repeated_only_when_latency_alone_failed_it() {
         let slow = PhaseReport {
             deliver_p99_ms: 90.0,
             ..PhaseReport::default()
